@@ -1,0 +1,45 @@
+# The two commands a newcomer needs (see README.md):
+#   make run    — set up (models, packages), build, and serve on 127.0.0.1:8080 (FEED=... replays a feed)
+#   make test   — set up, build, and pass every test suite, including the real-data evaluation
+# .ci/run calls `make test`.
+
+SHELL := /bin/bash
+FEED ?=
+SPEED ?= 600
+BIND ?= 127.0.0.1:8080
+SHARED ?= ../shared/data
+CARGO ?= cargo
+
+.PHONY: run setup build test test-unit test-real bench peers fmt clippy
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --bin tidings
+
+run: build
+	$(CARGO) run --quiet --bin tidings -- serve --bind $(BIND) $(if $(FEED),--replay $(FEED) --speed $(SPEED) --shift-to-now,)
+
+# Everything CI runs: unit, property and HTTP integration tests, then the real-data suite.
+test: setup test-unit test-real
+
+test-unit:
+	$(CARGO) test --workspace --all-targets
+
+# Real-data retrieval evaluation on ../shared/data (CrisisLexT26, TweetQA); fails when the data
+# is missing or a quality floor is not met.
+test-real:
+	$(CARGO) run --quiet --bin tidings -- eval --shared $(SHARED) --check-floors
+
+bench:
+	$(CARGO) run --quiet --bin tidings -- bench --shared $(SHARED)
+
+peers:
+	bash bench/peers/run.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,122 @@
+//! `tidings-api`: the HTTP face of Tidings (axum).
+//!
+//! Layout: [`router`] builds the app from an [`AppState`]; `routes/` holds one module per
+//! route family (`posts`, `search`, `health`); `metrics` renders Prometheus text; `error`
+//! maps every failure to `{"error": {"code", "message"}}` with a stable code. DTOs live here and
+//! convert by hand to the index's plain types.
+
+mod error;
+mod metrics;
+mod routes;
+mod time;
+
+pub use error::ApiError;
+pub use time::{parse_duration, parse_time};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use tidings_index::{IndexStats, SearchHandle, WriteHandle};
+use tidings_ingest::ValidationConfig;
+
+/// Settings of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub max_body_bytes: usize,
+    pub max_posts_per_request: usize,
+    pub max_search_results: usize,
+    /// Recency half-life when a search names none.
+    pub default_half_life: Option<Duration>,
+    pub validation: ValidationConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: 10 << 20,
+            max_posts_per_request: 10_000,
+            max_search_results: 100,
+            default_half_life: Some(Duration::from_secs(24 * 3600)),
+            validation: ValidationConfig::default(),
+        }
+    }
+}
+
+/// Everything handlers need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub search: SearchHandle,
+    pub write: WriteHandle,
+    pub stats: Arc<IndexStats>,
+    pub config: Arc<ApiConfig>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(
+        search: SearchHandle,
+        write: WriteHandle,
+        stats: Arc<IndexStats>,
+        config: ApiConfig,
+    ) -> AppState {
+        let metrics = Arc::new(metrics::Metrics::new(stats.clone()));
+        AppState {
+            search,
+            write,
+            stats,
+            config: Arc::new(config),
+            metrics,
+        }
+    }
+}
+
+/// The whole HTTP app.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(metrics::render))
+        .route(
+            "/v1/search",
+            get(routes::search::search_get).post(routes::search::search_post),
+        )
+        .route("/v1/posts", axum::routing::post(routes::posts::push))
+        .route(
+            "/v1/posts/{id}",
+            delete(routes::posts::remove).get(routes::posts::fetch),
+        )
+        .fallback(routes::health::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Counts requests by route, method and status.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe_request(route, method, response.status().as_u16());
+    response
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then drains open requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,5 @@
+//! One module per route family.
+
+pub(crate) mod health;
+pub(crate) mod posts;
+pub(crate) mod search;

@@ -1,0 +1,245 @@
+//! `POST /v1/posts` (JSON array, one object, or NDJSON; per-item results; idempotent by id),
+//! `GET /v1/posts/{id}`, `DELETE /v1/posts/{id}`.
+//!
+//! Durability contract: the response to a push is sent only after the commit that holds its
+//! posts, so every item reported `inserted`, `updated` or `duplicate` is durable and searchable
+//! by BM25 when the client reads it (`"durable": true`). Vectors follow asynchronously.
+
+use crate::error::body_error;
+use crate::routes::search::PostDto;
+use crate::{ApiError, AppState};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use chrono::Utc;
+use serde::Serialize;
+use tidings_index::{PostId, UpsertOutcome};
+use tidings_ingest::validate::record_id;
+use tidings_ingest::{validate, Rejection};
+
+#[derive(Serialize)]
+struct ItemError {
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ItemResult {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ItemError>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PushResponse {
+    durable: bool,
+    inserted: usize,
+    updated: usize,
+    duplicates: usize,
+    rejected: usize,
+    results: Vec<ItemResult>,
+}
+
+/// Splits a body into records: NDJSON by content type, else a JSON array or object (falling back
+/// to NDJSON when the body is several JSON lines).
+fn records(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<Result<serde_json::Value, Rejection>>, ApiError> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("body is not UTF-8: {e}")))?;
+    let ndjson = |text: &str| {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .map_err(|e| Rejection::malformed(format!("not valid JSON: {e}")))
+            })
+            .collect::<Vec<_>>()
+    };
+    if content_type.contains("ndjson")
+        || content_type.contains("jsonl")
+        || content_type.contains("json-seq")
+    {
+        return Ok(ndjson(text));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
+        Ok(item @ serde_json::Value::Object(_)) => Ok(vec![Ok(item)]),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            "body must be a JSON array of posts, one post object, or NDJSON",
+        )),
+        Err(_) if text.trim().lines().count() > 1 => Ok(ndjson(text)),
+        Err(e) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!("body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+pub(crate) async fn push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<PushResponse>), ApiError> {
+    let body = body.map_err(|e| body_error(e, state.config.max_body_bytes))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "send a JSON array of posts, one post object, or NDJSON",
+        ));
+    }
+    let items = records(&headers, &body)?;
+    let max = state.config.max_posts_per_request;
+    if items.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_posts",
+            format!("{} posts in one request; the limit is {max}", items.len()),
+        ));
+    }
+    let now = Utc::now();
+    let mut results: Vec<ItemResult> = Vec::with_capacity(items.len());
+    let mut posts = Vec::new();
+    let mut post_slots = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let outcome = item.and_then(|value| {
+            let id = record_id(&value);
+            validate(value, "push", &state.config.validation, now)
+                .map_err(|r| (r, id))
+                .map_err(|(r, _)| r)
+        });
+        match outcome {
+            Ok(post) => {
+                results.push(ItemResult {
+                    index,
+                    id: Some(post.id.to_string()),
+                    status: "pending",
+                    error: None,
+                });
+                post_slots.push(index);
+                posts.push(post);
+            }
+            Err(r) => results.push(ItemResult {
+                index,
+                id: None,
+                status: "rejected",
+                error: Some(ItemError {
+                    code: r.code,
+                    field: r.field,
+                    message: r.message,
+                }),
+            }),
+        }
+    }
+    let rejected = results.len() - posts.len();
+    let (mut inserted, mut updated, mut duplicates) = (0, 0, 0);
+    if !posts.is_empty() {
+        let outcomes = state.write.upsert(posts, None).await?;
+        for (slot, outcome) in post_slots.into_iter().zip(outcomes) {
+            results[slot].status = match outcome {
+                UpsertOutcome::Inserted => {
+                    inserted += 1;
+                    "inserted"
+                }
+                UpsertOutcome::Updated => {
+                    updated += 1;
+                    "updated"
+                }
+                UpsertOutcome::Duplicate => {
+                    duplicates += 1;
+                    "duplicate"
+                }
+            };
+        }
+    }
+    let status = if rejected > 0 && rejected == results.len() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(PushResponse {
+            durable: inserted + updated + duplicates > 0,
+            inserted,
+            updated,
+            duplicates,
+            rejected,
+            results,
+        }),
+    ))
+}
+
+fn parse_id(raw: &str) -> Result<PostId, ApiError> {
+    PostId::parse(raw).map_err(|e| ApiError::bad_request("invalid_id", e))
+}
+
+pub(crate) async fn fetch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PostDto>, ApiError> {
+    let id = parse_id(&id)?;
+    let search = state.search.clone();
+    let lookup = id.clone();
+    let post = tokio::task::spawn_blocking(move || search.get(&lookup))
+        .await
+        .map_err(|e| {
+            ApiError::from(tidings_index::IndexError::Internal(format!(
+                "lookup task failed: {e}"
+            )))
+        })??;
+    match post {
+        Some(p) => Ok(Json(PostDto::from(&p))),
+        None => Err(ApiError::not_found(format!(
+            "no post with id `{id}` (deleted, expired, or not committed yet)"
+        ))),
+    }
+}
+
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let found = state.write.delete(vec![id.clone()]).await?;
+    if found.first().copied().unwrap_or(false) {
+        Ok(Json(
+            serde_json::json!({ "id": id.as_str(), "deleted": true }),
+        ))
+    } else {
+        Err(ApiError::not_found(format!("no post with id `{id}`")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_bodies() {
+        let h = HeaderMap::new();
+        assert_eq!(records(&h, br#"[{"a":1},{"b":2}]"#).unwrap().len(), 2);
+        assert_eq!(records(&h, br#"{"a":1}"#).unwrap().len(), 1);
+        assert_eq!(records(&h, b"{\"a\":1}\n{\"b\":2}\n").unwrap().len(), 2);
+        let mut nd = HeaderMap::new();
+        nd.insert("content-type", "application/x-ndjson".parse().unwrap());
+        let items = records(&nd, b"{\"a\":1}\nnope\n").unwrap();
+        assert!(items[0].is_ok() && items[1].is_err());
+        assert_eq!(records(&h, b"42").unwrap_err().code, "invalid_body");
+        assert_eq!(records(&h, b"{oops").unwrap_err().code, "invalid_json");
+    }
+}

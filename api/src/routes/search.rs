@@ -1,0 +1,343 @@
+//! `GET|POST /v1/search`: hybrid search with time window, filters and a per-hit score breakdown.
+
+use crate::time::{parse_duration, parse_time};
+use crate::{ApiError, AppState};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tidings_index::{Post, SearchFilter, SearchHit, SearchMode, SearchRequest};
+
+/// The search request as clients send it (POST body; GET uses the same names, lists comma-separated).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchBody {
+    #[serde(alias = "query")]
+    q: Option<String>,
+    /// Relative window ending at `as_of`: `30m`, `2h`, `7d`.
+    since: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    as_of: Option<String>,
+    #[serde(default, alias = "handles")]
+    authors: Vec<String>,
+    #[serde(default, alias = "exclude_handles")]
+    exclude_authors: Vec<String>,
+    #[serde(default)]
+    sources: Vec<String>,
+    #[serde(default)]
+    langs: Vec<String>,
+    limit: Option<usize>,
+    mode: Option<String>,
+    /// Recency half-life (`1h`), or `off`.
+    half_life: Option<String>,
+    collapse: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchParams {
+    #[serde(alias = "query")]
+    q: Option<String>,
+    since: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    as_of: Option<String>,
+    #[serde(alias = "handles")]
+    authors: Option<String>,
+    #[serde(alias = "exclude_handles")]
+    exclude_authors: Option<String>,
+    sources: Option<String>,
+    langs: Option<String>,
+    limit: Option<usize>,
+    mode: Option<String>,
+    half_life: Option<String>,
+    collapse: Option<bool>,
+}
+
+fn split(list: Option<String>) -> Vec<String> {
+    list.map(|l| {
+        l.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+impl From<SearchParams> for SearchBody {
+    fn from(p: SearchParams) -> SearchBody {
+        SearchBody {
+            q: p.q,
+            since: p.since,
+            from: p.from,
+            to: p.to,
+            as_of: p.as_of,
+            authors: split(p.authors),
+            exclude_authors: split(p.exclude_authors),
+            sources: split(p.sources),
+            langs: split(p.langs),
+            limit: p.limit,
+            mode: p.mode,
+            half_life: p.half_life,
+            collapse: p.collapse,
+        }
+    }
+}
+
+/// A post as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct PostDto {
+    id: String,
+    source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author_name: Option<String>,
+    text: String,
+    created_at: DateTime<Utc>,
+    ingested_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lang: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hashtags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mentions: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    links: Vec<String>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+impl From<&Post> for PostDto {
+    fn from(p: &Post) -> PostDto {
+        PostDto {
+            id: p.id.to_string(),
+            source: p.source.clone(),
+            url: p.url.clone(),
+            author: p.author.clone(),
+            author_name: p.author_name.clone(),
+            text: p.text.clone(),
+            created_at: p.created_at,
+            ingested_at: p.ingested_at,
+            lang: p.lang.clone(),
+            hashtags: p.hashtags.clone(),
+            mentions: p.mentions.clone(),
+            links: p.links.clone(),
+            labels: p.labels.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct BreakdownDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bm25: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bm25_rank: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dense: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dense_rank: Option<usize>,
+    fused: f32,
+    recency: f32,
+    engagement: f32,
+}
+
+#[derive(Debug, Serialize)]
+struct HitDto {
+    #[serde(flatten)]
+    post: PostDto,
+    score: f32,
+    score_breakdown: BreakdownDto,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    duplicates: Vec<String>,
+}
+
+impl From<&SearchHit> for HitDto {
+    fn from(h: &SearchHit) -> HitDto {
+        let b = &h.breakdown;
+        HitDto {
+            post: PostDto::from(&h.post),
+            score: h.score,
+            score_breakdown: BreakdownDto {
+                bm25: b.bm25,
+                bm25_rank: b.bm25_rank,
+                dense: b.dense,
+                dense_rank: b.dense_rank,
+                fused: b.fused,
+                recency: b.recency,
+                engagement: b.engagement,
+            },
+            duplicates: h.duplicates.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct SearchResponse {
+    query: String,
+    mode: &'static str,
+    as_of: DateTime<Utc>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    half_life_seconds: Option<u64>,
+    took_ms: f64,
+    candidates: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<String>,
+    hits: Vec<HitDto>,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_request", message)
+}
+
+/// Turns client input into a resolved [`SearchRequest`].
+fn resolve(body: SearchBody, state: &AppState) -> Result<SearchRequest, ApiError> {
+    let query = body.q.unwrap_or_default();
+    if query.trim().is_empty() {
+        return Err(invalid("`q` is required: the words to search for"));
+    }
+    if query.chars().count() > 1000 {
+        return Err(invalid("`q` is longer than 1000 characters"));
+    }
+    let as_of = match body.as_of.as_deref() {
+        Some(t) => parse_time(t).map_err(|e| invalid(format!("`as_of`: {e}")))?,
+        None => Utc::now(),
+    };
+    let to = match body.to.as_deref() {
+        Some(t) => Some(parse_time(t).map_err(|e| invalid(format!("`to`: {e}")))?),
+        None => None,
+    };
+    let from = match (body.from.as_deref(), body.since.as_deref()) {
+        (Some(_), Some(_)) => return Err(invalid("give either `from` or `since`, not both")),
+        (Some(t), None) => Some(parse_time(t).map_err(|e| invalid(format!("`from`: {e}")))?),
+        (None, Some(s)) => {
+            let d = parse_duration(s).map_err(|e| invalid(format!("`since`: {e}")))?;
+            let d = chrono::Duration::from_std(d).map_err(|_| invalid("`since` is too long"))?;
+            Some(to.unwrap_or(as_of) - d)
+        }
+        (None, None) => None,
+    };
+    // A window given relative to `as_of` never reaches past it.
+    let to = to.or(if from.is_some() || body.as_of.is_some() {
+        Some(as_of)
+    } else {
+        None
+    });
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(invalid(format!(
+                "the window starts ({f}) after it ends ({t})"
+            )));
+        }
+    }
+    let limit = body.limit.unwrap_or(10);
+    let max = state.config.max_search_results;
+    if limit == 0 || limit > max {
+        return Err(invalid(format!("`limit` must be between 1 and {max}")));
+    }
+    let mode = match body.mode.as_deref().unwrap_or("hybrid") {
+        "hybrid" | "auto" => SearchMode::Hybrid,
+        "text" | "bm25" => SearchMode::Text,
+        "vector" | "dense" | "semantic" => SearchMode::Vector,
+        other => {
+            return Err(invalid(format!(
+                "`mode` is `{other}`; use hybrid, text or vector"
+            )))
+        }
+    };
+    let half_life = match body.half_life.as_deref() {
+        Some("off" | "none" | "0") => None,
+        Some(h) => Some(parse_duration(h).map_err(|e| invalid(format!("`half_life`: {e}")))?),
+        None => state.config.default_half_life,
+    };
+    let handles = |list: Vec<String>, field: &str| -> Result<Vec<String>, ApiError> {
+        list.iter()
+            .map(|h| {
+                tidings_ingest::validate::normalize_handle(h)
+                    .map_err(|e| invalid(format!("`{field}`: {e}")))
+            })
+            .collect()
+    };
+    let lower = |list: Vec<String>| {
+        list.into_iter()
+            .map(|s| s.to_lowercase())
+            .collect::<Vec<_>>()
+    };
+    Ok(SearchRequest {
+        query,
+        filter: SearchFilter {
+            from_ms: from.map(|t| t.timestamp_millis()),
+            to_ms: to.map(|t| t.timestamp_millis()),
+            authors: handles(body.authors, "authors")?,
+            exclude_authors: handles(body.exclude_authors, "exclude_authors")?,
+            sources: body.sources,
+            langs: lower(body.langs),
+        },
+        as_of_ms: as_of.timestamp_millis(),
+        half_life,
+        limit,
+        mode,
+        collapse_duplicates: body.collapse.unwrap_or(true),
+    })
+}
+
+async fn run(state: AppState, body: SearchBody) -> Result<Json<SearchResponse>, ApiError> {
+    let request = resolve(body, &state)?;
+    let to_time = |ms: Option<i64>| ms.and_then(DateTime::from_timestamp_millis);
+    let (query, mode, as_of, from, to, half_life) = (
+        request.query.clone(),
+        request.mode,
+        DateTime::from_timestamp_millis(request.as_of_ms).unwrap_or_else(Utc::now),
+        to_time(request.filter.from_ms),
+        to_time(request.filter.to_ms),
+        request.half_life,
+    );
+    let results = state.search.search(request).await?;
+    state.metrics.observe_search(results.took);
+    Ok(Json(SearchResponse {
+        query,
+        mode: match mode {
+            SearchMode::Hybrid => "hybrid",
+            SearchMode::Text => "text",
+            SearchMode::Vector => "vector",
+        },
+        as_of,
+        from,
+        to,
+        half_life_seconds: half_life.map(|h| h.as_secs()),
+        took_ms: results.took.as_secs_f64() * 1000.0,
+        candidates: serde_json::json!({ "bm25": results.bm25_candidates, "dense": results.dense_candidates }),
+        degraded: results.degraded,
+        hits: results.hits.iter().map(HitDto::from).collect(),
+    }))
+}
+
+pub(crate) async fn search_get(
+    State(state): State<AppState>,
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let Query(params) =
+        params.map_err(|e| invalid(format!("bad query string: {}", e.body_text())))?;
+    run(state, params.into()).await
+}
+
+pub(crate) async fn search_post(
+    State(state): State<AppState>,
+    body: Result<Json<SearchBody>, JsonRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let Json(body) = body.map_err(|e| match e {
+        JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
+            "invalid_content_type",
+            "send the search as JSON with `content-type: application/json`",
+        ),
+        e => ApiError::bad_request("invalid_json", e.body_text()),
+    })?;
+    run(state, body).await
+}

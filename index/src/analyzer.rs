@@ -1,0 +1,243 @@
+//! The social-aware text analyzer: keeps `#hashtags`, `@mentions`, `$cashtags` and URL domains
+//! as tokens, lowercases, and stems English.
+//!
+//! Each `#tag` / `@handle` / `$CASH` yields two tokens at the same position: the marked form
+//! (`#boston`) and the bare word (`boston`), so a query for `boston` finds `#Boston` posts while
+//! a query for `#boston` prefers them. A URL yields its host without `www.` (`bbc.co.uk`); its
+//! path is dropped. Words are runs of alphanumeric characters (apostrophes inside words kept out).
+
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
+};
+
+/// Name under which the analyzer is registered on the index.
+pub const SOCIAL_ANALYZER: &str = "social";
+
+/// The analyzer used for post text, at index and at query time.
+pub fn social_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SocialTokenizer::default())
+        .filter(RemoveLongFilter::limit(64))
+        .filter(LowerCaser)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+/// Splits social text into tokens; see the module docs.
+#[derive(Clone, Default)]
+pub struct SocialTokenizer {
+    tokens: Vec<Token>,
+}
+
+/// Tokens of one text, produced eagerly and handed out one by one.
+pub struct SocialTokenStream<'a> {
+    tokens: &'a mut Vec<Token>,
+    index: usize,
+}
+
+impl Tokenizer for SocialTokenizer {
+    type TokenStream<'a> = SocialTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> SocialTokenStream<'a> {
+        self.tokens.clear();
+        tokenize_into(text, &mut self.tokens);
+        SocialTokenStream {
+            tokens: &mut self.tokens,
+            index: 0,
+        }
+    }
+}
+
+impl TokenStream for SocialTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        if self.index < self.tokens.len() {
+            self.index += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn token(&self) -> &Token {
+        &self.tokens[self.index - 1]
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.tokens[self.index - 1]
+    }
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+fn push(tokens: &mut Vec<Token>, text: &str, from: usize, to: usize, position: usize) {
+    tokens.push(Token {
+        offset_from: from,
+        offset_to: to,
+        position,
+        text: text[from..to].to_string(),
+        position_length: 1,
+    });
+}
+
+/// The tokenizer's core, separate from tantivy's traits so it is easy to test.
+fn tokenize_into(text: &str, tokens: &mut Vec<Token>) {
+    let bytes = text.as_bytes();
+    let mut position = 0usize;
+    let mut i = 0usize;
+    while i < bytes.len() {
+        let c = match text[i..].chars().next() {
+            Some(c) => c,
+            None => break,
+        };
+        // URL: emit the host only.
+        if (c == 'h' || c == 'H') && starts_with_ignore_case(&text[i..], "http") {
+            if let Some(scheme_len) = url_scheme_len(&text[i..]) {
+                let host_start = i + scheme_len;
+                let host_end = text[host_start..]
+                    .find(|ch: char| !(ch.is_alphanumeric() || ch == '.' || ch == '-'))
+                    .map_or(text.len(), |n| host_start + n);
+                let url_end = text[host_start..]
+                    .find(char::is_whitespace)
+                    .map_or(text.len(), |n| host_start + n);
+                let mut from = host_start;
+                if starts_with_ignore_case(&text[from..host_end], "www.") {
+                    from += 4;
+                }
+                let host = text[from..host_end].trim_end_matches('.');
+                if !host.is_empty() {
+                    push(tokens, text, from, from + host.len(), position);
+                    position += 1;
+                }
+                i = url_end;
+                continue;
+            }
+        }
+        // Marked tokens: #tag, @handle, $CASH.
+        if c == '#' || c == '@' || c == '$' {
+            let start = i + 1;
+            let end = text[start..]
+                .find(|ch: char| !is_word_char(ch))
+                .map_or(text.len(), |n| start + n);
+            let valid = end > start
+                && match c {
+                    '$' => {
+                        let word = &text[start..end];
+                        word.len() <= 6 && word.chars().all(|ch| ch.is_ascii_alphabetic())
+                    }
+                    _ => true,
+                };
+            if valid {
+                push(tokens, text, i, end, position);
+                push(tokens, text, start, end, position);
+                position += 1;
+                i = end;
+                continue;
+            }
+            i += c.len_utf8();
+            continue;
+        }
+        if is_word_char(c) {
+            let end = text[i..]
+                .find(|ch: char| !is_word_char(ch))
+                .map_or(text.len(), |n| i + n);
+            push(tokens, text, i, end, position);
+            position += 1;
+            i = end;
+            continue;
+        }
+        i += c.len_utf8();
+    }
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+fn url_scheme_len(text: &str) -> Option<usize> {
+    if starts_with_ignore_case(text, "https://") {
+        Some(8)
+    } else if starts_with_ignore_case(text, "http://") {
+        Some(7)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn analyze(text: &str) -> Vec<String> {
+        let mut analyzer = social_analyzer();
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn keeps_social_tokens() {
+        let tokens = analyze(
+            "RT @BostonPolice: #Breaking suspects $TSLA see https://www.BBC.co.uk/news/1 now",
+        );
+        for expected in [
+            "rt",
+            "@bostonpolic",
+            "bostonpolic",
+            "#break",
+            "break",
+            "suspect",
+            "$tsla",
+            "tsla",
+            "see",
+            "bbc.co.uk",
+            "now",
+        ] {
+            assert!(
+                tokens.contains(&expected.to_string()),
+                "{expected} missing from {tokens:?}"
+            );
+        }
+        assert!(
+            !tokens.iter().any(|t| t.contains("news")),
+            "url path leaked: {tokens:?}"
+        );
+    }
+
+    #[test]
+    fn stems_english() {
+        assert_eq!(analyze("floods flooding"), vec!["flood", "flood"]);
+    }
+
+    #[test]
+    fn dollar_amounts_are_not_cashtags() {
+        let tokens = analyze("raised $5000 today");
+        assert!(!tokens.iter().any(|t| t.starts_with('$')), "{tokens:?}");
+        assert!(tokens.contains(&"5000".to_string()));
+    }
+
+    #[test]
+    fn marked_and_bare_share_a_position() {
+        let mut tokens = Vec::new();
+        tokenize_into("#yyc flood", &mut tokens);
+        assert_eq!(tokens[0].position, tokens[1].position);
+        assert_eq!(tokens[2].position, tokens[0].position + 1);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_offsets_are_valid(text in "\\PC{0,200}") {
+            let mut tokens = Vec::new();
+            tokenize_into(&text, &mut tokens);
+            for t in &tokens {
+                prop_assert!(t.offset_from < t.offset_to && t.offset_to <= text.len());
+                prop_assert!(text.is_char_boundary(t.offset_from) && text.is_char_boundary(t.offset_to));
+            }
+        }
+    }
+}

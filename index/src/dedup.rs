@@ -1,0 +1,109 @@
+//! Near-duplicate detection: a post and its retweets/reposts/quote-less copies share a key.
+//!
+//! The key is a hash of the text with the noise that differs between copies removed: a leading
+//! `RT @user:` (possibly repeated), URLs (shorteners rewrite them per copy), trailing ellipses of
+//! truncated retweets, case, punctuation and whitespace. Truncated retweets (`…` at the end) are
+//! keyed on their first 12 words, and so is the original, so the two meet.
+
+/// Number of leading words a key is built from; truncated retweets keep at least this many.
+const KEY_WORDS: usize = 12;
+
+/// Hash of the normalised text; equal keys mean "the same post, copied".
+pub fn near_duplicate_key(text: &str) -> u64 {
+    let words = normalized_words(text);
+    let take = words.len().min(KEY_WORDS);
+    let mut joined = String::with_capacity(text.len());
+    for (i, w) in words[..take].iter().enumerate() {
+        if i > 0 {
+            joined.push(' ');
+        }
+        joined.push_str(w);
+    }
+    xxhash_rust::xxh3::xxh3_64(joined.as_bytes())
+}
+
+/// Lowercased words of `text` with retweet prefixes, URLs and punctuation removed.
+pub fn normalized_words(text: &str) -> Vec<String> {
+    let mut rest = text.trim();
+    // Strip any number of leading "RT @user:" / "RT @user" prefixes.
+    loop {
+        let is_rt = rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("rt "));
+        if !is_rt {
+            break;
+        }
+        let after = rest[3..].trim_start();
+        if let Some(handle) = after.strip_prefix('@') {
+            let end = handle
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '-'))
+                .unwrap_or(handle.len());
+            rest = handle[end..].trim_start_matches(':').trim_start();
+        } else {
+            break;
+        }
+    }
+    let mut words = Vec::new();
+    for raw in rest.split_whitespace() {
+        let lower = raw.to_lowercase();
+        if lower.starts_with("http://")
+            || lower.starts_with("https://")
+            || lower.starts_with("www.")
+        {
+            continue;
+        }
+        let cleaned: String = lower
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == '#' || *c == '@' || *c == '$')
+            .collect();
+        if !cleaned.is_empty() {
+            words.push(cleaned);
+        }
+    }
+    // A truncated copy ends in "..." or "…" glued to a partial word: drop that partial word.
+    let trimmed = rest.trim_end();
+    if (trimmed.ends_with("...") || trimmed.ends_with('…')) && words.len() > KEY_WORDS {
+        words.pop();
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn retweet_matches_original() {
+        let original =
+            "Explosions at the Boston Marathon finish line, several injured http://t.co/abc";
+        let rt = "RT @news: Explosions at the Boston Marathon finish line, several injured http://t.co/xyz";
+        assert_eq!(near_duplicate_key(original), near_duplicate_key(rt));
+    }
+
+    #[test]
+    fn truncated_retweet_matches_original() {
+        let original = "Flooding in Calgary: evacuation order for 25 neighbourhoods along the Bow and Elbow rivers tonight, stay safe everyone";
+        let rt = "RT @yyc: Flooding in Calgary: evacuation order for 25 neighbourhoods along the Bow and Elbow rivers ton...";
+        assert_eq!(near_duplicate_key(original), near_duplicate_key(rt));
+    }
+
+    #[test]
+    fn different_posts_differ() {
+        assert_ne!(
+            near_duplicate_key("fire in colorado"),
+            near_duplicate_key("flood in colorado")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn key_ignores_case_and_rt_prefix(text in "[a-zA-Z ]{1,80}", user in "[a-z_]{1,15}") {
+            let rt = format!("RT @{user}: {}", text.to_uppercase());
+            prop_assert_eq!(near_duplicate_key(&text), near_duplicate_key(&rt));
+        }
+
+        #[test]
+        fn key_never_panics(text in ".{0,300}") {
+            let _ = near_duplicate_key(&text);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `tidings-index`: the post record and the two indexes it lives in.
+//!
+//! Layout: [`post`] is the record every source converts into; [`analyzer`] the social-aware
+//! tokenizer; `text` the tantivy half (schema, BM25, filters); [`vectors`] the vector half
+//! behind [`VectorStore`] (embedded `qdrant-edge` by default); [`embed`] the embedders behind
+//! [`Embedder`]; `writer` the single task that owns the text `IndexWriter` and hands
+//! committed posts to `vector_worker`, which embeds them asynchronously; [`search`] hybrid
+//! retrieval over both. [`IndexService::start`] opens everything and hands out a
+//! [`WriteHandle`] (for ingest) and a [`SearchHandle`] (read-only, for agent and api).
+
+pub mod analyzer;
+pub mod dedup;
+pub mod embed;
+mod error;
+pub mod post;
+pub mod search;
+mod stats;
+mod text;
+mod vector_worker;
+pub mod vectors;
+mod writer;
+
+pub use embed::{Embedder, LocalEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig};
+pub use error::IndexError;
+pub use post::{Engagement, Post, PostId, PostRefs};
+pub use search::{
+    ScoreBreakdown, SearchFilter, SearchHandle, SearchHit, SearchMode, SearchRequest, SearchResults,
+};
+pub use stats::IndexStats;
+pub use vector_worker::VectorWorkerConfig;
+pub use vectors::{EdgeVectorStore, VectorStore};
+pub use writer::{Checkpoint, UpsertOutcome, WriteHandle, WriterConfig};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Everything the index needs to start.
+#[derive(Clone, Debug)]
+pub struct IndexConfig {
+    /// The text index lives in `<data_dir>/text`, the embedded vector index in `<data_dir>/vectors`.
+    pub data_dir: PathBuf,
+    pub writer: WriterConfig,
+    pub vector_worker: VectorWorkerConfig,
+}
+
+/// The dense half: where vectors live and what makes them.
+pub struct DenseParts {
+    pub store: Arc<dyn VectorStore>,
+    pub embedder: Arc<dyn Embedder>,
+}
+
+/// The running index: its handles, stats and background threads.
+pub struct IndexService {
+    pub write: WriteHandle,
+    pub search: SearchHandle,
+    pub stats: Arc<IndexStats>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    vector_worker: Option<vector_worker::VectorWorkerHandle>,
+    checkpoints: BTreeMap<String, String>,
+}
+
+impl IndexService {
+    /// Opens the text index (and the dense parts, when given), starts the writer and the vector
+    /// worker, and starts reconciling the two indexes in the background.
+    pub fn start(
+        config: &IndexConfig,
+        dense: Option<DenseParts>,
+    ) -> Result<IndexService, IndexError> {
+        let text = text::TextIndex::open(&config.data_dir.join("text"))?;
+        let checkpoints = text.checkpoints()?;
+        let stats = Arc::new(IndexStats::default());
+        let (queue, worker, vectors, embedder) = match dense {
+            Some(DenseParts { store, embedder }) => {
+                let (queue, worker) = vector_worker::spawn(
+                    text.clone(),
+                    store.clone(),
+                    embedder.clone(),
+                    config.vector_worker.clone(),
+                    stats.clone(),
+                )?;
+                (Some(queue), Some(worker), Some(store), Some(embedder))
+            }
+            None => {
+                stats.vectors_ready.store(true, Ordering::Release);
+                (None, None, None, None)
+            }
+        };
+        let (write, writer_thread) =
+            writer::spawn(text.clone(), config.writer.clone(), queue, stats.clone())?;
+        Ok(IndexService {
+            write,
+            search: SearchHandle {
+                text,
+                vectors,
+                embedder,
+            },
+            stats,
+            writer_thread: Some(writer_thread),
+            vector_worker: worker,
+            checkpoints,
+        })
+    }
+
+    /// Source checkpoints as of the last durable commit before start.
+    pub fn checkpoints(&self) -> &BTreeMap<String, String> {
+        &self.checkpoints
+    }
+
+    /// Commits what is pending, stops the writer, then the vector worker (posts still waiting for
+    /// a vector are picked up by reconciliation at the next start).
+    pub async fn shutdown(mut self) {
+        self.write.shutdown().await;
+        let writer = self.writer_thread.take();
+        let worker = self.vector_worker.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(t) = writer {
+                let _ = t.join();
+            }
+            if let Some(w) = worker {
+                w.stop.store(true, Ordering::Release);
+                let _ = w.thread.join();
+            }
+        })
+        .await;
+    }
+
+    /// Waits until every committed post has its vector (for CLI ingest and tests).
+    pub async fn wait_for_vectors(&self, progress: impl Fn(u64)) {
+        if self.vector_worker.is_none() {
+            return;
+        }
+        loop {
+            let pending = self.stats.vectors_pending.load(Ordering::Relaxed);
+            progress(pending);
+            if self.stats.vectors_ready.load(Ordering::Acquire) && pending == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Hybrid search: BM25 and dense candidates under the same filters, reciprocal rank fusion,
+//! recency decay, an engagement prior, near-duplicate collapse, top-k with a score breakdown.
+
+use crate::embed::Embedder;
+use crate::post::Post;
+use crate::text::{load_post, TextIndex, F_CREATED_AT, F_DUP_KEY, F_ID_HASH};
+use crate::vectors::VectorStore;
+use crate::IndexError;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tantivy::collector::DocSetCollector;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, Searcher};
+
+/// Filters shared by both halves of the index. Times are Unix milliseconds, inclusive.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SearchFilter {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Lowercased handles without `@`; a post must have one of them.
+    pub authors: Vec<String>,
+    pub exclude_authors: Vec<String>,
+    pub sources: Vec<String>,
+    pub langs: Vec<String>,
+}
+
+/// Which retrievers take part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SearchMode {
+    #[default]
+    Hybrid,
+    Text,
+    Vector,
+}
+
+/// A resolved search: times are absolute, the caller already parsed user input.
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    pub query: String,
+    pub filter: SearchFilter,
+    /// "Now" for recency decay, Unix milliseconds.
+    pub as_of_ms: i64,
+    /// Half-life of the recency decay; `None` turns decay off.
+    pub half_life: Option<Duration>,
+    pub limit: usize,
+    pub mode: SearchMode,
+    /// Collapse near-duplicates (retweets, reposts, copies) into their best-scoring member.
+    pub collapse_duplicates: bool,
+}
+
+impl SearchRequest {
+    pub fn new(query: impl Into<String>, as_of_ms: i64) -> SearchRequest {
+        SearchRequest {
+            query: query.into(),
+            filter: SearchFilter::default(),
+            as_of_ms,
+            half_life: None,
+            limit: 10,
+            mode: SearchMode::Hybrid,
+            collapse_duplicates: true,
+        }
+    }
+}
+
+/// How a hit's final score came about.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScoreBreakdown {
+    pub bm25: Option<f32>,
+    pub bm25_rank: Option<usize>,
+    pub dense: Option<f32>,
+    pub dense_rank: Option<usize>,
+    /// Reciprocal-rank-fusion score before the multipliers.
+    pub fused: f32,
+    /// Recency multiplier in [RECENCY_FLOOR, 1].
+    pub recency: f32,
+    /// Engagement multiplier ≥ 1.
+    pub engagement: f32,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchHit {
+    pub post: Post,
+    pub score: f32,
+    pub breakdown: ScoreBreakdown,
+    /// Ids of near-duplicates collapsed into this hit.
+    pub duplicates: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    pub bm25_candidates: usize,
+    pub dense_candidates: usize,
+    /// Set when the dense half could not answer and results are BM25 only.
+    pub degraded: Option<String>,
+    pub took: Duration,
+}
+
+/// Reciprocal rank fusion constant (Cormack et al.).
+const RRF_K: f32 = 60.0;
+/// An old post keeps this share of its score however old it is, so relevance still counts.
+pub const RECENCY_FLOOR: f32 = 0.3;
+
+/// 1/(k + rank) with 1-based rank.
+pub fn rrf(rank: usize) -> f32 {
+    1.0 / (RRF_K + rank as f32)
+}
+
+/// Recency multiplier for a post `age_ms` old: `floor + (1 - floor) · 2^(-age / half_life)`.
+/// Posts from the future (relative to `as_of`) count as age 0.
+pub fn recency_multiplier(age_ms: i64, half_life: Option<Duration>) -> f32 {
+    match half_life {
+        None => 1.0,
+        Some(h) => {
+            let h = h.as_millis().max(1) as f64;
+            let age = age_ms.max(0) as f64;
+            RECENCY_FLOOR + (1.0 - RECENCY_FLOOR) * (0.5f64.powf(age / h)) as f32
+        }
+    }
+}
+
+/// Mild prior: `1 + 0.05 · ln(1 + engagement)`.
+pub fn engagement_multiplier(total: u64) -> f32 {
+    1.0 + 0.05 * (1.0 + total as f32).ln()
+}
+
+/// Read-only search capability handed to `agent` and `api`.
+#[derive(Clone)]
+pub struct SearchHandle {
+    pub(crate) text: TextIndex,
+    pub(crate) vectors: Option<Arc<dyn VectorStore>>,
+    pub(crate) embedder: Option<Arc<dyn Embedder>>,
+}
+
+struct Candidate {
+    addr: DocAddress,
+    bm25: Option<(usize, f32)>,
+    dense: Option<(usize, f32)>,
+}
+
+impl SearchHandle {
+    /// Number of live posts in the text index (as of the last commit).
+    pub fn num_posts(&self) -> u64 {
+        self.text.reader.searcher().num_docs()
+    }
+
+    /// The vector store, when the dense half is configured.
+    pub fn vector_store(&self) -> Option<Arc<dyn VectorStore>> {
+        self.vectors.clone()
+    }
+
+    /// Whether the dense half is configured.
+    pub fn has_vectors(&self) -> bool {
+        self.vectors.is_some() && self.embedder.is_some()
+    }
+
+    /// Fetches one post by id.
+    pub fn get(&self, id: &crate::PostId) -> Result<Option<Post>, IndexError> {
+        self.text.get(&self.text.reader.searcher(), id)
+    }
+
+    /// Runs a search. The query embedding is awaited; index work runs on a blocking thread.
+    pub async fn search(&self, request: SearchRequest) -> Result<SearchResults, IndexError> {
+        let started = Instant::now();
+        if request.limit == 0 {
+            return Err(IndexError::InvalidInput("limit must be at least 1".into()));
+        }
+        let mut degraded = None;
+        let mut query_vector = None;
+        let wants_dense = request.mode != SearchMode::Text && !request.query.trim().is_empty();
+        if wants_dense {
+            match (&self.embedder, &self.vectors) {
+                (Some(embedder), Some(_)) => {
+                    match embedder.embed(vec![request.query.clone()]).await {
+                        Ok(mut v) => query_vector = v.pop(),
+                        Err(e) if request.mode == SearchMode::Hybrid => {
+                            degraded = Some(format!("dense search skipped: {e}"))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ if request.mode == SearchMode::Vector => {
+                    return Err(IndexError::Unavailable(
+                        "vector search is not configured on this server".into(),
+                    ))
+                }
+                _ => degraded = Some("dense search is not configured; BM25 only".into()),
+            }
+        }
+        let this = self.clone();
+        let mut results = tokio::task::spawn_blocking(move || {
+            this.search_blocking(&request, query_vector.as_deref())
+        })
+        .await
+        .map_err(|e| IndexError::internal(format!("search task failed: {e}")))??;
+        if results.degraded.is_none() {
+            results.degraded = degraded;
+        }
+        results.took = started.elapsed();
+        Ok(results)
+    }
+
+    /// The synchronous part of [`Self::search`], given the query vector (if any).
+    pub fn search_blocking(
+        &self,
+        request: &SearchRequest,
+        query_vector: Option<&[f32]>,
+    ) -> Result<SearchResults, IndexError> {
+        let started = Instant::now();
+        let searcher = self.text.reader.searcher();
+        // Collapsing needs more raw candidates than hits: retweet floods collapse to one.
+        let pool = (request.limit * 5).clamp(50, 1000);
+        let mut candidates: HashMap<DocAddress, Candidate> = HashMap::new();
+        let mut bm25_count = 0;
+        if request.mode != SearchMode::Vector {
+            let hits = self
+                .text
+                .bm25(&searcher, &request.query, &request.filter, pool)?;
+            bm25_count = hits.len();
+            for (rank, (score, addr)) in hits.into_iter().enumerate() {
+                candidates.insert(
+                    addr,
+                    Candidate {
+                        addr,
+                        bm25: Some((rank + 1, score)),
+                        dense: None,
+                    },
+                );
+            }
+        }
+        let mut dense_count = 0;
+        let mut degraded = None;
+        if let (Some(vector), Some(store)) = (query_vector, &self.vectors) {
+            match store.search(vector, &request.filter, pool) {
+                Ok(hits) => {
+                    dense_count = hits.len();
+                    let addrs =
+                        self.addresses_of(&searcher, hits.iter().map(|h| h.post_id.as_str()))?;
+                    for (rank, hit) in hits.iter().enumerate() {
+                        let Some(&addr) = addrs.get(&hit.post_id) else {
+                            continue;
+                        };
+                        candidates
+                            .entry(addr)
+                            .or_insert(Candidate {
+                                addr,
+                                bm25: None,
+                                dense: None,
+                            })
+                            .dense = Some((rank + 1, hit.score));
+                    }
+                }
+                Err(e) if request.mode == SearchMode::Hybrid => {
+                    degraded = Some(format!("dense search failed: {e}"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut scored = self.score(&searcher, request, candidates.into_values())?;
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut hits: Vec<SearchHit> = Vec::new();
+        let mut by_dup: HashMap<u64, usize> = HashMap::new();
+        let mut pending_dups: Vec<(usize, DocAddress)> = Vec::new();
+        for (addr, score, breakdown, dup_key) in scored {
+            if request.collapse_duplicates {
+                if let Some(&i) = by_dup.get(&dup_key) {
+                    pending_dups.push((i, addr));
+                    continue;
+                }
+            }
+            if hits.len() == request.limit {
+                continue;
+            }
+            let post = load_post(&searcher, &self.text.fields, addr)?;
+            by_dup.insert(dup_key, hits.len());
+            hits.push(SearchHit {
+                post,
+                score,
+                breakdown,
+                duplicates: Vec::new(),
+            });
+        }
+        for (i, addr) in pending_dups {
+            if let Some(hit) = hits.get_mut(i) {
+                if hit.duplicates.len() < 20 {
+                    hit.duplicates.push(
+                        load_post(&searcher, &self.text.fields, addr)?
+                            .id
+                            .to_string(),
+                    );
+                }
+            }
+        }
+        Ok(SearchResults {
+            hits,
+            bm25_candidates: bm25_count,
+            dense_candidates: dense_count,
+            degraded,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Final score of every candidate, with its breakdown and near-duplicate key.
+    fn score(
+        &self,
+        searcher: &Searcher,
+        request: &SearchRequest,
+        candidates: impl Iterator<Item = Candidate>,
+    ) -> Result<Vec<(DocAddress, f32, ScoreBreakdown, u64)>, IndexError> {
+        let mut columns = HashMap::new();
+        let mut out = Vec::new();
+        for c in candidates {
+            let seg = c.addr.segment_ord;
+            if let std::collections::hash_map::Entry::Vacant(e) = columns.entry(seg) {
+                let ff = searcher.segment_reader(seg).fast_fields();
+                e.insert((
+                    ff.i64(F_CREATED_AT).map_err(IndexError::tantivy)?,
+                    ff.u64(F_DUP_KEY).map_err(IndexError::tantivy)?,
+                    ff.u64(crate::text::F_ENGAGEMENT)
+                        .map_err(IndexError::tantivy)?,
+                ));
+            }
+            let (created, dup, engagement) = &columns[&seg];
+            let created_ms = created.first(c.addr.doc_id).unwrap_or(0);
+            let dup_key = dup.first(c.addr.doc_id).unwrap_or(0);
+            let engagement_total = engagement.first(c.addr.doc_id).unwrap_or(0);
+            let fused = c.bm25.map_or(0.0, |(r, _)| rrf(r)) + c.dense.map_or(0.0, |(r, _)| rrf(r));
+            let recency = recency_multiplier(request.as_of_ms - created_ms, request.half_life);
+            let engagement = engagement_multiplier(engagement_total);
+            let breakdown = ScoreBreakdown {
+                bm25: c.bm25.map(|b| b.1),
+                bm25_rank: c.bm25.map(|b| b.0),
+                dense: c.dense.map(|d| d.1),
+                dense_rank: c.dense.map(|d| d.0),
+                fused,
+                recency,
+                engagement,
+            };
+            out.push((c.addr, fused * recency * engagement, breakdown, dup_key));
+        }
+        Ok(out)
+    }
+
+    /// Doc addresses of live posts with the given ids, in one index pass.
+    fn addresses_of<'a>(
+        &self,
+        searcher: &Searcher,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<String, DocAddress>, IndexError> {
+        let mut by_hash = HashMap::new();
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for id in ids {
+            let Ok(post_id) = crate::PostId::parse(id) else {
+                continue;
+            };
+            by_hash.insert(post_id.hash64(), id.to_string());
+            clauses.push((
+                Occur::Should,
+                Box::new(TermQuery::new(
+                    self.text.id_term(&post_id),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        if clauses.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let docs = searcher
+            .search(&BooleanQuery::new(clauses), &DocSetCollector)
+            .map_err(IndexError::tantivy)?;
+        let mut out = HashMap::new();
+        for addr in docs {
+            let ids = searcher
+                .segment_reader(addr.segment_ord)
+                .fast_fields()
+                .u64(F_ID_HASH)
+                .map_err(IndexError::tantivy)?;
+            if let Some(id) = ids.first(addr.doc_id).and_then(|h| by_hash.get(&h)) {
+                out.insert(id.clone(), addr);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn recency_halves_at_half_life() {
+        let h = Some(Duration::from_secs(3600));
+        assert_eq!(recency_multiplier(0, h), 1.0);
+        let half = recency_multiplier(3_600_000, h);
+        assert!((half - (RECENCY_FLOOR + (1.0 - RECENCY_FLOOR) * 0.5)).abs() < 1e-6);
+        assert_eq!(recency_multiplier(123, None), 1.0);
+        assert_eq!(
+            recency_multiplier(-5_000, h),
+            1.0,
+            "future posts are not boosted past 1"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn rrf_is_monotonic(a in 1usize..10_000, b in 1usize..10_000) {
+            prop_assume!(a < b);
+            prop_assert!(rrf(a) > rrf(b));
+        }
+
+        #[test]
+        fn fused_in_both_beats_either_alone(r in 1usize..1000) {
+            prop_assert!(rrf(r) + rrf(r) > rrf(r));
+        }
+
+        #[test]
+        fn recency_is_bounded_and_decreasing(age1 in 0i64..10_000_000_000, age2 in 0i64..10_000_000_000, h in 1u64..1_000_000) {
+            let half = Some(Duration::from_secs(h));
+            let (m1, m2) = (recency_multiplier(age1, half), recency_multiplier(age2, half));
+            prop_assert!((RECENCY_FLOOR..=1.0).contains(&m1));
+            if age1 <= age2 { prop_assert!(m1 >= m2); }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Counters the index keeps for `/metrics` and `/readyz`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+/// Monotonic counters and gauges, updated by the writer and the vector worker.
+#[derive(Debug, Default)]
+pub struct IndexStats {
+    /// Live posts in the text index (gauge).
+    pub posts: AtomicU64,
+    pub inserted: AtomicU64,
+    pub updated: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_errors: AtomicU64,
+    pub last_commit_micros: AtomicU64,
+    /// Points written to the vector index.
+    pub vectors_upserted: AtomicU64,
+    /// Texts actually run through the embedder.
+    pub embedded: AtomicU64,
+    /// Vectors reused from a near-duplicate instead of embedding again.
+    pub embeddings_reused: AtomicU64,
+    pub embed_errors: AtomicU64,
+    /// Vector jobs (posts to embed, deletes) not yet applied (gauge).
+    pub vectors_pending: AtomicU64,
+    /// Jobs that did not fit the vector queue; reconciliation picks them up.
+    pub vector_queue_overflow: AtomicU64,
+    /// Posts repaired by reconciliation (missing vectors embedded, stray vectors removed).
+    pub reconciled: AtomicU64,
+    /// Whether the vector half has caught up since start (reconciliation done).
+    pub vectors_ready: AtomicBool,
+}

@@ -1,0 +1,320 @@
+//! The full-text half of the index: tantivy schema, documents, BM25 queries and filters.
+
+use crate::analyzer::{social_analyzer, SOCIAL_ANALYZER};
+use crate::post::{Post, PostId};
+use crate::search::SearchFilter;
+use crate::IndexError;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::path::Path;
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
+    STORED, STRING,
+};
+use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
+
+/// Field handles of the text index schema.
+#[derive(Clone, Debug)]
+pub(crate) struct Fields {
+    pub(crate) id: Field,
+    pub(crate) text: Field,
+    pub(crate) author: Field,
+    pub(crate) source: Field,
+    pub(crate) lang: Field,
+    pub(crate) created_at: Field,
+    pub(crate) id_hash: Field,
+    pub(crate) content_hash: Field,
+    pub(crate) dup_key: Field,
+    pub(crate) engagement: Field,
+    pub(crate) doc: Field,
+}
+
+pub(crate) const F_ID_HASH: &str = "id_hash";
+pub(crate) const F_CONTENT_HASH: &str = "content_hash";
+pub(crate) const F_CREATED_AT: &str = "created_at";
+pub(crate) const F_DUP_KEY: &str = "dup_key";
+pub(crate) const F_ENGAGEMENT: &str = "engagement";
+
+fn build_schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text_opts = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(SOCIAL_ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let fast_u64 = NumericOptions::default().set_fast().set_indexed();
+    let fields = Fields {
+        id: b.add_text_field("id", STRING),
+        text: b.add_text_field("text", text_opts),
+        author: b.add_text_field("author", STRING),
+        source: b.add_text_field("source", STRING),
+        lang: b.add_text_field("lang", STRING),
+        created_at: b.add_i64_field(
+            F_CREATED_AT,
+            NumericOptions::default().set_fast().set_indexed(),
+        ),
+        id_hash: b.add_u64_field(F_ID_HASH, NumericOptions::default().set_fast()),
+        content_hash: b.add_u64_field(F_CONTENT_HASH, NumericOptions::default().set_fast()),
+        dup_key: b.add_u64_field(F_DUP_KEY, fast_u64),
+        engagement: b.add_u64_field(F_ENGAGEMENT, NumericOptions::default().set_fast()),
+        doc: b.add_text_field("doc", STORED),
+    };
+    (b.build(), fields)
+}
+
+/// The opened tantivy index and its reader (reloaded by the writer right after each commit).
+#[derive(Clone)]
+pub(crate) struct TextIndex {
+    pub(crate) index: Index,
+    pub(crate) fields: Fields,
+    pub(crate) reader: IndexReader,
+}
+
+impl TextIndex {
+    /// Opens the index in `dir`, creating it when the folder is empty.
+    pub(crate) fn open(dir: &Path) -> Result<TextIndex, IndexError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| IndexError::internal(format!("create {}: {e}", dir.display())))?;
+        let (schema, fields) = build_schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir)
+            .map_err(|e| IndexError::internal(format!("open {}: {e}", dir.display())))?;
+        let index = Index::open_or_create(directory, schema).map_err(|e| {
+            IndexError::internal(format!(
+                "open text index in {}: {e} (was it made by another version?)",
+                dir.display()
+            ))
+        })?;
+        index
+            .tokenizers()
+            .register(SOCIAL_ANALYZER, social_analyzer());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| IndexError::internal(format!("open text reader: {e}")))?;
+        Ok(TextIndex {
+            index,
+            fields,
+            reader,
+        })
+    }
+
+    /// The document stored for `post`.
+    pub(crate) fn document(&self, post: &Post) -> Result<TantivyDocument, IndexError> {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.id, post.id.as_str());
+        doc.add_text(f.text, &post.text);
+        if let Some(author) = &post.author {
+            doc.add_text(f.author, author);
+        }
+        doc.add_text(f.source, &post.source);
+        if let Some(lang) = &post.lang {
+            doc.add_text(f.lang, lang);
+        }
+        doc.add_i64(f.created_at, post.created_at.timestamp_millis());
+        doc.add_u64(f.id_hash, post.id.hash64());
+        doc.add_u64(f.content_hash, post.content_hash());
+        doc.add_u64(f.dup_key, post.dup_key());
+        doc.add_u64(f.engagement, post.engagement.total());
+        let json = serde_json::to_string(post)
+            .map_err(|e| IndexError::internal(format!("encode post: {e}")))?;
+        doc.add_text(f.doc, json);
+        Ok(doc)
+    }
+
+    pub(crate) fn id_term(&self, id: &PostId) -> Term {
+        Term::from_field_text(self.fields.id, id.as_str())
+    }
+
+    /// Source checkpoints stored in the last commit's payload.
+    pub(crate) fn checkpoints(&self) -> Result<BTreeMap<String, String>, IndexError> {
+        let metas = self
+            .index
+            .load_metas()
+            .map_err(|e| IndexError::internal(format!("read index metas: {e}")))?;
+        Ok(decode_payload(metas.payload.as_deref()))
+    }
+
+    /// id hash → content hash of every live document (the writer's dedup map).
+    pub(crate) fn id_map(&self) -> Result<HashMap<u64, (u64, u64)>, IndexError> {
+        let searcher = self.reader.searcher();
+        let mut map = HashMap::with_capacity(searcher.num_docs() as usize);
+        for segment in searcher.segment_readers() {
+            let ff = segment.fast_fields();
+            let ids = ff.u64(F_ID_HASH).map_err(IndexError::tantivy)?;
+            let contents = ff.u64(F_CONTENT_HASH).map_err(IndexError::tantivy)?;
+            let dups = ff.u64(F_DUP_KEY).map_err(IndexError::tantivy)?;
+            for doc in segment.doc_ids_alive() {
+                if let (Some(id), Some(content), Some(dup)) =
+                    (ids.first(doc), contents.first(doc), dups.first(doc))
+                {
+                    map.insert(id, (content, dup));
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// Every live post whose id hash is in `wanted`, in no particular order.
+    pub(crate) fn posts_with_hashes(
+        &self,
+        wanted: &std::collections::HashSet<u64>,
+    ) -> Result<Vec<Post>, IndexError> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::new();
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let ids = segment
+                .fast_fields()
+                .u64(F_ID_HASH)
+                .map_err(IndexError::tantivy)?;
+            for doc in segment.doc_ids_alive() {
+                if ids.first(doc).is_some_and(|h| wanted.contains(&h)) {
+                    out.push(load_post(
+                        &searcher,
+                        &self.fields,
+                        DocAddress::new(ord as u32, doc),
+                    )?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Looks posts up by id; missing ids are skipped.
+    pub(crate) fn get(&self, searcher: &Searcher, id: &PostId) -> Result<Option<Post>, IndexError> {
+        let query = TermQuery::new(self.id_term(id), IndexRecordOption::Basic);
+        let hits = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(IndexError::tantivy)?;
+        match hits.first() {
+            Some((_, addr)) => Ok(Some(load_post(searcher, &self.fields, *addr)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The analyzed, de-duplicated terms of a query string.
+    pub(crate) fn query_terms(&self, query: &str) -> Vec<Term> {
+        let mut analyzer = social_analyzer();
+        let mut stream = analyzer.token_stream(query);
+        let mut seen = std::collections::HashSet::new();
+        let mut terms = Vec::new();
+        while let Some(token) = stream.next() {
+            if seen.insert(token.text.clone()) {
+                terms.push(Term::from_field_text(self.fields.text, &token.text));
+            }
+        }
+        terms
+    }
+
+    /// BM25 top-`limit` for `query` (OR of its terms) under `filter`.
+    pub(crate) fn bm25(
+        &self,
+        searcher: &Searcher,
+        query: &str,
+        filter: &SearchFilter,
+        limit: usize,
+    ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+        let terms = self.query_terms(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text_query: Box<dyn Query> = Box::new(BooleanQuery::new(
+            terms
+                .into_iter()
+                .map(|t| {
+                    (
+                        Occur::Should,
+                        Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>,
+                    )
+                })
+                .collect(),
+        ));
+        let mut clauses = vec![(Occur::Must, text_query)];
+        clauses.extend(self.filter_clauses(filter));
+        let query = BooleanQuery::new(clauses);
+        searcher
+            .search(&query, &TopDocs::with_limit(limit).order_by_score())
+            .map_err(IndexError::tantivy)
+    }
+
+    /// Filter clauses (no scoring) shared by every text query.
+    pub(crate) fn filter_clauses(&self, filter: &SearchFilter) -> Vec<(Occur, Box<dyn Query>)> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if filter.from_ms.is_some() || filter.to_ms.is_some() {
+            let lower = filter.from_ms.map_or(Bound::Unbounded, |v| {
+                Bound::Included(Term::from_field_i64(f.created_at, v))
+            });
+            let upper = filter.to_ms.map_or(Bound::Unbounded, |v| {
+                Bound::Included(Term::from_field_i64(f.created_at, v))
+            });
+            clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
+        }
+        let any_of = |field: Field, values: &[String]| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                values
+                    .iter()
+                    .map(|v| {
+                        (
+                            Occur::Should,
+                            Box::new(TermQuery::new(
+                                Term::from_field_text(field, v),
+                                IndexRecordOption::Basic,
+                            )) as Box<dyn Query>,
+                        )
+                    })
+                    .collect(),
+            ))
+        };
+        if !filter.authors.is_empty() {
+            clauses.push((Occur::Must, any_of(f.author, &filter.authors)));
+        }
+        if !filter.sources.is_empty() {
+            clauses.push((Occur::Must, any_of(f.source, &filter.sources)));
+        }
+        if !filter.langs.is_empty() {
+            clauses.push((Occur::Must, any_of(f.lang, &filter.langs)));
+        }
+        for author in &filter.exclude_authors {
+            clauses.push((
+                Occur::MustNot,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.author, author),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        clauses
+    }
+}
+
+/// Reads the stored post at `addr`.
+pub(crate) fn load_post(
+    searcher: &Searcher,
+    fields: &Fields,
+    addr: DocAddress,
+) -> Result<Post, IndexError> {
+    let doc: TantivyDocument = searcher.doc(addr).map_err(IndexError::tantivy)?;
+    let json = doc
+        .get_first(fields.doc)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .ok_or_else(|| IndexError::internal("stored document has no body"))?;
+    serde_json::from_str(&json)
+        .map_err(|e| IndexError::internal(format!("decode stored post: {e}")))
+}
+
+/// Commit payload: `{"checkpoints": {source: position}}`.
+pub(crate) fn encode_payload(checkpoints: &BTreeMap<String, String>) -> String {
+    serde_json::json!({ "checkpoints": checkpoints }).to_string()
+}
+
+fn decode_payload(payload: Option<&str>) -> BTreeMap<String, String> {
+    payload
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|v| v.get("checkpoints").cloned())
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default()
+}

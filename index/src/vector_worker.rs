@@ -1,0 +1,328 @@
+//! The vector worker: embeds committed posts in batches and writes them to the vector store.
+//!
+//! It never blocks the text writer: the writer hands jobs over with `try_send`, and when the
+//! queue is full it only raises a flag; the worker then reconciles (finds text posts without a
+//! vector and vectors without a text post) once it is idle. The same reconciliation runs at
+//! start, so the two indexes converge after a crash or an `ingest --no-vectors`.
+//! A near-duplicate (same dup key) reuses the vector of a recent copy instead of embedding again.
+
+use crate::embed::Embedder;
+use crate::post::Post;
+use crate::stats::IndexStats;
+use crate::text::TextIndex;
+use crate::vectors::{VectorPoint, VectorStore};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub(crate) enum VectorJob {
+    Upsert(Post),
+    Delete(Vec<String>),
+    DeleteOlderThan(i64),
+}
+
+/// The writer's end of the vector queue.
+#[derive(Clone)]
+pub(crate) struct VectorQueue {
+    tx: mpsc::Sender<VectorJob>,
+    overflow: Arc<AtomicBool>,
+    stats: Arc<IndexStats>,
+}
+
+impl VectorQueue {
+    /// Hands a job over without waiting; a full queue marks the worker for reconciliation.
+    pub(crate) fn send(&self, job: VectorJob) {
+        match self.tx.try_send(job) {
+            Ok(()) => {
+                self.stats.vectors_pending.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                // Reconciliation (when the worker is idle) finds what was dropped here.
+                self.stats.vectors_ready.store(false, Ordering::Release);
+                self.overflow.store(true, Ordering::Release);
+                self.stats
+                    .vector_queue_overflow
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Vector worker settings.
+#[derive(Clone, Debug)]
+pub struct VectorWorkerConfig {
+    pub queue: usize,
+    pub batch: usize,
+    /// How many recent near-duplicate vectors to remember for reuse.
+    pub reuse_cache: usize,
+}
+
+impl Default for VectorWorkerConfig {
+    fn default() -> Self {
+        VectorWorkerConfig {
+            queue: 100_000,
+            batch: 64,
+            reuse_cache: 20_000,
+        }
+    }
+}
+
+struct Worker {
+    text: TextIndex,
+    store: Arc<dyn VectorStore>,
+    embedder: Arc<dyn Embedder>,
+    config: VectorWorkerConfig,
+    backlog: VecDeque<VectorJob>,
+    cache: HashMap<u64, Arc<Vec<f32>>>,
+    cache_order: VecDeque<u64>,
+    overflow: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<IndexStats>,
+}
+
+/// Handle to stop the worker.
+pub(crate) struct VectorWorkerHandle {
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) thread: std::thread::JoinHandle<()>,
+}
+
+pub(crate) fn spawn(
+    text: TextIndex,
+    store: Arc<dyn VectorStore>,
+    embedder: Arc<dyn Embedder>,
+    config: VectorWorkerConfig,
+    stats: Arc<IndexStats>,
+) -> Result<(VectorQueue, VectorWorkerHandle), crate::IndexError> {
+    let (tx, rx) = mpsc::channel(config.queue.max(1));
+    let overflow = Arc::new(AtomicBool::new(true)); // reconcile once at start
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut worker = Worker {
+        text,
+        store,
+        embedder,
+        config,
+        backlog: VecDeque::new(),
+        cache: HashMap::new(),
+        cache_order: VecDeque::new(),
+        overflow: overflow.clone(),
+        stop: stop.clone(),
+        stats: stats.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("tidings-vectors".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "vector worker could not start its runtime");
+                    return;
+                }
+            };
+            rt.block_on(worker.run(rx));
+        })
+        .map_err(|e| crate::IndexError::internal(format!("spawn vector worker: {e}")))?;
+    Ok((
+        VectorQueue {
+            tx,
+            overflow,
+            stats,
+        },
+        VectorWorkerHandle { stop, thread },
+    ))
+}
+
+impl Worker {
+    async fn run(&mut self, mut rx: mpsc::Receiver<VectorJob>) {
+        let mut failures = 0u32;
+        while !self.stop.load(Ordering::Acquire) {
+            while let Ok(job) = rx.try_recv() {
+                self.backlog.push_back(job);
+            }
+            if self.backlog.is_empty() {
+                if self.overflow.swap(false, Ordering::AcqRel) {
+                    self.reconcile();
+                    continue;
+                }
+                self.stats.vectors_ready.store(true, Ordering::Release);
+                match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                    Ok(Some(job)) => {
+                        self.backlog.push_back(job);
+                        // Let a burst arrive so it is embedded as one batch.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Ok(None) => return,
+                    Err(_) => {}
+                }
+                continue;
+            }
+            match self.step().await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    let backoff = Duration::from_millis((250u64 << failures.min(6)).min(15_000));
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "vector batch failed; will retry");
+                    self.stats.embed_errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+    }
+
+    /// Processes the next batch from the backlog; on error the batch stays queued.
+    async fn step(&mut self) -> Result<(), crate::IndexError> {
+        match self.backlog.front() {
+            Some(VectorJob::Delete(ids)) => {
+                self.store.delete(ids)?;
+                self.backlog.pop_front();
+                self.stats.vectors_pending.fetch_sub(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Some(VectorJob::DeleteOlderThan(ms)) => {
+                self.store.delete_older_than(*ms)?;
+                self.backlog.pop_front();
+                self.stats.vectors_pending.fetch_sub(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let mut batch: Vec<&Post> = Vec::new();
+        for job in &self.backlog {
+            match job {
+                VectorJob::Upsert(p) if batch.len() < self.config.batch => batch.push(p),
+                _ => break,
+            }
+        }
+        let mut vectors: Vec<Option<Arc<Vec<f32>>>> = Vec::with_capacity(batch.len());
+        let mut to_embed: Vec<String> = Vec::new();
+        let mut embed_keys: Vec<u64> = Vec::new();
+        for post in &batch {
+            let key = post.dup_key();
+            let cached = self.cache.get(&key).cloned();
+            if cached.is_none() && !embed_keys.contains(&key) {
+                embed_keys.push(key);
+                to_embed.push(post.text.clone());
+            }
+            vectors.push(cached);
+        }
+        let reused = batch.len() - to_embed.len();
+        let embedded = if to_embed.is_empty() {
+            Vec::new()
+        } else {
+            self.embedder.embed(to_embed).await?
+        };
+        let fresh: HashMap<u64, Arc<Vec<f32>>> = embed_keys
+            .iter()
+            .copied()
+            .zip(embedded.into_iter().map(Arc::new))
+            .collect();
+        let points: Vec<VectorPoint> = batch
+            .iter()
+            .zip(vectors)
+            .filter_map(|(post, cached)| {
+                let v = cached.or_else(|| fresh.get(&post.dup_key()).cloned())?;
+                Some(VectorPoint::new(post, v.as_ref().clone()))
+            })
+            .collect();
+        let n = points.len();
+        let taken = batch.len();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.upsert(points))
+            .await
+            .map_err(|e| {
+                crate::IndexError::internal(format!("vector upsert task failed: {e}"))
+            })??;
+        for (key, v) in fresh {
+            self.remember(key, v);
+        }
+        self.stats
+            .embedded
+            .fetch_add((n - reused.min(n)) as u64, Ordering::Relaxed);
+        self.stats
+            .embeddings_reused
+            .fetch_add(reused as u64, Ordering::Relaxed);
+        self.stats
+            .vectors_upserted
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.backlog.drain(..taken);
+        self.stats
+            .vectors_pending
+            .fetch_sub(taken as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn remember(&mut self, key: u64, vector: Arc<Vec<f32>>) {
+        if self.config.reuse_cache == 0 {
+            return;
+        }
+        if self.cache.insert(key, vector).is_none() {
+            self.cache_order.push_back(key);
+            while self.cache_order.len() > self.config.reuse_cache {
+                if let Some(old) = self.cache_order.pop_front() {
+                    self.cache.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Makes the vector store hold exactly the text index's posts.
+    fn reconcile(&mut self) {
+        let result = (|| -> Result<(usize, usize), crate::IndexError> {
+            self.text
+                .reader
+                .reload()
+                .map_err(crate::IndexError::tantivy)?;
+            let text_ids: HashSet<u64> = self.text.id_map()?.into_keys().collect();
+            let stored = self.store.all_ids()?;
+            let stored_hashes: HashSet<u64> = stored.iter().map(|(h, _)| *h).collect();
+            let stray: Vec<String> = stored
+                .into_iter()
+                .filter(|(h, _)| !text_ids.contains(h))
+                .map(|(_, id)| id)
+                .collect();
+            let missing: HashSet<u64> = text_ids.difference(&stored_hashes).copied().collect();
+            let queued: HashSet<u64> = self
+                .backlog
+                .iter()
+                .filter_map(|j| match j {
+                    VectorJob::Upsert(p) => Some(p.id.hash64()),
+                    _ => None,
+                })
+                .collect();
+            let missing: HashSet<u64> = missing.difference(&queued).copied().collect();
+            if !stray.is_empty() {
+                self.store.delete(&stray)?;
+            }
+            let posts = if missing.is_empty() {
+                Vec::new()
+            } else {
+                self.text.posts_with_hashes(&missing)?
+            };
+            let n = posts.len();
+            self.stats
+                .vectors_pending
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.backlog
+                .extend(posts.into_iter().map(VectorJob::Upsert));
+            Ok((n, stray.len()))
+        })();
+        match result {
+            Ok((missing, stray)) => {
+                if missing + stray > 0 {
+                    tracing::info!(missing, stray, "reconciled vector index with text index");
+                    self.stats
+                        .reconciled
+                        .fetch_add((missing + stray) as u64, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "vector reconciliation failed; will retry");
+                self.overflow.store(true, Ordering::Release);
+            }
+        }
+    }
+}

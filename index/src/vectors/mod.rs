@@ -1,0 +1,69 @@
+//! The vector half of the index behind one trait: embedded `qdrant-edge` by default; a
+//! `qdrant-client` implementation for a Qdrant server can fill the same trait.
+
+mod edge;
+
+pub use edge::EdgeVectorStore;
+
+use crate::post::Post;
+use crate::search::SearchFilter;
+use crate::IndexError;
+
+/// One post's vector and the payload that filters need.
+#[derive(Clone, Debug)]
+pub struct VectorPoint {
+    pub post_id: String,
+    pub id_hash: u64,
+    pub created_at_ms: i64,
+    pub author: Option<String>,
+    pub source: String,
+    pub lang: Option<String>,
+    pub vector: Vec<f32>,
+}
+
+impl VectorPoint {
+    pub fn new(post: &Post, vector: Vec<f32>) -> VectorPoint {
+        VectorPoint {
+            post_id: post.id.to_string(),
+            id_hash: post.id.hash64(),
+            created_at_ms: post.created_at.timestamp_millis(),
+            author: post.author.clone(),
+            source: post.source.clone(),
+            lang: post.lang.clone(),
+            vector,
+        }
+    }
+}
+
+/// A nearest-neighbour hit.
+#[derive(Clone, Debug)]
+pub struct VectorHit {
+    pub post_id: String,
+    pub score: f32,
+}
+
+/// Stores post vectors and answers filtered nearest-neighbour queries. Calls block; callers run
+/// them off the async threads.
+pub trait VectorStore: Send + Sync {
+    /// Inserts or replaces points and makes them durable before returning.
+    fn upsert(&self, points: Vec<VectorPoint>) -> Result<(), IndexError>;
+    /// Deletes points by post id (missing ids are fine).
+    fn delete(&self, post_ids: &[String]) -> Result<(), IndexError>;
+    /// Deletes every point created before `cutoff_ms`.
+    fn delete_older_than(&self, cutoff_ms: i64) -> Result<(), IndexError>;
+    /// Top-`limit` nearest points to `vector` under `filter`.
+    fn search(
+        &self,
+        vector: &[f32],
+        filter: &SearchFilter,
+        limit: usize,
+    ) -> Result<Vec<VectorHit>, IndexError>;
+    /// The stored vector of one post, if present (used to reuse a near-duplicate's embedding).
+    fn vector_of(&self, post_id: &str) -> Result<Option<Vec<f32>>, IndexError>;
+    /// Post id hash and post id of every stored point (for reconciliation with the text index).
+    fn all_ids(&self) -> Result<Vec<(u64, String)>, IndexError>;
+    /// Number of stored points.
+    fn count(&self) -> Result<usize, IndexError>;
+    /// Builds ANN structures; slow, call it off the request path.
+    fn optimize(&self) -> Result<(), IndexError>;
+}

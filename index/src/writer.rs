@@ -1,0 +1,467 @@
+//! The one task that owns tantivy's `IndexWriter`.
+//!
+//! Commands arrive on a bounded channel. Upserts and deletes are applied at once and committed by
+//! size (`commit_docs`) or time (`commit_interval` after the first uncommitted change); the reader
+//! reloads right after each commit, so a post is searchable when its caller hears back. Callers
+//! are answered only after the commit that covers their change: an acknowledged post is durable.
+//! Source checkpoints ride in the same commit's payload. After a commit, changed posts are handed
+//! to the vector worker without waiting (text first, vectors follow).
+
+use crate::post::{Post, PostId};
+use crate::stats::IndexStats;
+use crate::text::{encode_payload, TextIndex};
+use crate::vector_worker::{VectorJob, VectorQueue};
+use crate::IndexError;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tantivy::query::RangeQuery;
+use tantivy::{IndexWriter, TantivyDocument, Term};
+use tokio::sync::{mpsc, oneshot};
+
+/// What an upsert did to one post.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpsertOutcome {
+    /// New id: stored.
+    Inserted,
+    /// Known id with new content (an edit): replaced.
+    Updated,
+    /// Known id with identical content: nothing to do.
+    Duplicate,
+}
+
+/// A source position to store with the commit that covers a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub source: String,
+    pub position: String,
+}
+
+/// Writer settings.
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub commit_interval: Duration,
+    pub commit_docs: usize,
+    pub memory_budget_bytes: usize,
+    /// Indexing threads; 0 lets tantivy choose.
+    pub threads: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            commit_interval: Duration::from_millis(250),
+            commit_docs: 50_000,
+            memory_budget_bytes: 256 << 20,
+            threads: 0,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, IndexError>>;
+
+enum Command {
+    Upsert {
+        posts: Vec<Post>,
+        checkpoint: Option<Checkpoint>,
+        reply: Reply<Vec<UpsertOutcome>>,
+    },
+    Delete {
+        ids: Vec<PostId>,
+        reply: Reply<Vec<bool>>,
+    },
+    DeleteOlderThan {
+        cutoff: DateTime<Utc>,
+        reply: Reply<u64>,
+    },
+    Commit {
+        reply: Reply<()>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The write capability handed to `ingest` and `api`. Cheap to clone.
+#[derive(Clone)]
+pub struct WriteHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl WriteHandle {
+    /// Upserts posts; resolves once they are committed (durable and searchable).
+    pub async fn upsert(
+        &self,
+        posts: Vec<Post>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Vec<UpsertOutcome>, IndexError> {
+        self.call(|reply| Command::Upsert {
+            posts,
+            checkpoint,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes posts by id from both indexes; `true` where the post existed.
+    pub async fn delete(&self, ids: Vec<PostId>) -> Result<Vec<bool>, IndexError> {
+        self.call(|reply| Command::Delete { ids, reply }).await
+    }
+
+    /// Deletes every post created before `cutoff`; returns how many went.
+    pub async fn delete_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, IndexError> {
+        self.call(|reply| Command::DeleteOlderThan { cutoff, reply })
+            .await
+    }
+
+    /// Whether the writer still takes commands.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Commits whatever is pending now.
+    pub async fn commit(&self) -> Result<(), IndexError> {
+        self.call(|reply| Command::Commit { reply }).await
+    }
+
+    /// Commits what is pending and stops the writer; later calls fail with `Unavailable`.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, IndexError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| IndexError::writer_gone())?;
+        rx.await.map_err(|_| IndexError::writer_gone())?
+    }
+}
+
+/// A change waiting for its commit.
+enum Waiting {
+    Upsert(Reply<Vec<UpsertOutcome>>, Vec<UpsertOutcome>),
+    Delete(Reply<Vec<bool>>, Vec<bool>),
+    Count(Reply<u64>, u64),
+    Unit(Reply<()>),
+}
+
+struct Writer {
+    text: TextIndex,
+    writer: IndexWriter<TantivyDocument>,
+    config: WriterConfig,
+    /// id hash → (content hash, dup key) of committed posts.
+    committed: HashMap<u64, (u64, u64)>,
+    /// Changes since the last commit: Some = upserted, None = deleted.
+    staged: HashMap<u64, Option<(u64, u64)>>,
+    checkpoints: BTreeMap<String, String>,
+    waiting: Vec<Waiting>,
+    changed_docs: usize,
+    first_change: Option<Instant>,
+    to_embed: Vec<Post>,
+    to_unembed: Vec<String>,
+    rebuild_map_after_commit: bool,
+    vectors: Option<VectorQueue>,
+    stats: Arc<IndexStats>,
+}
+
+/// Starts the writer thread.
+pub(crate) fn spawn(
+    text: TextIndex,
+    config: WriterConfig,
+    vectors: Option<VectorQueue>,
+    stats: Arc<IndexStats>,
+) -> Result<(WriteHandle, std::thread::JoinHandle<()>), IndexError> {
+    let writer = if config.threads > 0 {
+        text.index
+            .writer_with_num_threads(config.threads, config.memory_budget_bytes)
+    } else {
+        text.index.writer(config.memory_budget_bytes)
+    }
+    .map_err(|e| {
+        IndexError::internal(format!(
+            "open index writer (is another tidings process using this data dir?): {e}"
+        ))
+    })?;
+    let committed = text.id_map()?;
+    let checkpoints = text.checkpoints()?;
+    stats.posts.store(committed.len() as u64, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(1024);
+    let mut state = Writer {
+        text,
+        writer,
+        config,
+        committed,
+        staged: HashMap::new(),
+        checkpoints,
+        waiting: Vec::new(),
+        changed_docs: 0,
+        first_change: None,
+        to_embed: Vec::new(),
+        to_unembed: Vec::new(),
+        rebuild_map_after_commit: false,
+        vectors,
+        stats,
+    };
+    let thread = std::thread::Builder::new()
+        .name("tidings-writer".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "index writer could not start its runtime");
+                    return;
+                }
+            };
+            rt.block_on(state.run(rx));
+        })
+        .map_err(|e| IndexError::internal(format!("spawn writer thread: {e}")))?;
+    Ok((WriteHandle { tx }, thread))
+}
+
+impl Writer {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            let command = match self.first_change {
+                None => rx.recv().await,
+                Some(first) => {
+                    let deadline =
+                        tokio::time::Instant::from_std(first + self.config.commit_interval);
+                    tokio::select! {
+                        c = rx.recv() => c,
+                        _ = tokio::time::sleep_until(deadline) => { self.commit(); continue; }
+                    }
+                }
+            };
+            match command {
+                None => {
+                    self.commit();
+                    return;
+                }
+                Some(Command::Shutdown { reply }) => {
+                    self.commit();
+                    let _ = reply.send(());
+                    tracing::info!("index writer stopped after its final commit");
+                    return;
+                }
+                Some(Command::Commit { reply }) => {
+                    self.waiting.push(Waiting::Unit(reply));
+                    self.commit();
+                }
+                Some(Command::Upsert {
+                    posts,
+                    checkpoint,
+                    reply,
+                }) => match self.upsert(posts) {
+                    Ok(outcomes) => {
+                        if let Some(c) = checkpoint {
+                            self.checkpoints.insert(c.source, c.position);
+                        }
+                        self.mark_changed();
+                        self.waiting.push(Waiting::Upsert(reply, outcomes));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                Some(Command::Delete { ids, reply }) => {
+                    let found = self.delete(ids);
+                    self.mark_changed();
+                    self.waiting.push(Waiting::Delete(reply, found));
+                }
+                Some(Command::DeleteOlderThan { cutoff, reply }) => {
+                    let ms = cutoff.timestamp_millis();
+                    let term = Term::from_field_i64(self.text.fields.created_at, ms);
+                    let query = RangeQuery::new(Bound::Unbounded, Bound::Excluded(term));
+                    let searcher = self.text.reader.searcher();
+                    let count = searcher
+                        .search(&query, &tantivy::collector::Count)
+                        .unwrap_or(0) as u64;
+                    match self.writer.delete_query(Box::new(query)) {
+                        Ok(_) => {
+                            self.rebuild_map_after_commit = true;
+                            if let Some(v) = &self.vectors {
+                                v.send(VectorJob::DeleteOlderThan(ms));
+                            }
+                            self.mark_changed();
+                            self.waiting.push(Waiting::Count(reply, count));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(IndexError::tantivy(e)));
+                        }
+                    }
+                }
+            }
+            if self.changed_docs >= self.config.commit_docs {
+                self.commit();
+            }
+        }
+    }
+
+    fn mark_changed(&mut self) {
+        if self.first_change.is_none() {
+            self.first_change = Some(Instant::now());
+        }
+    }
+
+    fn lookup(&self, id_hash: u64) -> Option<(u64, u64)> {
+        match self.staged.get(&id_hash) {
+            Some(state) => *state,
+            None => self.committed.get(&id_hash).copied(),
+        }
+    }
+
+    fn upsert(&mut self, posts: Vec<Post>) -> Result<Vec<UpsertOutcome>, IndexError> {
+        let mut outcomes = Vec::with_capacity(posts.len());
+        for post in posts {
+            let id_hash = post.id.hash64();
+            let content = post.content_hash();
+            let outcome = match self.lookup(id_hash) {
+                Some((c, _)) if c == content => UpsertOutcome::Duplicate,
+                Some(_) => UpsertOutcome::Updated,
+                None => UpsertOutcome::Inserted,
+            };
+            if outcome != UpsertOutcome::Duplicate {
+                let doc = self.text.document(&post)?;
+                if outcome == UpsertOutcome::Updated {
+                    self.writer.delete_term(self.text.id_term(&post.id));
+                }
+                self.writer.add_document(doc).map_err(IndexError::tantivy)?;
+                self.staged.insert(id_hash, Some((content, post.dup_key())));
+                self.changed_docs += 1;
+                self.to_embed.push(post);
+            }
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    fn delete(&mut self, ids: Vec<PostId>) -> Vec<bool> {
+        ids.into_iter()
+            .map(|id| {
+                let h = id.hash64();
+                let existed = self.lookup(h).is_some();
+                if existed {
+                    self.writer.delete_term(self.text.id_term(&id));
+                    self.staged.insert(h, None);
+                    self.changed_docs += 1;
+                    self.to_embed.retain(|p| p.id != id);
+                    self.to_unembed.push(id.to_string());
+                }
+                existed
+            })
+            .collect()
+    }
+
+    /// Commits pending changes, reloads the reader, hands changes to the vector worker and
+    /// answers every waiting caller.
+    fn commit(&mut self) {
+        self.first_change = None;
+        if self.waiting.is_empty() && self.changed_docs == 0 {
+            return;
+        }
+        let started = Instant::now();
+        let result = self.try_commit();
+        let elapsed = started.elapsed();
+        match &result {
+            Ok(()) => {
+                for (h, state) in self.staged.drain() {
+                    match state {
+                        Some(v) => {
+                            self.committed.insert(h, v);
+                        }
+                        None => {
+                            self.committed.remove(&h);
+                        }
+                    }
+                }
+                if self.rebuild_map_after_commit {
+                    self.rebuild_map_after_commit = false;
+                    match self.text.id_map() {
+                        Ok(map) => self.committed = map,
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not rebuild the dedup map after a retention pass")
+                        }
+                    }
+                }
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .posts
+                    .store(self.committed.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .last_commit_micros
+                    .store(elapsed.as_micros() as u64, Ordering::Relaxed);
+                if let Some(v) = &self.vectors {
+                    if !self.to_unembed.is_empty() {
+                        v.send(VectorJob::Delete(std::mem::take(&mut self.to_unembed)));
+                    }
+                    for post in self.to_embed.drain(..) {
+                        v.send(VectorJob::Upsert(post));
+                    }
+                } else {
+                    self.to_embed.clear();
+                    self.to_unembed.clear();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "index commit failed; the uncommitted changes were rolled back");
+                self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                self.staged.clear();
+                self.to_embed.clear();
+                self.to_unembed.clear();
+                if let Err(e) = self.writer.rollback() {
+                    tracing::error!(error = %e, "index rollback failed");
+                }
+            }
+        }
+        self.changed_docs = 0;
+        for w in self.waiting.drain(..) {
+            let err = || match &result {
+                Ok(()) => None,
+                Err(e) => Some(IndexError::Internal(format!("commit failed: {e}"))),
+            };
+            match w {
+                Waiting::Upsert(r, v) => {
+                    if let Ok(v) = &result.as_ref().map(|_| v.clone()) {
+                        for o in v {
+                            let counter = match o {
+                                UpsertOutcome::Inserted => &self.stats.inserted,
+                                UpsertOutcome::Updated => &self.stats.updated,
+                                UpsertOutcome::Duplicate => &self.stats.duplicates,
+                            };
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let _ = r.send(err().map_or(Ok(v), Err));
+                }
+                Waiting::Delete(r, v) => {
+                    let _ = r.send(err().map_or(Ok(v), Err));
+                }
+                Waiting::Count(r, n) => {
+                    let _ = r.send(err().map_or(Ok(n), Err));
+                }
+                Waiting::Unit(r) => {
+                    let _ = r.send(err().map_or(Ok(()), Err));
+                }
+            }
+        }
+    }
+
+    fn try_commit(&mut self) -> Result<(), IndexError> {
+        let mut prepared = self.writer.prepare_commit().map_err(IndexError::tantivy)?;
+        prepared.set_payload(&encode_payload(&self.checkpoints));
+        prepared.commit().map_err(IndexError::tantivy)?;
+        self.text.reader.reload().map_err(IndexError::tantivy)?;
+        Ok(())
+    }
+}

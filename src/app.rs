@@ -1,0 +1,267 @@
+//! Wiring: settings → index service (text + vectors + embedder) → HTTP app, plus the background
+//! tasks `tidings serve` runs (replay source, retention, vector optimiser).
+
+use crate::config::{duration, Settings};
+use anyhow::{bail, Context};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tidings_api::{ApiConfig, AppState};
+use tidings_index::{
+    DenseParts, EdgeVectorStore, Embedder, IndexConfig, IndexService, LocalEmbedder,
+    OpenAiEmbedder, OpenAiEmbedderConfig, VectorStore, VectorWorkerConfig, WriterConfig,
+};
+use tidings_ingest::replay::{replay_file, Pace, ReplayConfig};
+use tidings_ingest::ValidationConfig;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Builds the embedder the settings ask for (`None` for `kind = "none"`).
+pub fn embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
+    let e = &settings.embedder;
+    Ok(match e.kind.as_str() {
+        "local" => Some(Arc::new(
+            LocalEmbedder::load(&e.model_dir, e.instances).with_context(|| {
+                format!(
+                    "load the local embedding model from {}",
+                    e.model_dir.display()
+                )
+            })?,
+        )),
+        "openai" => Some(Arc::new(OpenAiEmbedder::new(OpenAiEmbedderConfig {
+            base_url: e.url.clone(),
+            api_key: e.api_key.clone(),
+            model: e.model.clone(),
+            dim: e.dim,
+            timeout: Duration::from_secs(e.timeout_secs),
+        })?)),
+        _ => None,
+    })
+}
+
+/// Opens the index in the data dir. `with_vectors = false` skips the dense half entirely
+/// (a later start with vectors reconciles and embeds what is missing).
+pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<IndexService> {
+    let config = IndexConfig {
+        data_dir: settings.data.dir.clone(),
+        writer: WriterConfig {
+            commit_interval: Duration::from_millis(settings.index.commit_interval_ms),
+            commit_docs: settings.index.commit_docs,
+            memory_budget_bytes: settings.index.writer_memory_mb << 20,
+            threads: settings.index.writer_threads,
+        },
+        vector_worker: VectorWorkerConfig {
+            queue: settings.index.vector_queue,
+            batch: settings.index.embed_batch,
+            ..VectorWorkerConfig::default()
+        },
+    };
+    let dense = match (with_vectors, embedder(settings)?) {
+        (true, Some(embedder)) => {
+            let store: Arc<dyn VectorStore> = Arc::new(EdgeVectorStore::open(
+                &settings.data.dir.join("vectors"),
+                embedder.dim(),
+            )?);
+            Some(DenseParts { store, embedder })
+        }
+        _ => None,
+    };
+    IndexService::start(&config, dense)
+        .with_context(|| format!("open the index in {}", settings.data.dir.display()))
+}
+
+pub fn api_config(settings: &Settings) -> anyhow::Result<ApiConfig> {
+    Ok(ApiConfig {
+        max_body_bytes: settings.server.max_body_bytes,
+        max_posts_per_request: settings.server.max_posts_per_request,
+        max_search_results: settings.search.max_results,
+        default_half_life: settings.default_half_life()?,
+        validation: ValidationConfig::default(),
+    })
+}
+
+/// A feed to replay into the index while serving.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    pub path: PathBuf,
+    pub pace: Pace,
+    pub shift_to_now: bool,
+}
+
+/// A running server: its address, and what stops it.
+pub struct App {
+    pub addr: SocketAddr,
+    pub index: Arc<tokio::sync::Mutex<Option<IndexService>>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    grace: Duration,
+}
+
+impl App {
+    /// Opens the index, binds `settings.server.bind` (port 0 picks one), and starts serving.
+    pub async fn build(settings: &Settings, replay: Option<ReplayOptions>) -> anyhow::Result<App> {
+        if !settings.server.bind.ip().is_loopback() {
+            bail!(
+                "refusing to bind {}: API keys are not implemented yet, so Tidings serves loopback only \
+                 (use 127.0.0.1 and put a reverse proxy with auth in front if you must expose it)",
+                settings.server.bind
+            );
+        }
+        let service = tokio::task::block_in_place(|| open_index(settings, true))?;
+        let state = AppState::new(
+            service.search.clone(),
+            service.write.clone(),
+            service.stats.clone(),
+            api_config(settings)?,
+        );
+        let listener = tokio::net::TcpListener::bind(settings.server.bind)
+            .await
+            .with_context(|| format!("bind {}", settings.server.bind))?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        if let Some(replay) = replay {
+            let write = service.write.clone();
+            let token = shutdown.clone();
+            tracker.spawn(async move {
+                tokio::select! {
+                    r = run_replay(replay, write) => if let Err(e) = r { tracing::error!(error = %e, "replay failed") },
+                    _ = token.cancelled() => {}
+                }
+            });
+        }
+        if let Some(max_age) = settings.retention()? {
+            let write = service.write.clone();
+            let every = duration(&settings.index.retention_check_interval)?;
+            let token = shutdown.clone();
+            tracker.spawn(async move {
+                loop {
+                    if let Err(e) = retention_once(&write, max_age).await {
+                        tracing::error!(error = %e, "retention pass failed");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = token.cancelled() => return,
+                    }
+                }
+            });
+        }
+        if settings.index.optimize_every > 0 {
+            if let Some(store) = service.search.vector_store() {
+                let stats = service.stats.clone();
+                let every = settings.index.optimize_every;
+                let token = shutdown.clone();
+                tracker.spawn(optimizer(store, stats, every, token));
+            }
+        }
+        let token = shutdown.clone();
+        let server = tokio::spawn(tidings_api::serve(listener, state, async move {
+            token.cancelled().await
+        }));
+        tracing::info!(%addr, posts = service.search.num_posts(), vectors = service.search.has_vectors(), "tidings is serving (loopback only)");
+        Ok(App {
+            addr,
+            index: Arc::new(tokio::sync::Mutex::new(Some(service))),
+            shutdown,
+            tracker,
+            server,
+            grace: duration(&settings.server.shutdown_grace)?,
+        })
+    }
+
+    /// A token that stops the app when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops sources, drains HTTP (up to the grace period), then commits and closes the index.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(self.grace, self.tracker.wait()).await;
+        match tokio::time::timeout(self.grace, self.server).await {
+            Ok(joined) => joined.context("server task")?.context("server")?,
+            Err(_) => tracing::warn!("open requests did not finish within the grace period"),
+        }
+        if let Some(service) = self.index.lock().await.take() {
+            service.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+/// Deletes posts older than `max_age` from both indexes; returns how many went.
+pub async fn retention_once(
+    write: &tidings_index::WriteHandle,
+    max_age: Duration,
+) -> anyhow::Result<u64> {
+    let cutoff =
+        chrono::Utc::now() - chrono::Duration::from_std(max_age).context("retention too long")?;
+    let removed = write.delete_older_than(cutoff).await?;
+    if removed > 0 {
+        tracing::info!(removed, %cutoff, "retention removed old posts");
+    }
+    Ok(removed)
+}
+
+async fn optimizer(
+    store: Arc<dyn VectorStore>,
+    stats: Arc<tidings_index::IndexStats>,
+    every: u64,
+    token: CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    let mut last = stats.vectors_upserted.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = token.cancelled() => return,
+        }
+        let now = stats.vectors_upserted.load(Ordering::Relaxed);
+        if now - last < every {
+            continue;
+        }
+        last = now;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.optimize()).await {
+            Ok(Ok(())) => tracing::info!("vector index optimised"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "vector index optimisation failed"),
+            Err(e) => tracing::warn!(error = %e, "vector optimiser task failed"),
+        }
+    }
+}
+
+async fn run_replay(
+    replay: ReplayOptions,
+    write: tidings_index::WriteHandle,
+) -> anyhow::Result<()> {
+    let (tx, rx) = mpsc::channel(64);
+    let path = replay.path.clone();
+    let config = ReplayConfig {
+        pace: replay.pace,
+        max_gap: Duration::from_secs(5),
+        shift_to_now: replay.shift_to_now,
+    };
+    let producer = tokio::spawn(async move {
+        replay_file(&path, "replay", &ValidationConfig::default(), &config, &tx).await
+    });
+    let summary = tidings_ingest::run_pipeline(rx, &write, None, 20, 2, |_| {}).await?;
+    producer
+        .await
+        .context("replay task")?
+        .with_context(|| format!("read {}", replay.path.display()))?;
+    tracing::info!(
+        accepted = summary.accepted,
+        duplicates = summary.duplicates,
+        rejected = summary.rejected,
+        file = %replay.path.display(),
+        "replay finished"
+    );
+    for r in &summary.rejections {
+        tracing::warn!(line = r.line, id = ?r.id, reason = %r.rejection, "replay skipped a record");
+    }
+    Ok(())
+}

@@ -1,0 +1,413 @@
+//! `tidings bench`: throughput and latency on a corpus scaled from the real posts, each figure
+//! beside a baseline measured in the same process.
+//!
+//! Corpus: `posts_{N}.jsonl` and `queries.txt` from `../shared/peers/gen.py` (deterministic, real
+//! posts recombined; the method is in its docstring), generated into `/tmp/peers-data` when
+//! missing, so the figures are comparable with `../shared/peers/results.md`.
+//! Baselines: raw tantivy (default tokenizer, pre-parsed text, no validation or dedup) for
+//! ingest and filtered BM25; the embedder alone for ingest with embeddings.
+
+use crate::app::{self, App};
+use crate::config::Settings;
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tidings_index::{Embedder, LocalEmbedder, PostId, SearchFilter, SearchMode, SearchRequest};
+use tidings_ingest::ValidationConfig;
+
+pub struct BenchOptions {
+    pub shared: PathBuf,
+    /// Corpus sizes for text ingest and filtered BM25.
+    pub sizes: Vec<usize>,
+    /// Posts embedded for the embedder / ingest-with-embeddings / hybrid figures.
+    pub embed_n: usize,
+    /// Steady push rate and duration for the freshness figure.
+    pub fresh_rate: f64,
+    pub fresh_secs: u64,
+    pub peers_data: PathBuf,
+}
+
+const WINDOW_END_MS: i64 = 1_711_843_200_000; // 2024-03-31T00:00:00Z, end of gen.py's window
+const DAY_MS: i64 = 86_400_000;
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summarize(mut xs: Vec<f64>) -> (f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    (pct(&xs, 50.0), pct(&xs, 99.0))
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn corpus(options: &BenchOptions, n: usize) -> anyhow::Result<PathBuf> {
+    let path = options.peers_data.join(format!("posts_{n}.jsonl"));
+    if !path.exists() || !options.peers_data.join("queries.txt").exists() {
+        let gen = options.shared.join("../peers/gen.py");
+        if !gen.exists() {
+            bail!(
+                "{} is missing and so is the generator {}",
+                path.display(),
+                gen.display()
+            );
+        }
+        println!(
+            "bench: generating {} with {}",
+            path.display(),
+            gen.display()
+        );
+        let status = std::process::Command::new("python3")
+            .arg(&gen)
+            .args(["--n", &n.to_string(), "--out"])
+            .arg(&options.peers_data)
+            .status()
+            .context("run gen.py")?;
+        if !status.success() {
+            bail!("gen.py failed for n={n}");
+        }
+    }
+    Ok(path)
+}
+
+fn queries(options: &BenchOptions) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(options.peers_data.join("queries.txt"))?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Raw tantivy, the way a user of the bare library would do it: default tokenizer, text and
+/// timestamp only, one commit at the end. Returns (posts/s, p50 ms, p99 ms) of the filtered query.
+fn tantivy_baseline(
+    path: &Path,
+    queries: &[String],
+    dir: &Path,
+) -> anyhow::Result<(f64, f64, f64)> {
+    use tantivy::collector::TopDocs;
+    use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+    use tantivy::schema::{IndexRecordOption, Schema, FAST, INDEXED, STORED, TEXT};
+    use tantivy::{doc, Index, Term};
+    let content = std::fs::read_to_string(path)?;
+    let rows: Vec<(String, i64)> = content
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some((v["text"].as_str()?.to_string(), v["ts"].as_i64()?))
+        })
+        .collect();
+    let mut b = Schema::builder();
+    let text = b.add_text_field("text", TEXT);
+    let id = b.add_u64_field("id", STORED);
+    let ts = b.add_i64_field("ts", INDEXED | FAST);
+    let index = Index::create_in_dir(dir, b.build())?;
+    let started = Instant::now();
+    let mut writer: tantivy::IndexWriter = index.writer(256 << 20)?;
+    for (i, (t, s)) in rows.iter().enumerate() {
+        writer.add_document(doc!(text => t.as_str(), id => i as u64, ts => *s))?;
+    }
+    writer.commit()?;
+    let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+    let reader = index.reader()?;
+    let searcher = reader.searcher();
+    let tokenizer_index = index.clone();
+    let mut lat = Vec::new();
+    for pass in 0..2 {
+        for q in queries {
+            let t0 = Instant::now();
+            let mut analyzer = tokenizer_index.tokenizer_for_field(text)?;
+            let mut stream = analyzer.token_stream(q);
+            let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            while let Some(tok) = stream.next() {
+                clauses.push((
+                    Occur::Should,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(text, &tok.text),
+                        IndexRecordOption::WithFreqs,
+                    )),
+                ));
+            }
+            let range = RangeQuery::new(
+                std::ops::Bound::Included(Term::from_field_i64(
+                    ts,
+                    (WINDOW_END_MS - DAY_MS) / 1000,
+                )),
+                std::ops::Bound::Excluded(Term::from_field_i64(ts, WINDOW_END_MS / 1000)),
+            );
+            let query = BooleanQuery::new(vec![
+                (
+                    Occur::Must,
+                    Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>,
+                ),
+                (Occur::Must, Box::new(range)),
+            ]);
+            let hits = searcher.search(&query, &TopDocs::with_limit(10).order_by_score())?;
+            for (_, addr) in &hits {
+                let _: tantivy::TantivyDocument = searcher.doc(*addr)?;
+            }
+            if pass == 1 {
+                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let (p50, p99) = summarize(lat);
+    Ok((rate, p50, p99))
+}
+
+async fn ingest_path(
+    service: &tidings_index::IndexService,
+    path: &Path,
+    limit: Option<usize>,
+) -> anyhow::Result<u64> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let content = tokio::fs::read(path).await?;
+    let content = match limit {
+        Some(n) => content
+            .split(|b| *b == b'\n')
+            .take(n)
+            .collect::<Vec<_>>()
+            .join(&b'\n'),
+        None => content,
+    };
+    let producer = tokio::spawn(async move {
+        tidings_ingest::jsonl::read_jsonl(
+            &content[..],
+            "bench",
+            &ValidationConfig::default(),
+            5_000,
+            &tx,
+        )
+        .await
+    });
+    let summary = tidings_ingest::run_pipeline(rx, &service.write, None, 0, 4, |_| {}).await?;
+    producer.await??;
+    Ok(summary.accepted)
+}
+
+/// Runs every figure and prints a table.
+pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
+    println!(
+        "Tidings benchmark on {} cores; corpus from {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        options.peers_data.display()
+    );
+    let mut rows: Vec<String> = Vec::new();
+    for &n in &options.sizes {
+        let path = corpus(&options, n)?;
+        let queries = queries(&options)?;
+        let base_dir = tempfile::tempdir()?;
+        let (base_rate, base_p50, base_p99) =
+            tokio::task::block_in_place(|| tantivy_baseline(&path, &queries, base_dir.path()))?;
+        drop(base_dir);
+        let dir = tempfile::tempdir()?;
+        let mut settings = base.clone();
+        settings.data.dir = dir.path().to_path_buf();
+        settings.embedder.kind = "none".into();
+        settings.index.commit_interval_ms = 1000;
+        let service = tokio::task::block_in_place(|| app::open_index(&settings, false))?;
+        let started = Instant::now();
+        let accepted = ingest_path(&service, &path, None).await?;
+        let rate = accepted as f64 / started.elapsed().as_secs_f64();
+        rows.push(format!("| text ingest (parse+validate+dedup+index+commit) | {n} | {rate:.0} posts/s | raw tantivy {base_rate:.0} posts/s | {:.2}× |", rate / base_rate));
+        let search = service.search.clone();
+        let mut lat = Vec::new();
+        for pass in 0..2 {
+            for q in &queries {
+                let req = SearchRequest {
+                    query: q.clone(),
+                    filter: SearchFilter {
+                        from_ms: Some(WINDOW_END_MS - DAY_MS),
+                        to_ms: Some(WINDOW_END_MS - 1),
+                        ..SearchFilter::default()
+                    },
+                    as_of_ms: WINDOW_END_MS,
+                    half_life: Some(Duration::from_secs(6 * 3600)),
+                    limit: 10,
+                    mode: SearchMode::Text,
+                    collapse_duplicates: true,
+                };
+                let t0 = Instant::now();
+                search.search_blocking(&req, None)?;
+                if pass == 1 {
+                    lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        let (p50, p99) = summarize(lat);
+        rows.push(format!(
+            "| BM25 top-10, last-24h filter (+decay, collapse, stored posts) | {n} | p50 {p50:.3} ms / p99 {p99:.3} ms | raw tantivy p50 {base_p50:.3} / p99 {base_p99:.3} ms | {:.2}× / {:.2}× |",
+            p50 / base_p50,
+            p99 / base_p99
+        ));
+        service.shutdown().await;
+        println!("bench: n={n} done");
+    }
+
+    // Embeddings: the embedder alone vs ingest with embeddings, same posts, same process.
+    let n = options.sizes.first().copied().unwrap_or(100_000);
+    let path = corpus(&options, n)?;
+    let content = std::fs::read_to_string(&path)?;
+    let texts: Vec<String> = content
+        .lines()
+        .take(options.embed_n)
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).ok()?["text"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    let embedder = LocalEmbedder::load(&base.embedder.model_dir, 1)?;
+    let started = Instant::now();
+    for chunk in texts.chunks(64) {
+        embedder.embed(chunk.to_vec()).await?;
+    }
+    let embed_rate = texts.len() as f64 / started.elapsed().as_secs_f64();
+    drop(embedder);
+    let dir = tempfile::tempdir()?;
+    let mut settings = base.clone();
+    settings.data.dir = dir.path().to_path_buf();
+    settings.embedder.kind = "local".into();
+    settings.embedder.instances = 1;
+    let service = tokio::task::block_in_place(|| app::open_index(&settings, true))?;
+    service.wait_for_vectors(|_| {}).await;
+    let started = Instant::now();
+    let accepted = ingest_path(&service, &path, Some(options.embed_n)).await?;
+    service.wait_for_vectors(|_| {}).await;
+    let with_vectors = accepted as f64 / started.elapsed().as_secs_f64();
+    rows.push(format!(
+        "| ingest with local embeddings (text + vectors durable) | {accepted} | {with_vectors:.1} posts/s | embedder alone {embed_rate:.1} posts/s | {:.2}× |",
+        with_vectors / embed_rate
+    ));
+    // Hybrid search over that index, including the query embedding.
+    let queries = queries(&options)?;
+    let search = service.search.clone();
+    let mut lat = Vec::new();
+    let mut text_lat = Vec::new();
+    for pass in 0..2 {
+        for q in &queries {
+            for (mode, out) in [
+                (SearchMode::Hybrid, &mut lat),
+                (SearchMode::Text, &mut text_lat),
+            ] {
+                let mut req = SearchRequest::new(q.clone(), WINDOW_END_MS);
+                req.mode = mode;
+                req.half_life = Some(Duration::from_secs(6 * 3600));
+                let t0 = Instant::now();
+                search.search(req).await?;
+                if pass == 1 {
+                    out.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+    }
+    let (p50, p99) = summarize(lat);
+    let (t50, t99) = summarize(text_lat);
+    rows.push(format!(
+        "| hybrid top-10 incl. query embedding (no filter) | {accepted} | p50 {p50:.2} ms / p99 {p99:.2} ms | BM25 alone p50 {t50:.2} / p99 {t99:.2} ms | {:.1}× / {:.1}× |",
+        p50 / t50,
+        p99 / t99
+    ));
+    service.shutdown().await;
+    drop(dir);
+
+    // Freshness: steady push over HTTP; the push is answered after the commit that makes the
+    // post searchable, so its latency is the post → searchable (BM25) lag. Vector lag: polled.
+    let dir = tempfile::tempdir()?;
+    let mut settings = base.clone();
+    settings.data.dir = dir.path().to_path_buf();
+    settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.embedder.kind = "local".into();
+    let app = App::build(&settings, None).await?;
+    let base_url = format!("http://{}", app.addr);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let total = (options.fresh_rate * options.fresh_secs as f64) as usize;
+    let interval = Duration::from_secs_f64(1.0 / options.fresh_rate);
+    let sample: Vec<String> = texts.iter().take(500).cloned().collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
+    for i in 0..total {
+        tokio::time::sleep_until(started + interval * i as u32).await;
+        let client = client.clone();
+        let url = format!("{base_url}/v1/posts");
+        let text = format!("{} fresh{i}", sample[i % sample.len().max(1)]);
+        tasks.spawn(async move {
+            let body = serde_json::json!([{ "id": format!("fresh-{i}"), "text": text, "created_at": chrono::Utc::now() }]);
+            let t0 = Instant::now();
+            let ok = client.post(url).json(&body).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+            (ok, t0.elapsed().as_secs_f64() * 1000.0, Instant::now())
+        });
+    }
+    let mut lags = Vec::new();
+    let mut failed = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (ok, ms, _) = r?;
+        if ok {
+            lags.push(ms)
+        } else {
+            failed += 1
+        }
+    }
+    let (f50, f99) = summarize(lags.clone());
+    let pushed_at = Instant::now();
+    let guard = app.index.lock().await;
+    let vector_store = guard.as_ref().and_then(|s| s.search.vector_store());
+    let stats = guard.as_ref().map(|s| s.stats.clone());
+    drop(guard);
+    let mut vector_catchup = f64::NAN;
+    if let (Some(store), Some(stats)) = (vector_store, stats) {
+        loop {
+            if stats.vectors_pending.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            if pushed_at.elapsed() > Duration::from_secs(600) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        vector_catchup = pushed_at.elapsed().as_secs_f64() * 1000.0;
+        let last = PostId::parse(&format!("fresh-{}", total - 1)).map_err(anyhow::Error::msg)?;
+        if store.vector_of(last.as_str())?.is_none() {
+            println!("bench: warning: last fresh post has no vector after catch-up");
+        }
+    }
+    rows.push(format!(
+        "| post → searchable (BM25), HTTP push at {:.0} posts/s for {} s | {} | p50 {f50:.1} ms / p99 {f99:.1} ms ({failed} failed) | tantivy-py 250 ms commits: p50 141 / p99 264 ms (peers) | — |",
+        options.fresh_rate,
+        options.fresh_secs,
+        lags.len()
+    ));
+    rows.push(format!(
+        "| vectors caught up after the last push | {} | {vector_catchup:.0} ms after the push stream ended | — | — |",
+        lags.len()
+    ));
+    app.stop().await?;
+    rows.push(format!(
+        "| peak RSS of this process | — | {:.0} MiB | — | — |",
+        peak_rss_mb()
+    ));
+    println!(
+        "\n| figure | N | Tidings | baseline (same process) | ratio |\n|---|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}

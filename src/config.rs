@@ -1,0 +1,204 @@
+//! Settings: built-in defaults → `tidings.toml` → `TIDINGS__SECTION__KEY` environment variables,
+//! deserialised once into typed settings (unknown keys are errors), validated at startup.
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub data: DataSettings,
+    pub index: IndexSettings,
+    pub embedder: EmbedderSettings,
+    pub search: SearchSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_posts_per_request: usize,
+    /// How long shutdown waits for open requests before stopping anyway.
+    pub shutdown_grace: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSettings {
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexSettings {
+    pub commit_interval_ms: u64,
+    pub commit_docs: usize,
+    pub writer_memory_mb: usize,
+    pub writer_threads: usize,
+    /// Posts older than this are deleted from both indexes (`30d`), or `off`.
+    pub retention: String,
+    pub retention_check_interval: String,
+    pub vector_queue: usize,
+    pub embed_batch: usize,
+    /// Run the vector index optimiser (HNSW build) after this many new vectors; 0 = never.
+    pub optimize_every: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedderSettings {
+    /// `local` (in-process all-MiniLM-L6-v2), `openai` (any OpenAI-compatible endpoint), or `none`.
+    pub kind: String,
+    pub model_dir: PathBuf,
+    /// Model instances for the local embedder (one serves queries while another embeds a batch).
+    pub instances: usize,
+    pub url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    pub dim: usize,
+    pub timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSettings {
+    /// Recency half-life when a search names none (`24h`), or `off`.
+    pub default_half_life: String,
+    pub max_results: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: ServerSettings::default(),
+            data: DataSettings {
+                dir: PathBuf::from("data"),
+            },
+            index: IndexSettings::default(),
+            embedder: EmbedderSettings::default(),
+            search: SearchSettings::default(),
+        }
+    }
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        DataSettings {
+            dir: PathBuf::from("data"),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 10 << 20,
+            max_posts_per_request: 10_000,
+            shutdown_grace: "10s".into(),
+        }
+    }
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            commit_interval_ms: 250,
+            commit_docs: 50_000,
+            writer_memory_mb: 256,
+            writer_threads: 0,
+            retention: "off".into(),
+            retention_check_interval: "10m".into(),
+            vector_queue: 100_000,
+            embed_batch: 64,
+            optimize_every: 20_000,
+        }
+    }
+}
+
+impl Default for EmbedderSettings {
+    fn default() -> Self {
+        EmbedderSettings {
+            kind: "local".into(),
+            model_dir: PathBuf::from("models/all-minilm-l6-v2"),
+            instances: 2,
+            url: "http://127.0.0.1:11434/v1".into(),
+            api_key: None,
+            model: "all-minilm".into(),
+            dim: 384,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            default_half_life: "24h".into(),
+            max_results: 100,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the layers; `file` is used when it exists (it must exist when given explicitly).
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("tidings.toml")),
+        }
+        figment = figment.merge(Env::prefixed("TIDINGS__").split("__"));
+        let settings: Settings = figment.extract().context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !["local", "openai", "none"].contains(&self.embedder.kind.as_str()) {
+            bail!(
+                "embedder.kind is `{}`; use local, openai or none",
+                self.embedder.kind
+            );
+        }
+        if self.index.commit_interval_ms == 0 || self.index.commit_interval_ms > 60_000 {
+            bail!("index.commit_interval_ms must be between 1 and 60000");
+        }
+        self.retention()?;
+        self.default_half_life()?;
+        duration(&self.index.retention_check_interval).context("index.retention_check_interval")?;
+        duration(&self.server.shutdown_grace).context("server.shutdown_grace")?;
+        Ok(())
+    }
+
+    pub fn retention(&self) -> anyhow::Result<Option<Duration>> {
+        optional_duration(&self.index.retention).context("index.retention")
+    }
+
+    pub fn default_half_life(&self) -> anyhow::Result<Option<Duration>> {
+        optional_duration(&self.search.default_half_life).context("search.default_half_life")
+    }
+}
+
+pub fn duration(raw: &str) -> anyhow::Result<Duration> {
+    tidings_api::parse_duration(raw).map_err(anyhow::Error::msg)
+}
+
+fn optional_duration(raw: &str) -> anyhow::Result<Option<Duration>> {
+    match raw.trim() {
+        "off" | "none" | "" => Ok(None),
+        other => duration(other).map(Some),
+    }
+}

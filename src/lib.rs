@@ -1,0 +1,11 @@
+//! The `tidings` binary's library half: configuration, telemetry and the wiring of the crates,
+//! so integration tests build exactly what `tidings serve` runs.
+//!
+//! Layout: [`config`] loads layered settings; [`app`] opens the index and serves the API;
+//! [`bench`] and [`eval`] are the benchmark and retrieval-evaluation commands.
+
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod eval;
+pub mod telemetry;

@@ -1,0 +1,456 @@
+//! `tidings`: the command line. Parses arguments, loads settings, sets up telemetry and hands
+//! over to the library (`tidings::app`, `tidings::bench`, `tidings::eval`).
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tidings::app::{self, App, ReplayOptions};
+use tidings::config::Settings;
+use tidings_ingest::replay::Pace;
+use tidings_ingest::ValidationConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "tidings",
+    version,
+    about = "Answers about what is happening now, grounded in a live stream of posts"
+)]
+struct Cli {
+    /// Settings file (default: ./tidings.toml when it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides data.dir).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (loopback only), optionally replaying a feed into the index.
+    Serve {
+        /// Address to bind, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+        /// JSONL feed to replay in timestamp order while serving.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// Replay speed: original gaps divided by this factor.
+        #[arg(long, default_value_t = 60.0, conflicts_with = "rate")]
+        speed: f64,
+        /// Replay at a fixed number of posts per second instead.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Load the whole feed as fast as possible.
+        #[arg(long, conflicts_with_all = ["rate"])]
+        fast: bool,
+        /// Shift replayed timestamps so the feed starts now.
+        #[arg(long)]
+        shift_to_now: bool,
+    },
+    /// Load posts from a JSONL/NDJSON file (or `-` for stdin) into the index.
+    Ingest {
+        file: String,
+        /// Source name for posts that carry none.
+        #[arg(long, default_value = "file")]
+        source: String,
+        /// Index text only; the server embeds what is missing when it next starts.
+        #[arg(long)]
+        no_vectors: bool,
+        /// Print every rejected line, not only the first 20.
+        #[arg(long)]
+        all_errors: bool,
+    },
+    /// Search the running server (or the local index when no server answers).
+    Search {
+        query: String,
+        /// Window ending at --as-of (or now): 30m, 2h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// hybrid, text or vector.
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// Only posts by these handles (repeatable).
+        #[arg(long)]
+        author: Vec<String>,
+        /// Server to ask.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Print the raw JSON response.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retrieval quality on the real data (CrisisLexT26, TweetQA) for BM25, dense and hybrid.
+    Eval {
+        /// The shared data folder.
+        #[arg(long, default_value = "../shared/data")]
+        shared: PathBuf,
+        /// Fail when a figure is below the floor a working index clears.
+        #[arg(long)]
+        check_floors: bool,
+        /// Evaluate only the first N TweetQA questions.
+        #[arg(long)]
+        max_questions: Option<usize>,
+        /// Keep the evaluation index in this folder.
+        #[arg(long)]
+        keep_index: Option<PathBuf>,
+    },
+    /// Throughput and latency figures against same-process baselines.
+    Bench {
+        #[arg(long, default_value = "../shared/data")]
+        shared: PathBuf,
+        /// Corpus sizes (repeatable).
+        #[arg(long = "n", default_values_t = [100_000usize])]
+        sizes: Vec<usize>,
+        /// Posts embedded for the embedding and hybrid figures.
+        #[arg(long, default_value_t = 2_000)]
+        embed_n: usize,
+        #[arg(long, default_value_t = 500.0)]
+        fresh_rate: f64,
+        #[arg(long, default_value_t = 20)]
+        fresh_secs: u64,
+        /// Where gen.py's corpora live (generated there when missing).
+        #[arg(long, default_value = "/tmp/peers-data")]
+        peers_data: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tidings::telemetry::init("info,tantivy=warn,qdrant_edge=warn");
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        settings.data.dir = dir;
+    }
+    match cli.command {
+        Command::Serve {
+            bind,
+            replay,
+            speed,
+            rate,
+            fast,
+            shift_to_now,
+        } => {
+            if let Some(bind) = bind {
+                settings.server.bind = bind;
+            }
+            let replay = replay.map(|path| ReplayOptions {
+                path,
+                pace: if fast {
+                    Pace::Unlimited
+                } else {
+                    rate.map_or(Pace::Speed(speed), Pace::Rate)
+                },
+                shift_to_now,
+            });
+            serve(settings, replay).await
+        }
+        Command::Ingest {
+            file,
+            source,
+            no_vectors,
+            all_errors,
+        } => ingest(settings, &file, &source, no_vectors, all_errors).await,
+        Command::Eval {
+            shared,
+            check_floors,
+            max_questions,
+            keep_index,
+        } => {
+            tidings::eval::run(
+                settings,
+                tidings::eval::EvalOptions {
+                    shared,
+                    check_floors,
+                    data_dir: keep_index,
+                    max_questions,
+                },
+            )
+            .await
+        }
+        Command::Bench {
+            shared,
+            sizes,
+            embed_n,
+            fresh_rate,
+            fresh_secs,
+            peers_data,
+        } => {
+            tidings::bench::run(
+                settings,
+                tidings::bench::BenchOptions {
+                    shared,
+                    sizes,
+                    embed_n,
+                    fresh_rate,
+                    fresh_secs,
+                    peers_data,
+                },
+            )
+            .await
+        }
+        Command::Search {
+            query,
+            since,
+            as_of,
+            limit,
+            mode,
+            author,
+            server,
+            json,
+        } => {
+            let mut body =
+                serde_json::json!({ "q": query, "limit": limit, "mode": mode, "authors": author });
+            if let Some(s) = since {
+                body["since"] = s.into();
+            }
+            if let Some(a) = as_of {
+                body["as_of"] = a.into();
+            }
+            search(settings, &server, body, json).await
+        }
+    }
+}
+
+async fn serve(settings: Settings, replay: Option<ReplayOptions>) -> anyhow::Result<()> {
+    let app = App::build(&settings, replay).await?;
+    println!("Tidings is serving on http://{} (Ctrl-C to stop)", app.addr);
+    let token = app.shutdown_token();
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down: stopping sources, draining requests, committing"),
+        _ = token.cancelled() => {}
+    }
+    app.stop().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn ingest(
+    settings: Settings,
+    file: &str,
+    source: &str,
+    no_vectors: bool,
+    all_errors: bool,
+) -> anyhow::Result<()> {
+    let service = tokio::task::block_in_place(|| app::open_index(&settings, !no_vectors))?;
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (total_bytes, reader): (Option<u64>, Box<dyn tokio::io::AsyncBufRead + Unpin + Send>) =
+        if file == "-" {
+            (
+                None,
+                Box::new(tokio::io::BufReader::with_capacity(
+                    1 << 16,
+                    tokio::io::stdin(),
+                )),
+            )
+        } else {
+            let f = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("open {file}"))?;
+            let len = f.metadata().await.ok().map(|m| m.len());
+            (
+                len,
+                Box::new(tokio::io::BufReader::with_capacity(1 << 16, f)),
+            )
+        };
+    let bar = match total_bytes {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{spinner} text  [{bar:30}] {bytes}/{total_bytes} {msg}")
+                .context("progress template")?,
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} text  {msg}").context("progress template")?,
+        ),
+    };
+    let source_name = source.to_string();
+    let producer = tokio::spawn(async move {
+        tidings_ingest::jsonl::read_jsonl(
+            reader,
+            &source_name,
+            &ValidationConfig::default(),
+            5_000,
+            &tx,
+        )
+        .await
+    });
+    let keep = if all_errors { usize::MAX } else { 20 };
+    let summary = tidings_ingest::run_pipeline(rx, &service.write, None, keep, 4, |s| {
+        bar.set_position(s.bytes);
+        bar.set_message(format!(
+            "{} new, {} duplicate, {} rejected",
+            s.accepted + s.updated,
+            s.duplicates,
+            s.rejected
+        ));
+    })
+    .await?;
+    let lines = producer
+        .await
+        .context("reader task")?
+        .with_context(|| format!("read {file}"))?;
+    bar.finish();
+    let text_secs = started.elapsed().as_secs_f64();
+    println!(
+        "text: {lines} lines in {text_secs:.2}s ({:.0} lines/s): {} inserted, {} updated, {} duplicates, {} rejected",
+        lines as f64 / text_secs.max(1e-9),
+        summary.accepted,
+        summary.updated,
+        summary.duplicates,
+        summary.rejected
+    );
+    for (code, n) in &summary.rejected_by_code {
+        println!("  rejected {code}: {n}");
+    }
+    for r in &summary.rejections {
+        println!(
+            "  line {}{}: {}",
+            r.line,
+            r.id.as_deref()
+                .map(|i| format!(" (id {i})"))
+                .unwrap_or_default(),
+            r.rejection
+        );
+    }
+    if !no_vectors && service.search.has_vectors() {
+        let vbar = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} vectors {msg} [{elapsed}]")
+                .context("progress template")?,
+        );
+        vbar.enable_steady_tick(Duration::from_millis(200));
+        let vstart = Instant::now();
+        service
+            .wait_for_vectors(|pending| {
+                vbar.set_message(format!("{pending} waiting for embedding"))
+            })
+            .await;
+        vbar.finish_with_message("done");
+        println!(
+            "vectors: caught up in {:.1}s",
+            vstart.elapsed().as_secs_f64()
+        );
+    }
+    service.shutdown().await;
+    if summary.accepted + summary.updated + summary.duplicates == 0 && summary.rejected > 0 {
+        bail!("every record was rejected");
+    }
+    Ok(())
+}
+
+async fn search(
+    settings: Settings,
+    server: &str,
+    body: serde_json::Value,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let response = match client
+        .post(format!("{}/v1/search", server.trim_end_matches('/')))
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            eprintln!(
+                "no server at {server}; searching the local index in {}",
+                settings.data.dir.display()
+            );
+            return search_local(settings, body, json).await;
+        }
+        Err(e) => return Err(e).context("search request"),
+    };
+    let status = response.status();
+    let value: serde_json::Value = response.json().await.context("search response")?;
+    if !status.is_success() {
+        bail!(
+            "server answered {status}: {}",
+            value["error"]["message"]
+                .as_str()
+                .unwrap_or("unknown error")
+        );
+    }
+    print_results(&value, json)
+}
+
+async fn search_local(
+    mut settings: Settings,
+    body: serde_json::Value,
+    json: bool,
+) -> anyhow::Result<()> {
+    settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let app = App::build(&settings, None).await?;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://{}/v1/search", app.addr))
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    let value: serde_json::Value = response.json().await?;
+    app.stop().await?;
+    if !status.is_success() {
+        bail!(
+            "{}",
+            value["error"]["message"]
+                .as_str()
+                .unwrap_or("search failed")
+        );
+    }
+    print_results(&value, json)
+}
+
+fn print_results(value: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        return Ok(());
+    }
+    let hits = value["hits"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{} hits in {:.1} ms ({})",
+        hits.len(),
+        value["took_ms"].as_f64().unwrap_or(0.0),
+        value["mode"].as_str().unwrap_or("")
+    );
+    if let Some(d) = value["degraded"].as_str() {
+        println!("note: {d}");
+    }
+    for (i, h) in hits.iter().enumerate() {
+        println!(
+            "[{}] {} @{} {}  (score {:.4})\n    {}",
+            i + 1,
+            h["created_at"].as_str().unwrap_or(""),
+            h["author"].as_str().unwrap_or("?"),
+            h["url"].as_str().unwrap_or(h["id"].as_str().unwrap_or("")),
+            h["score"].as_f64().unwrap_or(0.0),
+            h["text"].as_str().unwrap_or("").replace('\n', " ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real server (tantivy, qdrant-edge, the local embedder) on 127.0.0.1:0,
+//! driven over HTTP. One binary, one file per feature, shared helpers.
+
+mod helpers;
+
+mod errors;
+mod lifecycle;
+mod posts;
+mod search;
