@@ -248,7 +248,7 @@ async fn run_replay(
     let producer = tokio::spawn(async move {
         replay_file(&path, "replay", &ValidationConfig::default(), &config, &tx).await
     });
-    let summary = tidings_ingest::run_pipeline(rx, &write, None, 20, 2, |_| {}).await?;
+    let summary = tidings_ingest::run_pipeline(rx, &write, None, 20, 100_000, |_| {}).await?;
     producer
         .await
         .context("replay task")?

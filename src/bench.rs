@@ -195,7 +195,8 @@ async fn ingest_path(
         )
         .await
     });
-    let summary = tidings_ingest::run_pipeline(rx, &service.write, None, 0, 4, |_| {}).await?;
+    let summary =
+        tidings_ingest::run_pipeline(rx, &service.write, None, 0, 100_000, |_| {}).await?;
     producer.await??;
     Ok(summary.accepted)
 }

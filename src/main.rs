@@ -123,8 +123,15 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     tidings::telemetry::init("info,tantivy=warn,qdrant_edge=warn");
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
@@ -299,7 +306,7 @@ async fn ingest(
         .await
     });
     let keep = if all_errors { usize::MAX } else { 20 };
-    let summary = tidings_ingest::run_pipeline(rx, &service.write, None, keep, 4, |s| {
+    let summary = tidings_ingest::run_pipeline(rx, &service.write, None, keep, 100_000, |s| {
         bar.set_position(s.bytes);
         bar.set_message(format!(
             "{} new, {} duplicate, {} rejected",

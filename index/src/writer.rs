@@ -432,8 +432,8 @@ impl Writer {
             };
             match w {
                 Waiting::Upsert(r, v) => {
-                    if let Ok(v) = &result.as_ref().map(|_| v.clone()) {
-                        for o in v {
+                    if result.is_ok() {
+                        for o in &v {
                             let counter = match o {
                                 UpsertOutcome::Inserted => &self.stats.inserted,
                                 UpsertOutcome::Updated => &self.stats.updated,

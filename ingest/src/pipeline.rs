@@ -46,18 +46,23 @@ impl IngestSummary {
 }
 
 /// Drains `rx` into the index. `checkpoint_source` names the checkpoint stored with each batch's
-/// commit (`None` for one-off loads). `progress` sees the running summary after each batch.
+/// commit (`None` for one-off loads). Up to `in_flight_posts` posts wait for their commit at
+/// once; keep it above the writer's `commit_docs` so a bulk load fills whole commits instead of
+/// waiting for the commit timer. `progress` sees the running summary after each batch.
 pub async fn run_pipeline(
     mut rx: mpsc::Receiver<SourceEvent>,
     write: &WriteHandle,
     checkpoint_source: Option<&str>,
     keep_rejections: usize,
-    in_flight: usize,
+    in_flight_posts: usize,
     mut progress: impl FnMut(&IngestSummary),
 ) -> Result<IngestSummary, IndexError> {
     let mut summary = IngestSummary::default();
-    let mut pending: VecDeque<tokio::task::JoinHandle<Result<Vec<UpsertOutcome>, IndexError>>> =
-        VecDeque::new();
+    let mut waiting_posts = 0usize;
+    let mut pending: VecDeque<(
+        usize,
+        tokio::task::JoinHandle<Result<Vec<UpsertOutcome>, IndexError>>,
+    )> = VecDeque::new();
     while let Some(event) = rx.recv().await {
         match event {
             SourceEvent::Rejected {
@@ -95,20 +100,25 @@ pub async fn run_pipeline(
                     _ => None,
                 };
                 let write = write.clone();
-                pending.push_back(tokio::spawn(async move {
-                    write.upsert(posts, checkpoint).await
-                }));
-                while pending.len() >= in_flight.max(1) {
-                    if let Some(done) = pending.pop_front() {
-                        let outcomes = join(done).await?;
-                        summary.add(&outcomes);
-                        progress(&summary);
-                    }
+                waiting_posts += posts.len();
+                let n = posts.len();
+                pending.push_back((
+                    n,
+                    tokio::spawn(async move { write.upsert(posts, checkpoint).await }),
+                ));
+                while waiting_posts >= in_flight_posts.max(1) {
+                    let Some((n, done)) = pending.pop_front() else {
+                        break;
+                    };
+                    waiting_posts -= n;
+                    let outcomes = join(done).await?;
+                    summary.add(&outcomes);
+                    progress(&summary);
                 }
             }
         }
     }
-    while let Some(done) = pending.pop_front() {
+    while let Some((_, done)) = pending.pop_front() {
         let outcomes = join(done).await?;
         summary.add(&outcomes);
         progress(&summary);

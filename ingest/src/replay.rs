@@ -136,3 +136,95 @@ pub async fn replay_file(
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn feed() -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for (id, t) in [
+            ("c", "2024-03-01T00:00:20Z"),
+            ("a", "2024-03-01T00:00:00Z"),
+            ("b", "2024-03-01T00:00:10Z"),
+        ] {
+            writeln!(
+                f,
+                r#"{{"id":"{id}","text":"post {id}","created_at":"{t}"}}"#
+            )
+            .unwrap();
+        }
+        writeln!(f, "not json").unwrap();
+        f
+    }
+
+    async fn collect(
+        mut rx: mpsc::Receiver<SourceEvent>,
+    ) -> (
+        Vec<(String, tokio::time::Instant, chrono::DateTime<Utc>)>,
+        usize,
+    ) {
+        let mut posts = Vec::new();
+        let mut rejected = 0;
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                SourceEvent::Posts { posts: p, .. } => {
+                    let now = tokio::time::Instant::now();
+                    posts.extend(p.into_iter().map(|p| (p.id.to_string(), now, p.created_at)));
+                }
+                SourceEvent::Rejected { .. } => rejected += 1,
+            }
+        }
+        (posts, rejected)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replays_in_time_order_at_speed() {
+        let f = feed();
+        let (tx, rx) = mpsc::channel(16);
+        let config = ReplayConfig {
+            pace: Pace::Speed(10.0),
+            max_gap: Duration::from_secs(60),
+            shift_to_now: false,
+        };
+        let start = tokio::time::Instant::now();
+        let path = f.path().to_path_buf();
+        let producer = tokio::spawn(async move {
+            replay_file(&path, "replay", &ValidationConfig::default(), &config, &tx).await
+        });
+        let (posts, rejected) = collect(rx).await;
+        assert_eq!(producer.await.unwrap().unwrap(), 3);
+        assert_eq!(rejected, 1);
+        let ids: Vec<&str> = posts.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b", "c"]);
+        // 10 s gaps at 10× speed: one second apart (paused clock, so exact).
+        assert_eq!(posts[1].1 - start, Duration::from_secs(1));
+        assert_eq!(posts[2].1 - start, Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn shift_to_now_moves_the_feed_start_to_now() {
+        let f = feed();
+        let (tx, rx) = mpsc::channel(16);
+        let config = ReplayConfig {
+            pace: Pace::Unlimited,
+            max_gap: Duration::from_secs(1),
+            shift_to_now: true,
+        };
+        let before = Utc::now();
+        replay_file(
+            f.path(),
+            "replay",
+            &ValidationConfig::default(),
+            &config,
+            &tx,
+        )
+        .await
+        .unwrap();
+        drop(tx);
+        let (posts, _) = collect(rx).await;
+        assert!(posts[0].2 >= before - chrono::Duration::seconds(1));
+        assert_eq!(posts[2].2 - posts[0].2, chrono::Duration::seconds(20));
+    }
+}

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_bodies_have_stable_codes() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let cases: Vec<(u16, &str, (u16, Value))> = vec![
         (
             400,
@@ -85,4 +85,5 @@ async fn error_bodies_have_stable_codes() {
     let (status, body) = app.get("/nowhere").await;
     assert_eq!(status, 404);
     assert!(body.contains("not_found"));
+    app.stop().await;
 }

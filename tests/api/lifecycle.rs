@@ -5,7 +5,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_and_metrics() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let (status, body) = app.get("/healthz").await;
     assert_eq!((status, body.contains("ok")), (200, true));
     app.push(&json!([post(
@@ -30,6 +30,7 @@ async fn health_ready_and_metrics() {
         ),
         "{metrics}"
     );
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +82,7 @@ async fn posts_survive_restart_and_indexes_reconcile() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_posts_from_both_indexes() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let recent = chrono::Utc::now() - chrono::Duration::hours(1);
     app.push(&json!([
         post("old1", "ancient news about the harbour", "2020-01-01T00:00:00Z"),
@@ -122,4 +123,5 @@ async fn retention_deletes_old_posts_from_both_indexes() {
         )]))
         .await;
     assert_eq!(body["inserted"], 1, "{body}");
+    app.stop().await;
 }

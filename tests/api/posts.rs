@@ -5,7 +5,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_posts_are_searchable_when_acknowledged() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let (status, body) = app
         .push(&json!([
             post(
@@ -33,11 +33,12 @@ async fn pushed_posts_are_searchable_when_acknowledged() {
     let (status, one) = app.get("/v1/posts/a2").await;
     assert_eq!(status, 200);
     assert!(one.contains("Marathon"));
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeat_pushes_are_idempotent_and_edits_replace() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let p = post(
         "d1",
         "Power outage downtown after the storm",
@@ -59,11 +60,12 @@ async fn repeat_pushes_are_idempotent_and_edits_replace() {
     let hits = found["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 1, "one post per id: {found}");
     assert!(hits[0]["text"].as_str().unwrap().contains("restored"));
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_items_are_rejected_one_by_one_and_neighbours_survive() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let (status, body) = app
         .push(&json!([
             post("ok1", "Bridge closed on highway 1", "2024-03-01T10:00:00Z"),
@@ -83,21 +85,23 @@ async fn bad_items_are_rejected_one_by_one_and_neighbours_survive() {
     let (status, all_bad) = app.push(&json!([{ "text": "no id" }])).await;
     assert_eq!(status, 422, "{all_bad}");
     assert_eq!(all_bad["results"][0]["error"]["code"], "missing_field");
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_with_a_truncated_line() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     let body = b"{\"id\":\"n1\",\"text\":\"Evacuation centre open at the school\",\"created_at\":\"2024-03-01T10:00:00Z\"}\n{\"id\":\"n2\",\"text\":\"trunc\n{\"id\":\"n3\",\"text\":\"Shelter needs blankets\",\"created_at\":\"2024-03-01T10:01:00Z\"}\n".to_vec();
     let (status, result) = app.push_raw(body, "application/x-ndjson").await;
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["inserted"], 2);
     assert_eq!(result["results"][1]["error"]["code"], "malformed_json");
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_reaches_both_indexes() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     app.push(&json!([post(
         "x1",
         "Wildfire smoke over the valley this morning",
@@ -123,4 +127,5 @@ async fn delete_reaches_both_indexes() {
         (status, again["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
+    app.stop().await;
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantic_search_finds_paraphrases_and_hybrid_fuses() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     app.push(&json!([
         post(
             "s1",
@@ -43,11 +43,12 @@ async fn semantic_search_finds_paraphrases_and_hybrid_fuses() {
     assert_eq!(b["bm25_rank"], 1, "{hybrid}");
     assert_eq!(b["dense_rank"], 1, "{hybrid}");
     assert!(hybrid["degraded"].is_null(), "{hybrid}");
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_windows_and_filters() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     app.push(&json!([
         { "id": "t1", "text": "storm update: trees down", "created_at": "2024-03-01T08:00:00Z", "author": "@Alice", "lang": "en" },
         { "id": "t2", "text": "storm update: roads flooded", "created_at": "2024-03-01T11:30:00Z", "author": "bob", "lang": "en" },
@@ -84,11 +85,12 @@ async fn time_windows_and_filters() {
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(hit_ids(&v), vec!["t2"]);
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recency_decay_prefers_fresh_posts() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     app.push(&json!([
         post(
             "old",
@@ -107,11 +109,12 @@ async fn recency_decay_prefers_fresh_posts() {
     let recency_new = r["hits"][0]["score_breakdown"]["recency"].as_f64().unwrap();
     let recency_old = r["hits"][1]["score_breakdown"]["recency"].as_f64().unwrap();
     assert!(recency_new > recency_old, "{r}");
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retweets_collapse_into_one_hit() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     app.push(&json!([
         post(
             "o1",
@@ -155,4 +158,5 @@ async fn retweets_collapse_into_one_hit() {
         )
         .await;
     assert_eq!(hit_ids(&all).len(), 4);
+    app.stop().await;
 }
