@@ -16,6 +16,7 @@ pub mod post;
 pub mod search;
 mod stats;
 mod text;
+mod thread;
 mod vector_worker;
 pub mod vectors;
 mod writer;

@@ -110,22 +110,9 @@ pub(crate) fn spawn(
         stop: stop.clone(),
         stats: stats.clone(),
     };
-    let thread = std::thread::Builder::new()
-        .name("tidings-vectors".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "vector worker could not start its runtime");
-                    return;
-                }
-            };
-            rt.block_on(worker.run(rx));
-        })
-        .map_err(|e| crate::IndexError::internal(format!("spawn vector worker: {e}")))?;
+    let thread = crate::thread::spawn_with_runtime("tidings-vectors", move || async move {
+        worker.run(rx).await
+    })?;
     Ok((
         VectorQueue {
             tx,

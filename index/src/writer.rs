@@ -210,22 +210,11 @@ pub(crate) fn spawn(
         vectors,
         stats,
     };
-    let thread = std::thread::Builder::new()
-        .name("tidings-writer".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "index writer could not start its runtime");
-                    return;
-                }
-            };
-            rt.block_on(state.run(rx));
-        })
-        .map_err(|e| IndexError::internal(format!("spawn writer thread: {e}")))?;
+    let thread =
+        crate::thread::spawn_with_runtime(
+            "tidings-writer",
+            move || async move { state.run(rx).await },
+        )?;
     Ok((WriteHandle { tx }, thread))
 }
 
