@@ -9,6 +9,9 @@ SPEED ?= 600
 BIND ?= 127.0.0.1:8080
 SHARED ?= ../shared/data
 CARGO ?= cargo
+# The binary the test build leaves behind: `cargo test --all-targets` builds it with the same
+# feature unification as the tests, whereas `cargo run` would rebuild half the dependencies.
+TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 
 .PHONY: run setup build test test-unit test-real bench peers fmt clippy
 
@@ -30,7 +33,8 @@ test-unit:
 # Real-data retrieval evaluation on ../shared/data (CrisisLexT26, TweetQA); fails when the data
 # is missing or a quality floor is not met.
 test-real:
-	$(CARGO) run --quiet --bin tidings -- eval --shared $(SHARED) --check-floors
+	$(CARGO) test --workspace --all-targets --no-run --quiet
+	$(TARGET_DIR)/debug/tidings eval --shared $(SHARED) --check-floors
 
 bench:
 	$(CARGO) run --quiet --bin tidings -- bench --shared $(SHARED)
