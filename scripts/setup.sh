@@ -5,10 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for tool in unzip:unzip pip3:python3-pip; do
+# cmake and libclang-dev: llama.cpp (the embedded chat model) is built from source by llama-cpp-sys-2.
+for tool in unzip:unzip pip3:python3-pip cmake:cmake; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool##*:}")
 done
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -19,3 +22,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 bash scripts/fetch-models.sh
+
+# The official OpenAI Python SDK, used by the API tests as a real client.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai" >/dev/null 2>&1; then
+  echo "setup: installing the OpenAI Python SDK into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q "openai==3.57.0"
+fi

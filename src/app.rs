@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tidings_api::{ApiConfig, AppState};
+use tidings_agent::{
+    Agent, AgentConfig, ChatModel, LocalChatModel, LocalModelConfig, OpenAiChatConfig,
+    OpenAiChatModel, Personas,
+};
+use tidings_api::{auth, ApiConfig, AppState};
 use tidings_index::{
     DenseParts, EdgeVectorStore, Embedder, IndexConfig, IndexService, LocalEmbedder,
     OpenAiEmbedder, OpenAiEmbedderConfig, VectorStore, VectorWorkerConfig, WriterConfig,
@@ -72,6 +76,82 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
         .with_context(|| format!("open the index in {}", settings.data.dir.display()))
 }
 
+/// The chat model the settings ask for (`None` for `kind = "none"`): remote when a URL is
+/// configured (or `kind = "openai"`), else the embedded llama.cpp model.
+pub fn chat_model(settings: &Settings) -> anyhow::Result<Option<Arc<dyn ChatModel>>> {
+    let m = &settings.model;
+    let remote = match m.kind.as_str() {
+        "none" => return Ok(None),
+        "openai" => true,
+        "local" => false,
+        _ => m.url.is_some(),
+    };
+    if remote {
+        let url = m.url.clone().context("model.url is required for a remote model")?;
+        let model = OpenAiChatModel::new(OpenAiChatConfig {
+            base_url: url,
+            api_key: m.api_key.clone(),
+            model: m.name.clone(),
+            connect_timeout: Duration::from_secs(m.connect_timeout_secs),
+            read_timeout: Duration::from_secs(m.read_timeout_secs),
+            max_retries: m.max_retries,
+            context_tokens: m.remote_context_tokens,
+            ..OpenAiChatConfig::default()
+        })?;
+        return Ok(Some(Arc::new(model)));
+    }
+    let model = LocalChatModel::load(&LocalModelConfig {
+        path: m.path.clone(),
+        context_tokens: m.context_tokens,
+        threads: m.threads,
+        queue: m.queue,
+    })?;
+    Ok(Some(Arc::new(model)))
+}
+
+/// Personas: the shipped ones plus those from config (`@file` reads a file).
+pub fn personas(settings: &Settings) -> anyhow::Result<Personas> {
+    let mut personas = Personas::default();
+    for (name, template) in &settings.agent.personas {
+        let text = match template.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("read persona {name} from {path}"))?,
+            None => template.clone(),
+        };
+        personas.insert(name, &text);
+    }
+    if personas.get(&settings.agent.default_persona).is_none() {
+        bail!(
+            "agent.default_persona `{}` is not a persona",
+            settings.agent.default_persona
+        );
+    }
+    Ok(personas)
+}
+
+/// The agent over `service`, or `None` when no chat model is configured.
+pub fn agent(
+    settings: &Settings,
+    search: tidings_index::SearchHandle,
+) -> anyhow::Result<Option<Agent>> {
+    let Some(model) = chat_model(settings)? else {
+        return Ok(None);
+    };
+    let config = AgentConfig {
+        default_persona: settings.agent.default_persona.clone(),
+        max_answer_tokens: settings.agent.max_answer_tokens,
+        temperature: settings.agent.temperature,
+        min_relevant: settings.agent.min_relevant,
+        ..AgentConfig::default()
+    };
+    Ok(Some(Agent::new(search, model, personas(settings)?, config)))
+}
+
+/// Where API keys live.
+pub fn keys_path(settings: &Settings) -> PathBuf {
+    settings.data.dir.join("keys.json")
+}
+
 pub fn api_config(settings: &Settings) -> anyhow::Result<ApiConfig> {
     Ok(ApiConfig {
         max_body_bytes: settings.server.max_body_bytes,
@@ -103,20 +183,27 @@ pub struct App {
 impl App {
     /// Opens the index, binds `settings.server.bind` (port 0 picks one), and starts serving.
     pub async fn build(settings: &Settings, replay: Option<ReplayOptions>) -> anyhow::Result<App> {
-        if !settings.server.bind.ip().is_loopback() {
+        let keys_file = keys_path(settings);
+        let keys_on = auth::keys_configured(&keys_file);
+        if !settings.server.bind.ip().is_loopback() && !keys_on {
             bail!(
-                "refusing to bind {}: API keys are not implemented yet, so Tidings serves loopback only \
-                 (use 127.0.0.1 and put a reverse proxy with auth in front if you must expose it)",
+                "refusing to bind {}: no API keys exist, so Tidings serves loopback only. \
+                 Create one with `tidings keys create --name NAME --scopes read` and start again",
                 settings.server.bind
             );
         }
         let service = tokio::task::block_in_place(|| open_index(settings, true))?;
-        let state = AppState::new(
+        let agent = tokio::task::block_in_place(|| agent(settings, service.search.clone()))?;
+        let mut state = AppState::new(
             service.search.clone(),
             service.write.clone(),
             service.stats.clone(),
             api_config(settings)?,
-        );
+        )
+        .with_keys(auth::KeyStore::new(Some(keys_file)));
+        if let Some(agent) = agent {
+            state = state.with_agent(agent);
+        }
         let listener = tokio::net::TcpListener::bind(settings.server.bind)
             .await
             .with_context(|| format!("bind {}", settings.server.bind))?;
@@ -161,7 +248,11 @@ impl App {
         let server = tokio::spawn(tidings_api::serve(listener, state, async move {
             token.cancelled().await
         }));
-        tracing::info!(%addr, posts = service.search.num_posts(), vectors = service.search.has_vectors(), "tidings is serving (loopback only)");
+        if keys_on {
+            tracing::info!(%addr, posts = service.search.num_posts(), vectors = service.search.has_vectors(), "tidings is serving; API keys are required");
+        } else {
+            tracing::info!(%addr, posts = service.search.num_posts(), vectors = service.search.has_vectors(), "tidings is serving on loopback only: no API keys exist, so the API is open to local callers");
+        }
         Ok(App {
             addr,
             index: Arc::new(tokio::sync::Mutex::new(Some(service))),

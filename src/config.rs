@@ -17,6 +17,78 @@ pub struct Settings {
     pub index: IndexSettings,
     pub embedder: EmbedderSettings,
     pub search: SearchSettings,
+    pub model: ModelSettings,
+    pub agent: AgentSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// `auto` (remote when `url` is set, else local), `local` (llama.cpp in-process), `openai`
+    /// (any OpenAI-compatible chat API), or `none` (no answers, search only).
+    pub kind: String,
+    /// The GGUF chat model for `local`.
+    pub path: PathBuf,
+    /// Context window for `local` (prompt + answer), in tokens.
+    pub context_tokens: u32,
+    /// Inference threads for `local`; 0 = all cores.
+    pub threads: usize,
+    /// Requests that may wait for the local model before `model_busy`.
+    pub queue: usize,
+    /// Base URL of a remote OpenAI-compatible API, up to `/v1`.
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    /// Remote model name.
+    pub name: String,
+    pub connect_timeout_secs: u64,
+    /// Longest wait for the first byte, and between two streamed chunks.
+    pub read_timeout_secs: u64,
+    pub max_retries: u32,
+    /// Context window of the remote model, in tokens.
+    pub remote_context_tokens: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    pub default_persona: String,
+    pub max_answer_tokens: u32,
+    pub temperature: f32,
+    /// Fewer relevant posts than this widen an implicit time window.
+    pub min_relevant: usize,
+    /// Custom personas: name → instructions (or `@path/to/file.md`).
+    pub personas: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            kind: "auto".into(),
+            path: PathBuf::from("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            context_tokens: 4096,
+            threads: 0,
+            queue: 16,
+            url: None,
+            api_key: None,
+            name: "gpt-4o-mini".into(),
+            connect_timeout_secs: 5,
+            read_timeout_secs: 60,
+            max_retries: 2,
+            remote_context_tokens: 32_768,
+        }
+    }
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            default_persona: "regular".into(),
+            max_answer_tokens: 200,
+            temperature: 0.0,
+            min_relevant: 3,
+            personas: Default::default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,6 +156,8 @@ impl Default for Settings {
             index: IndexSettings::default(),
             embedder: EmbedderSettings::default(),
             search: SearchSettings::default(),
+            model: ModelSettings::default(),
+            agent: AgentSettings::default(),
         }
     }
 }
@@ -172,6 +246,18 @@ impl Settings {
                 "embedder.kind is `{}`; use local, openai or none",
                 self.embedder.kind
             );
+        }
+        if !["auto", "local", "openai", "none"].contains(&self.model.kind.as_str()) {
+            bail!(
+                "model.kind is `{}`; use auto, local, openai or none",
+                self.model.kind
+            );
+        }
+        if self.model.kind == "openai" && self.model.url.is_none() {
+            bail!("model.kind is openai but model.url is not set");
+        }
+        if !(0.0..=2.0).contains(&self.agent.temperature) {
+            bail!("agent.temperature must be between 0 and 2");
         }
         if self.index.commit_interval_ms == 0 || self.index.commit_interval_ms > 60_000 {
             bail!("index.commit_interval_ms must be between 1 and 60000");

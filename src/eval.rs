@@ -23,6 +23,8 @@ use tidings_ingest::ValidationConfig;
 
 #[derive(Deserialize)]
 struct Topic {
+    #[serde(default)]
+    event: String,
     id: String,
     query: String,
     as_of: String,
@@ -32,6 +34,8 @@ struct Topic {
 #[derive(Deserialize)]
 struct Question {
     question: String,
+    #[serde(default)]
+    answers: Vec<String>,
     gold_post_ids: Vec<String>,
     /// Null when the gold tweet has no date; such posts are rejected at ingest (a post needs
     /// `created_at`), so these questions count as misses.
@@ -46,6 +50,9 @@ pub struct EvalOptions {
     pub data_dir: Option<PathBuf>,
     /// Evaluate at most this many TweetQA questions (all by default).
     pub max_questions: Option<usize>,
+    /// Answer this many TweetQA questions (a seeded sample) with the agent and the local model;
+    /// 0 skips the answer evaluation. `None`: all of them.
+    pub answer_sample: Option<usize>,
 }
 
 const MODES: [(SearchMode, &str); 3] = [
@@ -57,6 +64,9 @@ const MODES: [(SearchMode, &str); 3] = [
 /// Floors a working index clears easily and a broken one (empty, unfiltered, misaligned) does not.
 const FLOOR_NDCG10: f64 = 0.25;
 const FLOOR_TWEETQA_R10: f64 = 0.05;
+/// Share of posts cited in CrisisLex answers that are graded related; a random pick from the
+/// window is far below, a working agent far above.
+const FLOOR_CITED_RELEVANT: f64 = 0.3;
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
@@ -305,6 +315,13 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         r10.push(b);
         println!("{name:<8} {a:>9.3} {b:>9.3}");
     }
+    let answer_figures = if options.answer_sample != Some(0) {
+        let agent = tokio::task::block_in_place(|| app::agent(&settings, search.clone()))?
+            .context("the answer evaluation needs a chat model (model.kind is none)")?;
+        Some(answers(&agent, &questions, options.answer_sample, &crisis, &topics).await?)
+    } else {
+        None
+    };
     service.shutdown().await;
     if options.check_floors {
         let mut failures = Vec::new();
@@ -320,7 +337,22 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
                 ));
             }
         }
-        let checks = MODES.len() * 2;
+        let mut checks = MODES.len() * 2;
+        if let Some(f) = &answer_figures {
+            checks += 2;
+            if f.citation_validity < 1.0 {
+                failures.push(format!(
+                    "citation validity {:.3} < 1.0: an answer cited a post it was not given",
+                    f.citation_validity
+                ));
+            }
+            if f.cited_relevant_share < FLOOR_CITED_RELEVANT {
+                failures.push(format!(
+                    "CrisisLex: {:.3} of cited posts relevant < {FLOOR_CITED_RELEVANT}",
+                    f.cited_relevant_share
+                ));
+            }
+        }
         println!(
             "\nreal-data floors: {} passed, {} failed",
             checks - failures.len(),
@@ -331,4 +363,201 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// Answer-quality figures the floors look at.
+struct AnswerFigures {
+    citation_validity: f64,
+    cited_relevant_share: f64,
+}
+
+/// A small deterministic shuffle (xorshift), so the sample is the same on every machine.
+fn seeded_sample(n: usize, k: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut state = seed.max(1);
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        idx.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    idx.truncate(k);
+    idx
+}
+
+/// Lowercased, punctuation at the ends trimmed, spaces collapsed.
+fn norm(s: &str) -> String {
+    s.to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_string()
+}
+
+fn contains_answer(text: &str, answers: &[String]) -> bool {
+    let t = norm(text);
+    answers
+        .iter()
+        .map(|a| norm(a))
+        .any(|a| !a.is_empty() && t.contains(&a))
+}
+
+#[derive(Deserialize)]
+struct EventInfo {
+    event: String,
+    description: EventDescription,
+}
+
+#[derive(Deserialize)]
+struct EventDescription {
+    location: EventLocation,
+}
+
+#[derive(Deserialize)]
+struct EventLocation {
+    location_description: Option<String>,
+}
+
+/// Answers with the agent and the local model: TweetQA (gold answer in the answer, citation
+/// validity, against a top-post baseline) and CrisisLex ("What is happening in <place>?").
+async fn answers(
+    agent: &tidings_agent::Agent,
+    questions: &[Question],
+    sample: Option<usize>,
+    crisis: &Path,
+    topics: &[Topic],
+) -> anyhow::Result<AnswerFigures> {
+    use tidings_agent::{AskRequest, SearchOptions};
+    let dated: Vec<&Question> = questions.iter().filter(|q| q.as_of.is_some()).collect();
+    let k = sample.unwrap_or(dated.len()).min(dated.len());
+    let picked = seeded_sample(dated.len(), k, 20_260_101);
+    let started = Instant::now();
+    let (mut with_answer, mut baseline, mut gold_cited, mut markers, mut valid_markers) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut citations, mut valid_citations, mut no_results) = (0usize, 0usize, 0usize);
+    let mut first_token = Vec::new();
+    for &i in &picked {
+        let q = dated[i];
+        let as_of = tidings_api::parse_time(q.as_of.as_deref().unwrap_or_default())
+            .map_err(anyhow::Error::msg)?;
+        let request = AskRequest {
+            question: q.question.clone(),
+            as_of: Some(as_of),
+            search: SearchOptions {
+                max_results: Some(5),
+                ..SearchOptions::default()
+            },
+            max_tokens: Some(96),
+            ..AskRequest::default()
+        };
+        let (retrieval, answer) = agent.answer(request).await?;
+        if answer.no_results {
+            no_results += 1;
+        }
+        if let Some(t) = answer.timings.first_token {
+            first_token.push(t.as_secs_f64());
+        }
+        if contains_answer(&answer.text, &q.answers) {
+            with_answer += 1;
+        }
+        if retrieval
+            .posts
+            .first()
+            .is_some_and(|h| contains_answer(&h.post.text, &q.answers))
+        {
+            baseline += 1;
+        }
+        if answer
+            .citations
+            .iter()
+            .any(|c| q.gold_post_ids.contains(&c.post.id.to_string()))
+        {
+            gold_cited += 1;
+        }
+        let given: Vec<String> = retrieval.posts.iter().map(|h| h.post.id.to_string()).collect();
+        for n in tidings_agent::cite::cited_numbers(&answer.text) {
+            markers += 1;
+            if (1..=given.len()).contains(&n) {
+                valid_markers += 1;
+            }
+        }
+        for c in &answer.citations {
+            citations += 1;
+            if given.get(c.number.wrapping_sub(1)) == Some(&c.post.id.to_string()) {
+                valid_citations += 1;
+            }
+        }
+    }
+    let n = picked.len().max(1) as f64;
+    first_token.sort_by(f64::total_cmp);
+    let p50 = first_token.get(first_token.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "\nTweetQA answers: {} questions (seeded sample of {} dated), local model, {:.1}s",
+        picked.len(),
+        dated.len(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{:<44} {:>8}", "figure", "value");
+    println!("{:<44} {:>8.3}", "answer contains a gold answer (agent)", with_answer as f64 / n);
+    println!("{:<44} {:>8.3}", "top retrieved post contains it (baseline)", baseline as f64 / n);
+    println!("{:<44} {:>8.3}", "gold post among the citations", gold_cited as f64 / n);
+    println!("{:<44} {:>8.3}", "answered 'found nothing'", no_results as f64 / n);
+    let validity = if markers + citations == 0 {
+        1.0
+    } else {
+        (valid_markers + valid_citations) as f64 / (markers + citations) as f64
+    };
+    println!(
+        "{:<44} {:>8.3}  ({valid_markers}/{markers} markers, {valid_citations}/{citations} citations)",
+        "citation validity", validity
+    );
+    println!("{:<44} {:>8.2}", "time to first token p50 (s)", p50);
+
+    // CrisisLex: "What is happening in <place>?" at each topic's as_of.
+    let events: Vec<EventInfo> = read_jsonl(&crisis.join("events.jsonl"))?;
+    println!("\nCrisisLexT26: \"What is happening in <place>?\" at each public topic's as_of");
+    println!("{:<40} {:<22} {:>6} {:>9}", "topic", "place", "cited", "relevant");
+    let (mut cited_total, mut relevant_total) = (0usize, 0usize);
+    for topic in topics {
+        let place = events
+            .iter()
+            .find(|e| e.event == topic.event)
+            .and_then(|e| e.description.location.location_description.clone())
+            .unwrap_or_else(|| topic.query.clone());
+        let as_of = tidings_api::parse_time(&topic.as_of).map_err(anyhow::Error::msg)?;
+        let (_, answer) = agent
+            .answer(AskRequest {
+                question: format!("What is happening in {place}?"),
+                as_of: Some(as_of),
+                max_tokens: Some(96),
+                ..AskRequest::default()
+            })
+            .await?;
+        let cited = answer.citations.len();
+        let relevant = answer
+            .citations
+            .iter()
+            .filter(|c| topic.qrels.get(&c.post.id.to_string()).is_some_and(|g| *g > 0))
+            .count();
+        cited_total += cited;
+        relevant_total += relevant;
+        println!(
+            "{:<40} {:<22} {:>6} {:>9}",
+            topic.id.trim_start_matches("crisislext26-"),
+            place.chars().take(22).collect::<String>(),
+            cited,
+            relevant
+        );
+    }
+    let share = if cited_total == 0 {
+        0.0
+    } else {
+        relevant_total as f64 / cited_total as f64
+    };
+    println!("{:<40} {:<22} {:>6} {:>9}  ({share:.3} relevant)", "TOTAL", "", cited_total, relevant_total);
+    Ok(AnswerFigures {
+        citation_validity: validity,
+        cited_relevant_share: share,
+    })
 }

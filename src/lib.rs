@@ -2,10 +2,12 @@
 //! so integration tests build exactly what `tidings serve` runs.
 //!
 //! Layout: [`config`] loads layered settings; [`app`] opens the index and serves the API;
-//! [`bench`] and [`eval`] are the benchmark and retrieval-evaluation commands.
+//! [`ask`] is the terminal client of the chat API; [`bench`] and [`eval`] are the benchmark and retrieval-evaluation commands.
 
 pub mod app;
+pub mod ask;
 pub mod bench;
+pub mod bench_agent;
 pub mod config;
 pub mod eval;
 pub mod telemetry;

@@ -87,6 +87,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a question: the answer streams, then the cited posts are listed. Uses the running
+    /// server, or the local index and model when no server answers.
+    Ask {
+        question: String,
+        /// "Now" for the question (RFC 3339 or Unix seconds); default: now.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// regular, fun, or a custom persona.
+        #[arg(long)]
+        persona: Option<String>,
+        /// Only posts by these handles (repeatable).
+        #[arg(long)]
+        handle: Vec<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// API key for the server (or TIDINGS_API_KEY).
+        #[arg(long, env = "TIDINGS_API_KEY")]
+        api_key: Option<String>,
+    },
+    /// Manage API keys (stored hashed in <data dir>/keys.json).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Retrieval quality on the real data (CrisisLexT26, TweetQA) for BM25, dense and hybrid.
     Eval {
         /// The shared data folder.
@@ -101,6 +125,12 @@ enum Command {
         /// Keep the evaluation index in this folder.
         #[arg(long)]
         keep_index: Option<PathBuf>,
+        /// TweetQA questions (seeded sample) to answer with the local model; 0 skips answers.
+        #[arg(long, default_value_t = 100)]
+        answers: usize,
+        /// Answer every dated TweetQA question instead of the sample.
+        #[arg(long)]
+        all_answers: bool,
     },
     /// Throughput and latency figures against same-process baselines.
     Bench {
@@ -119,7 +149,29 @@ enum Command {
         /// Where gen.py's corpora live (generated there when missing).
         #[arg(long, default_value = "/tmp/peers-data")]
         peers_data: PathBuf,
+        /// Benchmark the answering path (local model, agent overhead, concurrency) instead.
+        #[arg(long)]
+        agent: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: read, ingest, admin.
+        #[arg(long, default_value = "read")]
+        scopes: String,
+        /// Requests per minute (0 = unlimited).
+        #[arg(long, default_value_t = 120)]
+        rate: u32,
+    },
+    /// List keys (without secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
 }
 
 #[tokio::main]
@@ -171,6 +223,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             check_floors,
             max_questions,
             keep_index,
+            answers,
+            all_answers,
         } => {
             tidings::eval::run(
                 settings,
@@ -179,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     check_floors,
                     data_dir: keep_index,
                     max_questions,
+                    answer_sample: if all_answers { None } else { Some(answers) },
                 },
             )
             .await
@@ -190,7 +245,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             fresh_rate,
             fresh_secs,
             peers_data,
+            agent,
         } => {
+            if agent {
+                return tidings::bench_agent::run(settings, &shared).await;
+            }
             tidings::bench::run(
                 settings,
                 tidings::bench::BenchOptions {
@@ -204,6 +263,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Ask {
+            question,
+            as_of,
+            persona,
+            handle,
+            server,
+            api_key,
+        } => {
+            let mut body = serde_json::json!({
+                "model": "tidings",
+                "stream": true,
+                "messages": [{"role": "user", "content": question}],
+                "search": {"handles": handle},
+            });
+            if let Some(a) = as_of {
+                body["search"]["as_of"] = a.into();
+            }
+            if let Some(p) = persona {
+                body["persona"] = p.into();
+            }
+            tidings::ask::ask(settings, &server, api_key.as_deref(), body).await
+        }
+        Command::Keys { command } => keys(&settings, command),
         Command::Search {
             query,
             since,
@@ -225,6 +307,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             search(settings, &server, body, json).await
         }
     }
+}
+
+fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    use tidings_api::auth;
+    let path = app::keys_path(settings);
+    match command {
+        KeysCommand::Create { name, scopes, rate } => {
+            let scopes = scopes
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(auth::Scope::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let (key, record) =
+                auth::create_key(&path, &name, scopes, rate).map_err(anyhow::Error::msg)?;
+            println!("{key}");
+            eprintln!(
+                "created key {} ({}) with scopes [{}], {} requests/minute; stored hashed in {}. \
+                 This is the only time the key is shown.",
+                record.id,
+                record.name,
+                record.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                record.rate_per_minute,
+                path.display()
+            );
+        }
+        KeysCommand::List => {
+            let keys = auth::list_keys(&path).map_err(anyhow::Error::msg)?;
+            if keys.is_empty() {
+                println!("no keys in {} (the API is open on loopback only)", path.display());
+            }
+            for k in keys {
+                println!(
+                    "{}  {:<20} [{}] {}/min created {}{}",
+                    k.id,
+                    k.name,
+                    k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+                    k.rate_per_minute,
+                    k.created_at.format("%Y-%m-%d %H:%M"),
+                    if k.revoked { "  REVOKED" } else { "" }
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !auth::revoke_key(&path, &id).map_err(anyhow::Error::msg)? {
+                bail!("no key with id {id} in {}", path.display());
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
 }
 
 async fn serve(settings: Settings, replay: Option<ReplayOptions>) -> anyhow::Result<()> {

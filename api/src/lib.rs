@@ -5,8 +5,10 @@
 //! maps every failure to `{"error": {"code", "message"}}` with a stable code. DTOs live here and
 //! convert by hand to the index's plain types.
 
+pub mod auth;
 mod error;
 mod metrics;
+mod openapi;
 mod routes;
 mod time;
 
@@ -20,6 +22,7 @@ use axum::routing::{delete, get};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
+use tidings_agent::Agent;
 use tidings_index::{IndexStats, SearchHandle, WriteHandle};
 use tidings_ingest::ValidationConfig;
 
@@ -53,6 +56,9 @@ pub struct AppState {
     pub write: WriteHandle,
     pub stats: Arc<IndexStats>,
     pub config: Arc<ApiConfig>,
+    /// The answering agent; `None` when the server runs without a chat model.
+    pub agent: Option<Agent>,
+    pub keys: Arc<auth::KeyStore>,
     pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
@@ -69,8 +75,22 @@ impl AppState {
             write,
             stats,
             config: Arc::new(config),
+            agent: None,
+            keys: Arc::new(auth::KeyStore::new(None)),
             metrics,
         }
+    }
+
+    /// Serves answers with `agent`.
+    pub fn with_agent(mut self, agent: Agent) -> AppState {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// Requires API keys from the key file (when it holds any).
+    pub fn with_keys(mut self, keys: auth::KeyStore) -> AppState {
+        self.keys = Arc::new(keys);
+        self
     }
 }
 
@@ -81,6 +101,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::spec))
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(routes::chat::completions),
+        )
+        .route("/v1/models", get(routes::chat::models))
         .route(
             "/v1/search",
             get(routes::search::search_get).post(routes::search::search_post),
@@ -91,6 +117,7 @@ pub fn router(state: AppState) -> Router {
             delete(routes::posts::remove).get(routes::posts::fetch),
         )
         .fallback(routes::health::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -108,6 +135,32 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         .metrics
         .observe_request(route, method, response.status().as_u16());
     response
+}
+
+/// The scope a route needs; `None` for the open ones (health, metrics, the API description).
+fn scope_for(route: &str, method: &axum::http::Method) -> Option<auth::Scope> {
+    use axum::http::Method;
+    match route {
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => None,
+        "/v1/posts" if method == Method::POST => Some(auth::Scope::Ingest),
+        "/v1/posts/{id}" if method == Method::DELETE => Some(auth::Scope::Ingest),
+        _ => Some(auth::Scope::Read),
+    }
+}
+
+/// Checks the API key (when keys are configured) and its rate limit.
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    if let Some(scope) = scope_for(&route, request.method()) {
+        if let Err(e) = state.keys.authorize(request.headers(), scope) {
+            return axum::response::IntoResponse::into_response(e);
+        }
+    }
+    next.run(request).await
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then drains open requests.

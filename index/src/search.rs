@@ -1,5 +1,10 @@
-//! Hybrid search: BM25 and dense candidates under the same filters, reciprocal rank fusion,
+//! Hybrid search: BM25 and dense candidates under the same filters, relative score fusion,
 //! recency decay, an engagement prior, near-duplicate collapse, top-k with a score breakdown.
+//!
+//! Fusion: each retriever's scores are normalised to [0, 1] over its own candidates (BM25 by its
+//! best score, cosine by min–max) and averaged over the retrievers that ran. Unlike reciprocal
+//! rank fusion this keeps *how much* better the best match is, so a post that clearly wins both
+//! retrievers is not overtaken by a slightly fresher, barely relevant one once recency applies.
 
 use crate::embed::Embedder;
 use crate::post::Post;
@@ -71,7 +76,7 @@ pub struct ScoreBreakdown {
     pub bm25_rank: Option<usize>,
     pub dense: Option<f32>,
     pub dense_rank: Option<usize>,
-    /// Reciprocal-rank-fusion score before the multipliers.
+    /// Relative-score-fusion score in [0, 1] before the multipliers.
     pub fused: f32,
     /// Recency multiplier in [RECENCY_FLOOR, 1].
     pub recency: f32,
@@ -98,14 +103,16 @@ pub struct SearchResults {
     pub took: Duration,
 }
 
-/// Reciprocal rank fusion constant (Cormack et al.).
-const RRF_K: f32 = 60.0;
 /// An old post keeps this share of its score however old it is, so relevance still counts.
 pub const RECENCY_FLOOR: f32 = 0.3;
 
-/// 1/(k + rank) with 1-based rank.
-pub fn rrf(rank: usize) -> f32 {
-    1.0 / (RRF_K + rank as f32)
+/// `score` normalised to [0, 1] between `min` and `max` (1 when they coincide).
+pub fn relative_score(score: f32, min: f32, max: f32) -> f32 {
+    if max - min <= f32::EPSILON {
+        1.0
+    } else {
+        ((score - min) / (max - min)).clamp(0.0, 1.0)
+    }
 }
 
 /// Recency multiplier for a post `age_ms` old: `floor + (1 - floor) · 2^(-age / half_life)`.
@@ -309,6 +316,15 @@ impl SearchHandle {
         request: &SearchRequest,
         candidates: impl Iterator<Item = Candidate>,
     ) -> Result<Vec<(DocAddress, f32, ScoreBreakdown, u64)>, IndexError> {
+        let candidates: Vec<Candidate> = candidates.collect();
+        let bm25_max = candidates
+            .iter()
+            .filter_map(|c| c.bm25.map(|b| b.1))
+            .fold(0.0f32, f32::max);
+        let dense: Vec<f32> = candidates.iter().filter_map(|c| c.dense.map(|d| d.1)).collect();
+        let dense_min = dense.iter().copied().fold(f32::INFINITY, f32::min);
+        let dense_max = dense.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let retrievers = (bm25_max > 0.0) as u8 + (!dense.is_empty()) as u8;
         let mut columns = HashMap::new();
         let mut out = Vec::new();
         for c in candidates {
@@ -326,7 +342,9 @@ impl SearchHandle {
             let created_ms = created.first(c.addr.doc_id).unwrap_or(0);
             let dup_key = dup.first(c.addr.doc_id).unwrap_or(0);
             let engagement_total = engagement.first(c.addr.doc_id).unwrap_or(0);
-            let fused = c.bm25.map_or(0.0, |(r, _)| rrf(r)) + c.dense.map_or(0.0, |(r, _)| rrf(r));
+            let fused = (c.bm25.map_or(0.0, |(_, b)| relative_score(b, 0.0, bm25_max))
+                + c.dense.map_or(0.0, |(_, d)| relative_score(d, dense_min, dense_max)))
+                / f32::from(retrievers.max(1));
             let recency = recency_multiplier(request.as_of_ms - created_ms, request.half_life);
             let engagement = engagement_multiplier(engagement_total);
             let breakdown = ScoreBreakdown {
@@ -406,14 +424,11 @@ mod tests {
 
     proptest! {
         #[test]
-        fn rrf_is_monotonic(a in 1usize..10_000, b in 1usize..10_000) {
-            prop_assume!(a < b);
-            prop_assert!(rrf(a) > rrf(b));
-        }
-
-        #[test]
-        fn fused_in_both_beats_either_alone(r in 1usize..1000) {
-            prop_assert!(rrf(r) + rrf(r) > rrf(r));
+        fn relative_score_is_monotonic_and_bounded(a in -10.0f32..10.0, b in -10.0f32..10.0, lo in -5.0f32..0.0, hi in 0.1f32..5.0) {
+            let (ra, rb) = (relative_score(a, lo, hi), relative_score(b, lo, hi));
+            prop_assert!((0.0..=1.0).contains(&ra));
+            if a <= b { prop_assert!(ra <= rb); }
+            prop_assert_eq!(relative_score(hi, lo, hi), 1.0);
         }
 
         #[test]

@@ -219,7 +219,7 @@ impl TextIndex {
     ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
         let terms = self.query_terms(query);
         if terms.is_empty() {
-            return Ok(Vec::new());
+            return self.newest(searcher, filter, limit);
         }
         let text_query: Box<dyn Query> = Box::new(BooleanQuery::new(
             terms
@@ -238,6 +238,30 @@ impl TextIndex {
         searcher
             .search(&query, &TopDocs::with_limit(limit).order_by_score())
             .map_err(IndexError::tantivy)
+    }
+
+    /// A query without words ("what's happening right now?") browses: the newest posts that
+    /// pass the filter, each scored 1. Without any filter there is nothing to browse.
+    fn newest(
+        &self,
+        searcher: &Searcher,
+        filter: &SearchFilter,
+        limit: usize,
+    ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+        let mut clauses = self.filter_clauses(filter);
+        if clauses.is_empty() {
+            return Ok(Vec::new());
+        }
+        clauses.push((Occur::Must, Box::new(tantivy::query::AllQuery)));
+        let query = BooleanQuery::new(clauses);
+        let hits = searcher
+            .search(
+                &query,
+                &TopDocs::with_limit(limit)
+                    .order_by_fast_field::<i64>(F_CREATED_AT, tantivy::Order::Desc),
+            )
+            .map_err(IndexError::tantivy)?;
+        Ok(hits.into_iter().map(|(_, addr)| (1.0, addr)).collect())
     }
 
     /// Filter clauses (no scoring) shared by every text query.

@@ -10,7 +10,7 @@ pub(crate) struct TestApp {
     pub(crate) app: Option<App>,
     pub(crate) base: String,
     pub(crate) client: reqwest::Client,
-    _temp: Option<tempfile::TempDir>,
+    pub(crate) _temp: Option<tempfile::TempDir>,
 }
 
 /// The repository's model folder (fetched by `make setup`).
@@ -28,7 +28,30 @@ pub(crate) fn settings(data_dir: &std::path::Path) -> Settings {
     s.server.max_body_bytes = 256 * 1024;
     s.server.max_posts_per_request = 100;
     s.index.optimize_every = 0;
+    // Tests that answer questions opt in with `spawn_app_with(.., model = true)`.
+    s.model.kind = "none".into();
+    s.model.path = chat_model_path();
+    s.model.context_tokens = 2048;
     s
+}
+
+/// The local chat model (SmolLM2, fetched by `make setup`).
+pub(crate) fn chat_model_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// An app with the given settings (the caller keeps the data dir alive).
+pub(crate) async fn spawn_with_settings(settings: Settings) -> TestApp {
+    tidings::telemetry::init("warn");
+    let app = App::build(&settings, None).await.expect("app starts");
+    let base = format!("http://{}", app.addr);
+    TestApp {
+        app: Some(app),
+        base,
+        client: reqwest::Client::new(),
+        _temp: None,
+    }
 }
 
 pub(crate) async fn spawn_app() -> TestApp {
@@ -39,17 +62,7 @@ pub(crate) async fn spawn_app() -> TestApp {
 }
 
 pub(crate) async fn spawn_app_in(data_dir: PathBuf) -> TestApp {
-    tidings::telemetry::init("warn");
-    let app = App::build(&settings(&data_dir), None)
-        .await
-        .expect("app starts");
-    let base = format!("http://{}", app.addr);
-    TestApp {
-        app: Some(app),
-        base,
-        client: reqwest::Client::new(),
-        _temp: None,
-    }
+    spawn_with_settings(settings(&data_dir)).await
 }
 
 pub(crate) fn post(id: &str, text: &str, created_at: &str) -> Value {

@@ -3,7 +3,11 @@
 
 mod helpers;
 
+mod chat;
 mod errors;
 mod lifecycle;
+mod openai_sdk;
+mod openapi;
 mod posts;
 mod search;
+mod upstream;

@@ -1,5 +1,6 @@
 //! One module per route family.
 
+pub(crate) mod chat;
 pub(crate) mod health;
 pub(crate) mod posts;
 pub(crate) mod search;

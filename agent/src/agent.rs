@@ -1,0 +1,590 @@
+//! The agent: plan → retrieve (widening when thin) → prompt → stream the model → check
+//! citations → suggest follow-ups.
+
+use crate::cite::{self, CitationFilter};
+use crate::guard::EchoGuard;
+use crate::model::{ChatMessage, ChatModel, FinishReason, GenerationParams, ModelError, ModelEvent, Role, Usage};
+use crate::plan::{self, Plan, SearchOptions};
+use crate::prompt::{self, Personas, PromptInput};
+use crate::suggest;
+use crate::when::TimeWindow;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tidings_index::{IndexError, Post, SearchFilter, SearchHandle, SearchHit, SearchMode, SearchRequest};
+
+/// Agent settings.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub default_persona: String,
+    pub max_answer_tokens: u32,
+    pub temperature: f32,
+    /// Fewer relevant posts than this makes an implicit window widen.
+    pub min_relevant: usize,
+    /// A post found only by the dense retriever counts as relevant from this cosine up.
+    pub min_dense_score: f32,
+    /// Tokens for the prompt; `None`: the model's window minus the answer and a margin.
+    pub prompt_budget: Option<usize>,
+    /// How many times an implicit window may widen.
+    pub max_widen_steps: usize,
+    /// Share of a sentence's words a post must hold to be cited for it when the model cited
+    /// nothing.
+    pub infer_min_overlap: f32,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            default_persona: "regular".into(),
+            max_answer_tokens: 200,
+            temperature: 0.0,
+            min_relevant: 3,
+            min_dense_score: 0.35,
+            prompt_budget: None,
+            max_widen_steps: 4,
+            infer_min_overlap: 0.3,
+        }
+    }
+}
+
+/// A question to answer.
+#[derive(Clone, Debug, Default)]
+pub struct AskRequest {
+    pub question: String,
+    /// Earlier turns, oldest first.
+    pub history: Vec<ChatMessage>,
+    pub as_of: Option<DateTime<Utc>>,
+    pub search: SearchOptions,
+    pub persona: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub seed: Option<u32>,
+}
+
+/// What retrieval found, sent before the first token.
+#[derive(Clone, Debug)]
+pub struct Retrieval {
+    pub plan: Plan,
+    /// The window finally searched (wider than the plan's when it had to widen).
+    pub window: TimeWindow,
+    /// The first window, when the search had to widen.
+    pub widened_from: Option<TimeWindow>,
+    /// The widest window tried (what "found nothing" covers).
+    pub widest: TimeWindow,
+    /// Posts in the prompt, numbered from 1 in this order.
+    pub posts: Vec<SearchHit>,
+    pub searched: bool,
+    pub degraded: Option<String>,
+    pub took: Duration,
+}
+
+/// A checked citation.
+#[derive(Clone, Debug)]
+pub struct Citation {
+    /// The number used in the answer (`[n]`).
+    pub number: usize,
+    pub post: Post,
+    pub url: Option<String>,
+    /// Share of the citing sentence's words found in the post (0..1).
+    pub support: f32,
+    /// The model did not cite; the agent attributed the answer's sentences to this post.
+    pub inferred: bool,
+}
+
+/// The finished answer.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub text: String,
+    pub citations: Vec<Citation>,
+    pub as_of: DateTime<Utc>,
+    pub window: TimeWindow,
+    pub widened_from: Option<TimeWindow>,
+    pub related_questions: Vec<String>,
+    pub persona: String,
+    pub model: String,
+    pub usage: Usage,
+    pub finish_reason: FinishReason,
+    /// True when nothing relevant was found and the model was not asked.
+    pub no_results: bool,
+    /// Citation markers the filter removed (numbers outside the retrieved set).
+    pub dropped_citations: usize,
+    pub timings: Timings,
+}
+
+/// Where the time went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub retrieval: Duration,
+    /// From the start of the request to the first token the caller sees.
+    pub first_token: Option<Duration>,
+    /// Time inside the model's stream (queue wait included).
+    pub model: Duration,
+    pub total: Duration,
+}
+
+impl Timings {
+    /// What the agent itself added beyond retrieval and the model.
+    pub fn overhead(&self) -> Duration {
+        self.total.saturating_sub(self.retrieval + self.model)
+    }
+}
+
+/// Streamed output of [`Agent::ask`].
+#[derive(Clone, Debug)]
+pub enum AgentEvent {
+    Retrieved(Box<Retrieval>),
+    Delta(String),
+    Done(Box<Answer>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("search failed: {0}")]
+    Search(#[from] IndexError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl AgentError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AgentError::InvalidRequest(_) => "invalid_request",
+            AgentError::Search(_) => "search_failed",
+            AgentError::Model(e) => e.code(),
+        }
+    }
+}
+
+pub type AgentStream = BoxStream<'static, Result<AgentEvent, AgentError>>;
+
+/// The agent. Cheap to clone.
+#[derive(Clone)]
+pub struct Agent {
+    search: SearchHandle,
+    model: Arc<dyn ChatModel>,
+    personas: Arc<Personas>,
+    config: Arc<AgentConfig>,
+}
+
+/// A link a reader can open for a post: its own URL, or one built from a known id scheme.
+pub fn post_url(post: &Post) -> Option<String> {
+    if let Some(u) = &post.url {
+        return Some(u.clone());
+    }
+    let id = post.id.as_str();
+    if let Some(rest) = id.strip_prefix("x:") {
+        if rest.chars().all(|c| c.is_ascii_digit()) {
+            return Some(format!("https://x.com/i/status/{rest}"));
+        }
+    }
+    if let Some(rest) = id.strip_prefix("bsky:at://") {
+        // at://did/app.bsky.feed.post/rkey
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts.len() == 3 && parts[1] == "app.bsky.feed.post" {
+            return Some(format!("https://bsky.app/profile/{}/post/{}", parts[0], parts[2]));
+        }
+    }
+    None
+}
+
+impl Agent {
+    pub fn new(
+        search: SearchHandle,
+        model: Arc<dyn ChatModel>,
+        personas: Personas,
+        config: AgentConfig,
+    ) -> Agent {
+        Agent {
+            search,
+            model,
+            personas: Arc::new(personas),
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn model(&self) -> &Arc<dyn ChatModel> {
+        &self.model
+    }
+
+    pub fn personas(&self) -> &Personas {
+        &self.personas
+    }
+
+    pub fn search_handle(&self) -> &SearchHandle {
+        &self.search
+    }
+
+    /// Plans and retrieves, widening an implicit window step by step while fewer than
+    /// `min_relevant` relevant posts turn up.
+    pub async fn retrieve(&self, request: &AskRequest, as_of: DateTime<Utc>) -> Result<Retrieval, AgentError> {
+        let started = Instant::now();
+        let earlier: Vec<String> = request
+            .history
+            .iter()
+            .filter(|m| m.role == Role::User)
+            .map(|m| m.content.clone())
+            .collect();
+        let plan = plan::plan(&request.question, &earlier, as_of, &request.search);
+        if !plan.search {
+            return Ok(Retrieval {
+                window: plan.window.clone(),
+                widest: plan.window.clone(),
+                plan,
+                widened_from: None,
+                posts: Vec::new(),
+                searched: false,
+                degraded: None,
+                took: started.elapsed(),
+            });
+        }
+        // Widen while too little is found; keep the narrowest window that found the most.
+        let mut window = plan.window.clone();
+        let mut best: Option<(TimeWindow, Vec<SearchHit>, Option<String>)> = None;
+        let mut steps = 0;
+        loop {
+            let results = self.search.search(self.search_request(&plan, &window, as_of)).await?;
+            let relevant: Vec<SearchHit> = results
+                .hits
+                .into_iter()
+                .filter(|h| self.is_relevant(h, &plan))
+                .collect();
+            let found = relevant.len();
+            if best.as_ref().is_none_or(|(_, b, _)| found > b.len()) {
+                best = Some((window.clone(), relevant, results.degraded));
+            }
+            if found >= self.config.min_relevant || steps >= self.config.max_widen_steps {
+                break;
+            }
+            match window.widen(as_of) {
+                Some(wider) => {
+                    window = wider;
+                    steps += 1;
+                }
+                None => break,
+            }
+        }
+        let widest = window.clone();
+        let (window, mut relevant, degraded) = best.unwrap_or((window, Vec::new(), None));
+        let first = (window != plan.window).then(|| plan.window.clone());
+        // Quoted phrases: posts holding one come first.
+        if !plan.phrases.is_empty() {
+            relevant.sort_by_key(|h| {
+                let t = h.post.text.to_lowercase();
+                !plan.phrases.iter().any(|p| t.contains(p.as_str()))
+            });
+        }
+        relevant.truncate(plan.max_results);
+        Ok(Retrieval {
+            plan,
+            window,
+            widest,
+            widened_from: first,
+            posts: relevant,
+            searched: true,
+            degraded,
+            took: started.elapsed(),
+        })
+    }
+
+    fn search_request(&self, plan: &Plan, window: &TimeWindow, as_of: DateTime<Utc>) -> SearchRequest {
+        let mut request = SearchRequest::new(plan.query.clone(), as_of.timestamp_millis());
+        request.filter = SearchFilter {
+            from_ms: Some(window.from.timestamp_millis()),
+            to_ms: Some(window.to.timestamp_millis()),
+            authors: plan.authors.clone(),
+            exclude_authors: plan.exclude_authors.clone(),
+            sources: plan.sources.clone(),
+            langs: plan.langs.clone(),
+        };
+        request.half_life = Some(window.half_life);
+        // Ask for more than needed: irrelevant dense neighbours are dropped afterwards.
+        request.limit = (plan.max_results * 2).max(10);
+        request.mode = SearchMode::Hybrid;
+        request
+    }
+
+    fn is_relevant(&self, hit: &SearchHit, plan: &Plan) -> bool {
+        if plan.query.trim().is_empty() || hit.breakdown.bm25.is_some() {
+            return true;
+        }
+        hit.breakdown
+            .dense
+            .is_some_and(|d| d >= self.config.min_dense_score)
+    }
+
+    /// Answers a question as a stream: `Retrieved`, then `Delta`s, then one `Done`. Errors
+    /// that happen before any output (bad persona, search down, model busy) come back as `Err`.
+    pub async fn ask(&self, request: AskRequest) -> Result<AgentStream, AgentError> {
+        let started = Instant::now();
+        let question = request.question.trim().to_string();
+        if question.is_empty() {
+            return Err(AgentError::InvalidRequest("the question is empty".into()));
+        }
+        let persona_name = request
+            .persona
+            .clone()
+            .unwrap_or_else(|| self.config.default_persona.clone())
+            .to_lowercase();
+        let persona = self.personas.get(&persona_name).ok_or_else(|| {
+            AgentError::InvalidRequest(format!(
+                "unknown persona {persona_name:?}; available: {}",
+                self.personas.names().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let as_of = request.as_of.unwrap_or_else(Utc::now);
+        let retrieval = self.retrieve(&request, as_of).await?;
+        let retrieval_took = started.elapsed();
+        let max_tokens = request
+            .max_tokens
+            .unwrap_or(self.config.max_answer_tokens)
+            .clamp(16, 4096);
+        let budget = self.config.prompt_budget.unwrap_or_else(|| {
+            self.model
+                .context_tokens()
+                .saturating_sub(max_tokens as usize + 64)
+                .max(256)
+        });
+        let posts: Vec<Post> = retrieval.posts.iter().map(|h| h.post.clone()).collect();
+        let model_id = self.model.id().to_string();
+        let related = suggest::related_questions(&question, &posts);
+
+        // Nothing relevant: say so plainly instead of letting the model guess.
+        if retrieval.searched && posts.is_empty() {
+            let text = if retrieval.widest != retrieval.plan.window {
+                format!(
+                    "I found no posts about this in {}, nor when I widened the search to {}. I won't guess: try other words.",
+                    retrieval.plan.window.label, retrieval.widest.label
+                )
+            } else {
+                format!(
+                    "I found no posts about this in {}. I won't guess: try other words or a wider time window.",
+                    retrieval.window.label
+                )
+            };
+            let answer = Answer {
+                text: text.clone(),
+                citations: Vec::new(),
+                as_of,
+                window: retrieval.window.clone(),
+                widened_from: retrieval.widened_from.clone(),
+                related_questions: related,
+                persona: persona_name,
+                model: model_id,
+                usage: Usage::default(),
+                finish_reason: FinishReason::Stop,
+                no_results: true,
+                dropped_citations: 0,
+                timings: Timings {
+                    retrieval: retrieval_took,
+                    first_token: Some(started.elapsed()),
+                    model: Duration::ZERO,
+                    total: started.elapsed(),
+                },
+            };
+            let events = vec![
+                Ok(AgentEvent::Retrieved(Box::new(retrieval))),
+                Ok(AgentEvent::Delta(text)),
+                Ok(AgentEvent::Done(Box::new(answer))),
+            ];
+            return Ok(futures::stream::iter(events).boxed());
+        }
+
+        let built = prompt::build(
+            self.model.as_ref(),
+            &PromptInput {
+                persona,
+                question: &question,
+                history: &request.history,
+                posts: &posts,
+                as_of,
+                window: &retrieval.window,
+                searched: retrieval.searched,
+            },
+            budget,
+        );
+        let mut retrieval = retrieval;
+        retrieval.posts.truncate(built.posts_used);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let json = serde_json::to_string(&built.messages).unwrap_or_default();
+            tracing::trace!(prompt = %json, "prompt");
+        }
+        let params = GenerationParams {
+            max_tokens,
+            temperature: request.temperature.unwrap_or(self.config.temperature),
+            seed: request.seed.unwrap_or(42),
+            ..GenerationParams::default()
+        };
+        let prompt_tokens = built.prompt_tokens;
+        let model_started = Instant::now();
+        let mut model_stream = self.model.stream(built.messages, params).await?;
+        let config = self.config.clone();
+        let stream = async_stream::stream! {
+            let used: Vec<Post> = retrieval.posts.iter().map(|h| h.post.clone()).collect();
+            let window = retrieval.window.clone();
+            let widened_from = retrieval.widened_from.clone();
+            yield Ok(AgentEvent::Retrieved(Box::new(retrieval)));
+            let mut first_token = None;
+            let mut text = String::new();
+            if let Some(w) = &widened_from {
+                let note = format!(
+                    "(Little was posted about this in {}, so I searched {}.)\n\n",
+                    w.label, window.label
+                );
+                first_token = Some(started.elapsed());
+                text.push_str(&note);
+                yield Ok(AgentEvent::Delta(note));
+            }
+            let mut filter = CitationFilter::new(used.len());
+            let mut guard = EchoGuard::default();
+            let mut deltas = 0u32;
+            let mut usage = Usage::default();
+            let mut finish = FinishReason::Stop;
+            while let Some(event) = model_stream.next().await {
+                match event {
+                    Ok(ModelEvent::Delta(d)) => {
+                        deltas += 1;
+                        let out = filter.push(&guard.push(&d));
+                        if !out.is_empty() {
+                            first_token.get_or_insert_with(|| started.elapsed());
+                            text.push_str(&out);
+                            yield Ok(AgentEvent::Delta(out));
+                        }
+                        if guard.stopped() {
+                            // The model began echoing the prompt: end the answer here (dropping
+                            // the stream stops the generation).
+                            usage = Usage {
+                                prompt_tokens: prompt_tokens as u32,
+                                completion_tokens: deltas,
+                            };
+                            finish = FinishReason::Stop;
+                            break;
+                        }
+                    }
+                    Ok(ModelEvent::Done { finish_reason, usage: u }) => {
+                        usage = u;
+                        finish = finish_reason;
+                        break;
+                    }
+                    Err(e) => {
+                        yield Err(AgentError::Model(e));
+                        return;
+                    }
+                }
+            }
+            let rest = filter.push(&guard.finish()) + &filter.finish();
+            if !rest.is_empty() {
+                text.push_str(&rest);
+                yield Ok(AgentEvent::Delta(rest));
+            }
+            let model_took = model_started.elapsed();
+            let texts: Vec<&str> = used.iter().map(|p| p.text.as_str()).collect();
+            let mut numbers: Vec<(usize, f32, bool)> = cite::support(&text, &texts)
+                .into_iter()
+                .filter(|(n, _)| (1..=used.len()).contains(n))
+                .map(|(n, s)| (n, s, false))
+                .collect();
+            if numbers.is_empty() && !used.is_empty() {
+                let inferred = cite::infer(&text, &texts, config.infer_min_overlap);
+                if !inferred.is_empty() {
+                    let markers: String = inferred.iter().map(|n| format!("[{n}]")).collect();
+                    let gap = if text.ends_with("\n\n") {
+                        ""
+                    } else if text.ends_with('\n') {
+                        "\n"
+                    } else {
+                        "\n\n"
+                    };
+                    let sources = format!("{gap}Sources: {markers}");
+                    text.push_str(&sources);
+                    yield Ok(AgentEvent::Delta(sources));
+                    numbers = cite::support(&text, &texts)
+                        .into_iter()
+                        .map(|(n, s)| (n, s, true))
+                        .collect();
+                    // The "Sources" line is its own sentence: score against the whole answer.
+                    let words = cite::content_words(&text);
+                    for (n, s, _) in numbers.iter_mut() {
+                        let pw = cite::content_words(texts[*n - 1]);
+                        let common = words.intersection(&pw).count() as f32;
+                        *s = (common / pw.len().max(1) as f32).min(1.0);
+                    }
+                }
+            }
+            let citations = numbers
+                .into_iter()
+                .map(|(n, support, inferred)| Citation {
+                    number: n,
+                    url: post_url(&used[n - 1]),
+                    post: used[n - 1].clone(),
+                    support,
+                    inferred,
+                })
+                .collect();
+            let answer = Answer {
+                text,
+                citations,
+                as_of,
+                window,
+                widened_from,
+                related_questions: related,
+                persona: persona_name,
+                model: model_id,
+                usage,
+                finish_reason: finish,
+                no_results: false,
+                dropped_citations: filter.dropped,
+                timings: Timings {
+                    retrieval: retrieval_took,
+                    first_token,
+                    model: model_took,
+                    total: started.elapsed(),
+                },
+            };
+            yield Ok(AgentEvent::Done(Box::new(answer)));
+        };
+        Ok(stream.boxed())
+    }
+
+    /// Runs [`Self::ask`] to the end and returns the answer (for non-streaming callers).
+    pub async fn answer(&self, request: AskRequest) -> Result<(Retrieval, Answer), AgentError> {
+        let mut stream = self.ask(request).await?;
+        let mut retrieval = None;
+        while let Some(event) = stream.next().await {
+            match event? {
+                AgentEvent::Retrieved(r) => retrieval = Some(*r),
+                AgentEvent::Delta(_) => {}
+                AgentEvent::Done(a) => {
+                    let r = retrieval.ok_or_else(|| {
+                        AgentError::Model(ModelError::Internal("no retrieval event".into()))
+                    })?;
+                    return Ok((r, *a));
+                }
+            }
+        }
+        Err(AgentError::Model(ModelError::Malformed(
+            "the answer stream ended early".into(),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_from_known_id_schemes() {
+        let mut p = crate::suggest_test_post("x:123");
+        assert_eq!(post_url(&p).as_deref(), Some("https://x.com/i/status/123"));
+        p.id = tidings_index::PostId::parse("bsky:at://did:plc:abc/app.bsky.feed.post/3k").unwrap();
+        assert_eq!(
+            post_url(&p).as_deref(),
+            Some("https://bsky.app/profile/did:plc:abc/post/3k")
+        );
+        p.url = Some("https://example.org/p".into());
+        assert_eq!(post_url(&p).as_deref(), Some("https://example.org/p"));
+    }
+}

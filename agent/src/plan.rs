@@ -1,0 +1,282 @@
+//! Planning: a question (and the conversation before it) becomes a search: query words, time
+//! window, author filters, and the entities to boost.
+
+use crate::when::{self, TimeWindow};
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Search settings a caller may pass with a question (the `search` extension of the chat API).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SearchOptions {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Only posts by these handles.
+    pub handles: Vec<String>,
+    pub exclude_handles: Vec<String>,
+    pub sources: Vec<String>,
+    pub langs: Vec<String>,
+    /// Posts to put in front of the model (default 8).
+    pub max_results: Option<usize>,
+    pub mode: SearchModeOption,
+}
+
+/// Whether to search at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SearchModeOption {
+    /// Search unless the message is small talk ("hi", "thanks").
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// What the agent will look for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Words for the search engine: the question without time words and question filler.
+    pub query: String,
+    pub window: TimeWindow,
+    pub authors: Vec<String>,
+    pub exclude_authors: Vec<String>,
+    pub sources: Vec<String>,
+    pub langs: Vec<String>,
+    pub hashtags: Vec<String>,
+    pub cashtags: Vec<String>,
+    pub mentions: Vec<String>,
+    /// Quoted phrases: posts containing them rank first.
+    pub phrases: Vec<String>,
+    pub search: bool,
+    pub max_results: usize,
+}
+
+static HANDLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)(?:^|[^\w@])@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])").unwrap());
+static AUTHOR_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:from|by)\s+@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])|@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])\s+(?:say|says|said|post|posts|posted|tweet|tweets|tweeted|write|writes|wrote|report|reports|reported)\b").unwrap()
+});
+static HASHTAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"#(\w{1,100})").unwrap());
+static CASHTAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\$([A-Za-z][A-Za-z0-9.]{0,9})\b").unwrap());
+static QUOTED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"["“”]([^"“”]{2,120})["“”]"#).unwrap());
+static SMALL_TALK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:hi|hello|hey|yo|thanks|thank you|thx|ok|okay|cool|great|bye|good (?:morning|night|evening)|who are you|what are you|how are you)[\s!.?]*$").unwrap()
+});
+
+/// Question words that carry no topic ("what is going on with ...").
+const FILLER: &[&str] = &[
+    "a", "about", "an", "and", "any", "anything", "are", "as", "at", "be", "can", "could", "did",
+    "do", "does", "for", "from", "give", "going", "happen", "happened", "happening", "has",
+    "have", "how", "i", "in", "is", "it", "its", "it's", "know", "latest", "me", "new", "news",
+    "of", "on", "or", "people", "please", "right", "say", "saying", "says", "so", "summarize",
+    "summary", "tell", "that", "the", "there", "this", "to", "up", "update", "updates", "was",
+    "we", "were", "what", "what's", "whats", "when", "where", "which", "who", "why", "will",
+    "with", "you", "your",
+];
+
+fn is_filler(word: &str) -> bool {
+    FILLER.contains(&word)
+}
+
+/// The topic words of `text`: lowercased, punctuation trimmed, filler dropped. Keeps `#tags`,
+/// `@handles` and `$CASH` intact.
+pub fn topic_words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '#' || c == '@' || c == '$'))
+                .trim_end_matches("'s")
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty() && !is_filler(w))
+        .collect()
+}
+
+/// Builds the plan for `question`, asked at `as_of`, after `earlier_questions` (oldest first).
+pub fn plan(
+    question: &str,
+    earlier_questions: &[String],
+    as_of: DateTime<Utc>,
+    options: &SearchOptions,
+) -> Plan {
+    // Time: the request's explicit from/to win, then words in the question, then the default.
+    let expression = when::understand(question, as_of);
+    let window = match (options.from, options.to) {
+        (None, None) => expression
+            .as_ref()
+            .map(|e| e.window.clone())
+            .unwrap_or_else(|| when::default_window(as_of)),
+        (from, to) => {
+            let to = to.unwrap_or(as_of);
+            let from = from.unwrap_or(to - chrono::Duration::hours(24));
+            let span = (to - from).max(chrono::Duration::minutes(1));
+            TimeWindow {
+                from,
+                to,
+                half_life: std::time::Duration::from_secs((span.num_seconds() / 3).max(900) as u64),
+                label: format!(
+                    "{} to {}",
+                    from.format("%Y-%m-%d %H:%M UTC"),
+                    to.format("%Y-%m-%d %H:%M UTC")
+                ),
+                explicit: true,
+            }
+        }
+    };
+    let mut text = question.to_string();
+    if let Some(e) = &expression {
+        text.replace_range(e.start..e.end, " ");
+    }
+
+    let mut authors: Vec<String> = options.handles.iter().map(|h| normalize_handle(h)).collect();
+    for c in AUTHOR_CUE.captures_iter(question) {
+        if let Some(h) = c.get(1).or_else(|| c.get(2)) {
+            let h = normalize_handle(h.as_str());
+            if !authors.contains(&h) {
+                authors.push(h);
+            }
+        }
+    }
+    let mentions: Vec<String> = HANDLE
+        .captures_iter(question)
+        .map(|c| normalize_handle(&c[1]))
+        .filter(|h| !authors.contains(h))
+        .collect();
+    let hashtags: Vec<String> = HASHTAG
+        .captures_iter(question)
+        .map(|c| format!("#{}", c[1].to_lowercase()))
+        .collect();
+    let cashtags: Vec<String> = CASHTAG
+        .captures_iter(question)
+        .map(|c| format!("${}", c[1].to_uppercase()))
+        .collect();
+    let phrases: Vec<String> = QUOTED
+        .captures_iter(question)
+        .map(|c| c[1].trim().to_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
+
+    // Query words: drop author handles (they became filters) and filler.
+    let mut words: Vec<String> = topic_words(&text)
+        .into_iter()
+        .filter(|w| !(w.starts_with('@') && authors.contains(&normalize_handle(w))))
+        .collect();
+    // A follow-up like "what about yesterday?" or "and the police?" leans on the previous
+    // question for its topic.
+    if words.len() < 2 {
+        if let Some(previous) = earlier_questions.last() {
+            let mut prev_text = previous.clone();
+            if let Some(e) = when::understand(previous, as_of) {
+                prev_text.replace_range(e.start..e.end, " ");
+            }
+            for w in topic_words(&prev_text) {
+                if !words.contains(&w) {
+                    words.push(w);
+                }
+            }
+        }
+    }
+    let search = match options.mode {
+        SearchModeOption::On => true,
+        SearchModeOption::Off => false,
+        SearchModeOption::Auto => !SMALL_TALK.is_match(question),
+    };
+    let mut query = words.join(" ");
+    if query.is_empty() && !authors.is_empty() {
+        // "What did @nws post today?": everything by the author in the window.
+        query = question.to_string();
+    }
+    Plan {
+        query,
+        window,
+        authors,
+        exclude_authors: options
+            .exclude_handles
+            .iter()
+            .map(|h| normalize_handle(h))
+            .collect(),
+        sources: options.sources.clone(),
+        langs: options.langs.clone(),
+        hashtags,
+        cashtags,
+        mentions,
+        phrases,
+        search,
+        max_results: options.max_results.unwrap_or(8).clamp(1, 50),
+    }
+}
+
+/// `@NWS` → `nws`.
+pub fn normalize_handle(h: &str) -> String {
+    h.trim().trim_start_matches('@').to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2013, 4, 17, 15, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn drops_time_words_and_filler() {
+        let p = plan(
+            "What's happening in Boston right now?",
+            &[],
+            at(),
+            &SearchOptions::default(),
+        );
+        assert_eq!(p.query, "boston");
+        assert_eq!(p.window.span(), chrono::Duration::hours(2));
+        assert!(p.search);
+    }
+
+    #[test]
+    fn entities_become_filters_or_boosts() {
+        let p = plan(
+            "What did @NWS say about #Sandy and $AAPL, \"storm surge\" warnings?",
+            &[],
+            at(),
+            &SearchOptions::default(),
+        );
+        assert_eq!(p.authors, vec!["nws"]);
+        assert_eq!(p.hashtags, vec!["#sandy"]);
+        assert_eq!(p.cashtags, vec!["$AAPL"]);
+        assert_eq!(p.phrases, vec!["storm surge"]);
+        assert!(p.query.contains("#sandy") && p.query.contains("surge"));
+        assert!(!p.query.contains("@nws"));
+        let p = plan("tweets mentioning @bostonpolice", &[], at(), &SearchOptions::default());
+        assert!(p.authors.is_empty());
+        assert_eq!(p.mentions, vec!["bostonpolice"]);
+    }
+
+    #[test]
+    fn follow_ups_borrow_the_previous_topic() {
+        let p = plan(
+            "and yesterday?",
+            &["What is happening with the Boston marathon explosions?".into()],
+            at(),
+            &SearchOptions::default(),
+        );
+        assert!(p.query.contains("boston") && p.query.contains("marathon"));
+        assert!(p.window.explicit);
+    }
+
+    #[test]
+    fn request_window_wins_and_small_talk_skips_search() {
+        let opts = SearchOptions {
+            from: Some(at() - chrono::Duration::hours(5)),
+            ..Default::default()
+        };
+        let p = plan("floods today", &[], at(), &opts);
+        assert_eq!(p.window.span(), chrono::Duration::hours(5));
+        assert!(!plan("thanks!", &[], at(), &SearchOptions::default()).search);
+        let off = SearchOptions {
+            mode: SearchModeOption::Off,
+            ..Default::default()
+        };
+        assert!(!plan("floods", &[], at(), &off).search);
+    }
+}
