@@ -62,7 +62,8 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
             ..VectorWorkerConfig::default()
         },
     };
-    let dense = match (with_vectors, embedder(settings)?) {
+    let embedder = if with_vectors { embedder(settings)? } else { None };
+    let dense = match (with_vectors, embedder) {
         (true, Some(embedder)) => {
             let store: Arc<dyn VectorStore> = Arc::new(EdgeVectorStore::open(
                 &settings.data.dir.join("vectors"),

@@ -53,7 +53,7 @@ fn classify(line: &str) -> LineState {
 
 /// Feed model text in; get the text to pass on, and whether the answer should stop.
 #[derive(Default)]
-pub struct EchoGuard {
+pub(crate) struct EchoGuard {
     /// The held part of the current line (only after the first line).
     held: String,
     /// Whether a newline was seen (the first line is never held).
@@ -63,7 +63,7 @@ pub struct EchoGuard {
 
 impl EchoGuard {
     /// Returns the text to emit; after it returns with `stopped()` true, ignore further input.
-    pub fn push(&mut self, delta: &str) -> String {
+    pub(crate) fn push(&mut self, delta: &str) -> String {
         let mut out = String::new();
         if self.stopped {
             return out;
@@ -105,12 +105,12 @@ impl EchoGuard {
         out
     }
 
-    pub fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stopped
     }
 
     /// Whatever is still held when the stream ends (a harmless partial line).
-    pub fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         if self.stopped {
             return String::new();
         }

@@ -22,7 +22,8 @@ pub fn social_analyzer() -> TextAnalyzer {
         .build()
 }
 
-/// Splits social text into tokens; see the module docs.
+/// Splits social text into tokens; see the module docs. Token buffers (and their strings) are
+/// reused from one text to the next, so indexing allocates little per post.
 #[derive(Clone, Default)]
 pub struct SocialTokenizer {
     tokens: Vec<Token>,
@@ -30,7 +31,7 @@ pub struct SocialTokenizer {
 
 /// Tokens of one text, produced eagerly and handed out one by one.
 pub struct SocialTokenStream<'a> {
-    tokens: &'a mut Vec<Token>,
+    tokens: &'a mut [Token],
     index: usize,
 }
 
@@ -38,10 +39,9 @@ impl Tokenizer for SocialTokenizer {
     type TokenStream<'a> = SocialTokenStream<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> SocialTokenStream<'a> {
-        self.tokens.clear();
-        tokenize_into(text, &mut self.tokens);
+        let used = tokenize_into(text, &mut self.tokens);
         SocialTokenStream {
-            tokens: &mut self.tokens,
+            tokens: &mut self.tokens[..used],
             index: 0,
         }
     }
@@ -70,18 +70,31 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-fn push(tokens: &mut Vec<Token>, text: &str, from: usize, to: usize, position: usize) {
-    tokens.push(Token {
-        offset_from: from,
-        offset_to: to,
-        position,
-        text: text[from..to].to_string(),
-        position_length: 1,
-    });
+/// Writes token number `*used` (reusing an old entry's string when there is one).
+fn push(tokens: &mut Vec<Token>, used: &mut usize, text: &str, from: usize, to: usize, position: usize) {
+    if let Some(t) = tokens.get_mut(*used) {
+        t.offset_from = from;
+        t.offset_to = to;
+        t.position = position;
+        t.position_length = 1;
+        t.text.clear();
+        t.text.push_str(&text[from..to]);
+    } else {
+        tokens.push(Token {
+            offset_from: from,
+            offset_to: to,
+            position,
+            text: text[from..to].to_string(),
+            position_length: 1,
+        });
+    }
+    *used += 1;
 }
 
-/// The tokenizer's core, separate from tantivy's traits so it is easy to test.
-fn tokenize_into(text: &str, tokens: &mut Vec<Token>) {
+/// The tokenizer's core, separate from tantivy's traits so it is easy to test. Fills
+/// `tokens[..n]` (reusing entries) and returns `n`.
+fn tokenize_into(text: &str, tokens: &mut Vec<Token>) -> usize {
+    let mut used = 0usize;
     let bytes = text.as_bytes();
     let mut position = 0usize;
     let mut i = 0usize;
@@ -106,7 +119,7 @@ fn tokenize_into(text: &str, tokens: &mut Vec<Token>) {
                 }
                 let host = text[from..host_end].trim_end_matches('.');
                 if !host.is_empty() {
-                    push(tokens, text, from, from + host.len(), position);
+                    push(tokens, &mut used, text, from, from + host.len(), position);
                     position += 1;
                 }
                 i = url_end;
@@ -128,8 +141,8 @@ fn tokenize_into(text: &str, tokens: &mut Vec<Token>) {
                     _ => true,
                 };
             if valid {
-                push(tokens, text, i, end, position);
-                push(tokens, text, start, end, position);
+                push(tokens, &mut used, text, i, end, position);
+                push(tokens, &mut used, text, start, end, position);
                 position += 1;
                 i = end;
                 continue;
@@ -141,13 +154,14 @@ fn tokenize_into(text: &str, tokens: &mut Vec<Token>) {
             let end = text[i..]
                 .find(|ch: char| !is_word_char(ch))
                 .map_or(text.len(), |n| i + n);
-            push(tokens, text, i, end, position);
+            push(tokens, &mut used, text, i, end, position);
             position += 1;
             i = end;
             continue;
         }
         i += c.len_utf8();
     }
+    used
 }
 
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
@@ -224,7 +238,8 @@ mod tests {
     #[test]
     fn marked_and_bare_share_a_position() {
         let mut tokens = Vec::new();
-        tokenize_into("#yyc flood", &mut tokens);
+        let n = tokenize_into("#yyc flood", &mut tokens);
+        assert_eq!(n, 3);
         assert_eq!(tokens[0].position, tokens[1].position);
         assert_eq!(tokens[2].position, tokens[0].position + 1);
     }
@@ -232,9 +247,11 @@ mod tests {
     proptest! {
         #[test]
         fn never_panics_and_offsets_are_valid(text in "\\PC{0,200}") {
+            // Reuse a buffer holding an earlier text's tokens, as the analyzer does.
             let mut tokens = Vec::new();
-            tokenize_into(&text, &mut tokens);
-            for t in &tokens {
+            tokenize_into("some earlier #text with https://a.example/x tokens", &mut tokens);
+            let n = tokenize_into(&text, &mut tokens);
+            for t in &tokens[..n] {
                 prop_assert!(t.offset_from < t.offset_to && t.offset_to <= text.len());
                 prop_assert!(text.is_char_boundary(t.offset_from) && text.is_char_boundary(t.offset_to));
             }

@@ -102,7 +102,13 @@ impl TextIndex {
     }
 
     /// The document stored for `post`.
-    pub(crate) fn document(&self, post: &Post) -> Result<TantivyDocument, IndexError> {
+    /// `content_hash` and `dup_key` are the post's own (the writer has computed them already).
+    pub(crate) fn document(
+        &self,
+        post: &Post,
+        content_hash: u64,
+        dup_key: u64,
+    ) -> Result<TantivyDocument, IndexError> {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_text(f.id, post.id.as_str());
@@ -116,8 +122,8 @@ impl TextIndex {
         }
         doc.add_i64(f.created_at, post.created_at.timestamp_millis());
         doc.add_u64(f.id_hash, post.id.hash64());
-        doc.add_u64(f.content_hash, post.content_hash());
-        doc.add_u64(f.dup_key, post.dup_key());
+        doc.add_u64(f.content_hash, content_hash);
+        doc.add_u64(f.dup_key, dup_key);
         doc.add_u64(f.engagement, post.engagement.total());
         let json = serde_json::to_string(post)
             .map_err(|e| IndexError::internal(format!("encode post: {e}")))?;

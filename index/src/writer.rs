@@ -321,12 +321,13 @@ impl Writer {
                 None => UpsertOutcome::Inserted,
             };
             if outcome != UpsertOutcome::Duplicate {
-                let doc = self.text.document(&post)?;
+                let dup_key = post.dup_key();
+                let doc = self.text.document(&post, content, dup_key)?;
                 if outcome == UpsertOutcome::Updated {
                     self.writer.delete_term(self.text.id_term(&post.id));
                 }
                 self.writer.add_document(doc).map_err(IndexError::tantivy)?;
-                self.staged.insert(id_hash, Some((content, post.dup_key())));
+                self.staged.insert(id_hash, Some((content, dup_key)));
                 self.changed_docs += 1;
                 self.to_embed.push(post);
             }

@@ -34,7 +34,7 @@ impl LocalEmbedder {
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name)).map_err(|e| {
                 IndexError::Unavailable(format!(
-                    "embedding model file {} is missing ({e}); run `make models` to fetch it",
+                    "embedding model file {} is missing ({e}); run `make setup` to fetch it",
                     dir.join(name).display()
                 ))
             })
@@ -46,7 +46,7 @@ impl LocalEmbedder {
         let weights = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(IndexError::Unavailable(format!(
-                "embedding weights {} are missing; run `make models` to fetch them",
+                "embedding weights {} are missing; run `make setup` to fetch them",
                 weights.display()
             )));
         }
