@@ -97,6 +97,7 @@ pub fn chat_model(settings: &Settings) -> anyhow::Result<Option<Arc<dyn ChatMode
             read_timeout: Duration::from_secs(m.read_timeout_secs),
             max_retries: m.max_retries,
             context_tokens: m.remote_context_tokens,
+            tools: m.tools,
             ..OpenAiChatConfig::default()
         })?;
         return Ok(Some(Arc::new(model)));
@@ -143,6 +144,7 @@ pub fn agent(
         max_answer_tokens: settings.agent.max_answer_tokens,
         temperature: settings.agent.temperature,
         min_relevant: settings.agent.min_relevant,
+        tool_rounds: settings.agent.tool_rounds.min(5),
         ..AgentConfig::default()
     };
     Ok(Some(Agent::new(search, model, personas(settings)?, config)))

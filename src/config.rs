@@ -46,6 +46,9 @@ pub struct ModelSettings {
     pub max_retries: u32,
     /// Context window of the remote model, in tokens.
     pub remote_context_tokens: usize,
+    /// Offer the remote model a `search_posts` tool (bounded by `agent.tool_rounds`). The local
+    /// model never gets tools.
+    pub tools: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,6 +61,8 @@ pub struct AgentSettings {
     pub min_relevant: usize,
     /// Custom personas: name → instructions (or `@path/to/file.md`).
     pub personas: std::collections::BTreeMap<String, String>,
+    /// Rounds of `search_posts` calls a tool-capable remote model may make.
+    pub tool_rounds: usize,
 }
 
 impl Default for ModelSettings {
@@ -75,6 +80,7 @@ impl Default for ModelSettings {
             read_timeout_secs: 60,
             max_retries: 2,
             remote_context_tokens: 32_768,
+            tools: false,
         }
     }
 }
@@ -87,6 +93,7 @@ impl Default for AgentSettings {
             temperature: 0.0,
             min_relevant: 3,
             personas: Default::default(),
+            tool_rounds: 2,
         }
     }
 }

@@ -22,7 +22,8 @@ pub use agent::{
 };
 pub use model::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, LocalChatModel, LocalModelConfig,
-    ModelError, ModelEvent, ModelStream, OpenAiChatConfig, OpenAiChatModel, Role, Usage,
+    ModelError, ModelEvent, ModelStream, OpenAiChatConfig, OpenAiChatModel, Role, ToolCall,
+    ToolTurn, Usage,
 };
 pub use plan::{SearchModeOption, SearchOptions};
 pub use prompt::Personas;

@@ -32,9 +32,38 @@ fn event_stream(body: impl Into<axum::body::Body>) -> Response {
     ([("content-type", "text/event-stream")], body.into()).into_response()
 }
 
-async fn fake(State(calls): State<Calls>, Path(mode): Path<String>) -> Response {
+async fn fake(
+    State(calls): State<Calls>,
+    Path(mode): Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
     let n = calls.0.fetch_add(1, Ordering::SeqCst);
     match mode.as_str() {
+        // A tool-calling model: asks for search_posts once, then answers from what it found.
+        "tools" => {
+            let has_tool_result = body["messages"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x["role"] == "tool"));
+            if body.get("tools").is_none() {
+                return event_stream(good_stream());
+            }
+            if !has_tool_result {
+                return axum::Json(json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                    "role": "assistant", "content": null,
+                    "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                        "name": "search_posts", "arguments": "{\"query\": \"bridge closed\"}"}}]}}]}))
+                .into_response();
+            }
+            let result = body["messages"].as_array().unwrap().iter().find(|x| x["role"] == "tool").unwrap()["content"].as_str().unwrap_or("").to_string();
+            let answer = if result.contains("[2]") && result.contains("Miller Street") {
+                "Posts report the Miller Street bridge is closed [2]."
+            } else {
+                "I found nothing about a bridge."
+            };
+            axum::Json(json!({"choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": answer}}]}))
+            .into_response()
+        }
         "ok" => event_stream(good_stream()),
         "fail500" => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":{"message":"upstream exploded"}}"#).into_response(),
         "bad401" => (StatusCode::UNAUTHORIZED, r#"{"error":{"message":"bad key"}}"#).into_response(),
@@ -73,6 +102,10 @@ async fn start_fake() -> (String, Calls) {
 }
 
 async fn ask(mode: &str, base: &str, stream: bool) -> (u16, Value, String) {
+    ask_with(mode, base, stream, "Which bridge is closed?", false).await
+}
+
+async fn ask_with(mode: &str, base: &str, stream: bool, question: &str, tools: bool) -> (u16, Value, String) {
     let temp = tempfile::tempdir().unwrap();
     let mut s = settings(temp.path());
     s.embedder.kind = "none".into();
@@ -80,16 +113,20 @@ async fn ask(mode: &str, base: &str, stream: bool) -> (u16, Value, String) {
     s.model.url = Some(format!("{base}/{mode}/v1"));
     s.model.read_timeout_secs = 1;
     s.model.max_retries = 1;
+    s.model.tools = tools;
     let mut app = spawn_with_settings(s).await;
     let (status, _) = app
-        .push(&json!([post("p1", "The Miller Street bridge is closed in Riverton", "2024-05-10T17:00:00Z")]))
+        .push(&json!([
+            post("p1", "The Miller Street bridge is closed in Riverton", "2024-05-10T17:00:00Z"),
+            post("p2", "Heavy flooding downtown, water rising fast", "2024-05-10T17:10:00Z"),
+        ]))
         .await;
     assert_eq!(status, 200);
     let r = app
         .client
         .post(format!("{}/v1/chat/completions", app.base))
         .json(&json!({
-            "messages": [{"role": "user", "content": "Which bridge is closed?"}],
+            "messages": [{"role": "user", "content": question}],
             "search": {"as_of": "2024-05-10T18:00:00Z"},
             "stream": stream,
         }))
@@ -125,6 +162,16 @@ async fn upstream_failures_map_to_clear_errors() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["citations"], json!(["p1"]), "{v}");
     assert_eq!(v["usage"]["completion_tokens"], 6);
+
+    // A tool-capable model searches again with search_posts; what it finds is numbered after
+    // the first retrieval's posts and can be cited.
+    let (status, v, _) = ask_with("tools", &base, false, "How bad is the flooding downtown?", true).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Posts report the Miller Street bridge is closed [2]."
+    );
+    assert_eq!(v["citations"], json!(["p1"]), "the tool-found post is cited as [2]: {v}");
 
     calls.0.store(0, Ordering::SeqCst);
     let (status, v, _) = ask("fail500", &base, false).await;

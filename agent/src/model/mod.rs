@@ -143,6 +143,21 @@ impl ModelError {
     }
 }
 
+/// One round of a tool-calling exchange: the model either asks for tool calls or answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolTurn {
+    Calls(Vec<ToolCall>),
+    Answer(String),
+}
+
+/// A tool call as the model asked for it (`arguments` is the model's JSON text).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
 /// A chat model: counts tokens with its own tokenizer and streams a reply.
 pub trait ChatModel: Send + Sync {
     /// The model's name as listed by `/v1/models`.
@@ -155,6 +170,17 @@ pub trait ChatModel: Send + Sync {
     /// Whether the agent may offer tools (a bounded `search_posts` loop).
     fn supports_tools(&self) -> bool {
         false
+    }
+    /// One non-streamed round with tools offered (OpenAI `tools` / `tool_calls` shapes;
+    /// `messages` may hold assistant `tool_calls` and `tool` results). Only models for which
+    /// [`Self::supports_tools`] is true implement it.
+    fn complete_with_tools(
+        &self,
+        _messages: Vec<serde_json::Value>,
+        _tools: Vec<serde_json::Value>,
+        _params: GenerationParams,
+    ) -> BoxFuture<'_, Result<ToolTurn, ModelError>> {
+        Box::pin(async { Err(ModelError::Internal("this model does not take tools".into())) })
     }
     /// Starts a generation. Errors before the first token (queue full, upstream down) come back
     /// here; errors mid-stream come as stream items.

@@ -4,7 +4,7 @@
 
 use super::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, ModelError, ModelEvent, ModelStream,
-    Usage,
+    ToolCall, ToolTurn, Usage,
 };
 use eventsource_stream::Eventsource;
 use futures::future::BoxFuture;
@@ -197,6 +197,60 @@ impl ChatModel for OpenAiChatModel {
 
     fn supports_tools(&self) -> bool {
         self.config.tools
+    }
+
+    fn complete_with_tools(
+        &self,
+        messages: Vec<serde_json::Value>,
+        tools: Vec<serde_json::Value>,
+        params: GenerationParams,
+    ) -> BoxFuture<'_, Result<ToolTurn, ModelError>> {
+        Box::pin(async move {
+            let body = serde_json::json!({
+                "model": self.config.model,
+                "messages": messages,
+                "tools": tools,
+                "tool_choice": "auto",
+                "stream": false,
+                "max_tokens": params.max_tokens,
+                "temperature": params.temperature,
+                "seed": params.seed,
+            });
+            let response = self.send(&body).await?;
+            let value: serde_json::Value =
+                tokio::time::timeout(self.config.read_timeout, response.json())
+                    .await
+                    .map_err(|_| ModelError::Timeout("the tool round's body stalled".into()))?
+                    .map_err(|e| ModelError::Malformed(format!("tool round: {e}")))?;
+            let message = &value["choices"][0]["message"];
+            if message.is_null() {
+                return Err(ModelError::Malformed("tool round: no choices[0].message".into()));
+            }
+            let calls: Vec<ToolCall> = message["tool_calls"]
+                .as_array()
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .filter_map(|c| {
+                            Some(ToolCall {
+                                id: c["id"].as_str()?.to_string(),
+                                name: c["function"]["name"].as_str()?.to_string(),
+                                arguments: c["function"]["arguments"]
+                                    .as_str()
+                                    .unwrap_or("{}")
+                                    .to_string(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !calls.is_empty() {
+                return Ok(ToolTurn::Calls(calls));
+            }
+            Ok(ToolTurn::Answer(
+                message["content"].as_str().unwrap_or_default().to_string(),
+            ))
+        })
     }
 
     fn stream(
