@@ -5,6 +5,7 @@ mod helpers;
 
 mod chat;
 mod errors;
+mod keys;
 mod lifecycle;
 mod openai_sdk;
 mod openapi;
