@@ -109,18 +109,15 @@ pub fn plan(
         (from, to) => {
             let to = to.unwrap_or(as_of);
             let from = from.unwrap_or(to - chrono::Duration::hours(24));
-            let span = (to - from).max(chrono::Duration::minutes(1));
-            TimeWindow {
+            TimeWindow::between(
                 from,
                 to,
-                half_life: std::time::Duration::from_secs((span.num_seconds() / 3).max(900) as u64),
-                label: format!(
+                format!(
                     "{} to {}",
                     from.format("%Y-%m-%d %H:%M UTC"),
                     to.format("%Y-%m-%d %H:%M UTC")
                 ),
-                explicit: true,
-            }
+            )
         }
     };
     let mut text = question.to_string();

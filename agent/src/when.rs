@@ -30,6 +30,17 @@ impl TimeWindow {
         self.to - self.from
     }
 
+    /// An explicit window from `from` to `to`, with a half-life to match its span.
+    pub fn between(from: DateTime<Utc>, to: DateTime<Utc>, label: String) -> TimeWindow {
+        TimeWindow {
+            from,
+            to,
+            half_life: half_life_for(to - from),
+            label,
+            explicit: true,
+        }
+    }
+
     /// A window ending at `as_of` and reaching back `span`, with a half-life to match.
     pub fn last(as_of: DateTime<Utc>, span: Duration, label: String, explicit: bool) -> TimeWindow {
         TimeWindow {
@@ -224,13 +235,7 @@ fn start_of(day: NaiveDate) -> DateTime<Utc> {
 fn day_window(day: NaiveDate, as_of: DateTime<Utc>, label: String) -> TimeWindow {
     let from = start_of(day);
     let to = (from + Duration::days(1)).min(as_of.max(from + Duration::minutes(1)));
-    TimeWindow {
-        from,
-        to,
-        half_life: half_life_for(to - from),
-        label,
-        explicit: true,
-    }
+    TimeWindow::between(from, to, label)
 }
 
 /// Finds the first time expression in `question`, most specific patterns first.
@@ -250,13 +255,7 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
             let to = start_of(b) + Duration::days(1);
             return Some(found(
                 c.get(0)?,
-                TimeWindow {
-                    from,
-                    to,
-                    half_life: half_life_for(to - from),
-                    label: format!("{a} to {b}"),
-                    explicit: true,
-                },
+                TimeWindow::between(from, to, format!("{a} to {b}")),
             ));
         }
     }
@@ -266,13 +265,7 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
             let to = as_of.max(from + Duration::minutes(1));
             return Some(found(
                 c.get(0)?,
-                TimeWindow {
-                    from,
-                    to,
-                    half_life: half_life_for(to - from),
-                    label: format!("since {a}"),
-                    explicit: true,
-                },
+                TimeWindow::between(from, to, format!("since {a}")),
             ));
         }
     }
@@ -308,25 +301,13 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
             "tonight" | "this evening" => {
                 let from = start_of(today) + Duration::hours(17);
                 let from = from.min(as_of - Duration::hours(1));
-                TimeWindow {
-                    from,
-                    to: as_of,
-                    half_life: half_life_for(as_of - from),
-                    label: format!("this evening ({today})"),
-                    explicit: true,
-                }
+                TimeWindow::between(from, as_of, format!("this evening ({today})"))
             }
             "this morning" | "this afternoon" => {
                 let (h0, h1) = if w == "this morning" { (0, 12) } else { (12, 18) };
                 let from = start_of(today) + Duration::hours(h0);
                 let to = (start_of(today) + Duration::hours(h1)).min(as_of).max(from + Duration::minutes(1));
-                TimeWindow {
-                    from,
-                    to,
-                    half_life: half_life_for(to - from),
-                    label: format!("{w} ({today})"),
-                    explicit: true,
-                }
+                TimeWindow::between(from, to, format!("{w} ({today})"))
             }
             "yesterday" => {
                 let day = today - Duration::days(1);
@@ -339,13 +320,7 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
                 let monday = today - Duration::days(today.weekday().num_days_from_monday() as i64);
                 let from = start_of(monday - Duration::days(7));
                 let to = start_of(monday);
-                TimeWindow {
-                    from,
-                    to,
-                    half_life: half_life_for(to - from),
-                    label: format!("last week ({} to {})", monday - Duration::days(7), monday - Duration::days(1)),
-                    explicit: true,
-                }
+                TimeWindow::between(from, to, format!("last week ({} to {})", monday - Duration::days(7), monday - Duration::days(1)))
             }
             "this month" => TimeWindow::last(as_of, Duration::days(30), "the last 30 days".into(), true),
             "last month" => {
@@ -353,13 +328,7 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
                 let prev = (first - Duration::days(1)).with_day(1)?;
                 let from = start_of(prev);
                 let to = start_of(first);
-                TimeWindow {
-                    from,
-                    to,
-                    half_life: half_life_for(to - from),
-                    label: format!("last month ({})", prev.format("%B %Y")),
-                    explicit: true,
-                }
+                TimeWindow::between(from, to, format!("last month ({})", prev.format("%B %Y")))
             }
             _ => return None,
         };
