@@ -191,7 +191,7 @@ impl Default for ServerSettings {
 impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
-            commit_interval_ms: 250,
+            commit_interval_ms: 200,
             commit_docs: 50_000,
             writer_memory_mb: 256,
             writer_threads: 0,

@@ -110,7 +110,8 @@ pub(crate) fn spawn(
         stop: stop.clone(),
         stats: stats.clone(),
     };
-    let thread = crate::thread::spawn_with_runtime("tidings-vectors", move || async move {
+    crate::thread::background_rayon_pool();
+    let thread = crate::thread::spawn_with_runtime("tidings-vectors", true, move || async move {
         worker.run(rx).await
     })?;
     Ok((

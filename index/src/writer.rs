@@ -53,7 +53,7 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            commit_interval: Duration::from_millis(250),
+            commit_interval: Duration::from_millis(200),
             commit_docs: 50_000,
             memory_budget_bytes: 256 << 20,
             threads: 0,
@@ -213,6 +213,7 @@ pub(crate) fn spawn(
     let thread =
         crate::thread::spawn_with_runtime(
             "tidings-writer",
+            false,
             move || async move { state.run(rx).await },
         )?;
     Ok((WriteHandle { tx }, thread))
