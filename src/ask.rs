@@ -104,9 +104,9 @@ async fn stream_answer(
     }
     for r in results {
         println!(
-            "[{}] @{} {} {}\n    {}",
+            "[{}] {} {} {}\n    {}",
             r["number"],
-            r["author"].as_str().unwrap_or("?"),
+            r["author"].as_str().map_or_else(|| "(no author)".to_string(), |a| format!("@{a}")),
             r["created_at"].as_str().unwrap_or(""),
             r["url"].as_str().unwrap_or(r["id"].as_str().unwrap_or("")),
             r["text"].as_str().unwrap_or("").replace('\n', " ")

@@ -87,7 +87,7 @@ pub async fn run(base: Settings, shared: &Path) -> anyhow::Result<()> {
         if answer.no_results {
             continue;
         }
-        ttft.push(answer.timings.first_token.map_or(f64::NAN, |d| d.as_secs_f64()));
+        ttft.push(answer.timings.model_first_token.map_or(f64::NAN, |d| d.as_secs_f64()));
         total.push(answer.timings.total.as_secs_f64());
         overhead.push(answer.timings.overhead().as_secs_f64() * 1000.0);
         prompt_tokens.push(answer.usage.prompt_tokens as f64);

@@ -455,7 +455,7 @@ async fn answers(
         if answer.no_results {
             no_results += 1;
         }
-        if let Some(t) = answer.timings.first_token {
+        if let Some(t) = answer.timings.model_first_token {
             first_token.push(t.as_secs_f64());
         }
         if contains_answer(&answer.text, &q.answers) {
@@ -512,7 +512,7 @@ async fn answers(
         "{:<44} {:>8.3}  ({valid_markers}/{markers} markers, {valid_citations}/{citations} citations)",
         "citation validity", validity
     );
-    println!("{:<44} {:>8.2}", "time to first token p50 (s)", p50);
+    println!("{:<44} {:>8.2}", "model's first token p50 (s)", p50);
 
     // CrisisLex: "What is happening in <place>?" at each topic's as_of.
     let events: Vec<EventInfo> = read_jsonl(&crisis.join("events.jsonl"))?;

@@ -123,8 +123,11 @@ pub struct Answer {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timings {
     pub retrieval: Duration,
-    /// From the start of the request to the first token the caller sees.
+    /// From the start of the request to the first text the caller sees (which may be the
+    /// agent's own note that it widened the window).
     pub first_token: Option<Duration>,
+    /// From the start of the request to the model's first token.
+    pub model_first_token: Option<Duration>,
     /// Time inside the model's stream (queue wait included).
     pub model: Duration,
     pub total: Duration,
@@ -254,7 +257,12 @@ impl Agent {
             .filter(|m| m.role == Role::User)
             .map(|m| m.content.clone())
             .collect();
-        let plan = plan::plan(&request.question, &earlier, as_of, &request.search);
+        let mut options = request.search.clone();
+        if options.max_results.is_none() && self.model.context_tokens() < 8192 {
+            // Small local models lose the thread with many posts; five fit and focus them.
+            options.max_results = Some(5);
+        }
+        let plan = plan::plan(&request.question, &earlier, as_of, &options);
         if !plan.search {
             return Ok(Retrieval {
                 window: plan.window.clone(),
@@ -407,6 +415,7 @@ impl Agent {
                 timings: Timings {
                     retrieval: retrieval_took,
                     first_token: Some(started.elapsed()),
+                    model_first_token: None,
                     model: Duration::ZERO,
                     total: started.elapsed(),
                 },
@@ -479,12 +488,14 @@ impl Agent {
             let mut filter = CitationFilter::new(used.len());
             let mut guard = EchoGuard::default();
             let mut deltas = 0u32;
+            let mut model_first_token = None;
             let mut usage = Usage::default();
             let mut finish = FinishReason::Stop;
             while let Some(event) = model_stream.next().await {
                 match event {
                     Ok(ModelEvent::Delta(d)) => {
                         deltas += 1;
+                        model_first_token.get_or_insert_with(|| started.elapsed());
                         let out = filter.push(&guard.push(&d));
                         if !out.is_empty() {
                             first_token.get_or_insert_with(|| started.elapsed());
@@ -578,6 +589,7 @@ impl Agent {
                 timings: Timings {
                     retrieval: retrieval_took,
                     first_token,
+                    model_first_token,
                     model: model_took,
                     total: started.elapsed(),
                 },

@@ -42,7 +42,7 @@ fn classify(line: &str) -> LineState {
                 if tail.is_empty() {
                     return LineState::Hold;
                 }
-                if tail.starts_with('@') || tail.starts_with("unknown author") {
+                if tail.starts_with('@') || tail.starts_with('(') {
                     return LineState::Stop;
                 }
             }
@@ -138,6 +138,7 @@ mod tests {
         assert_eq!(out, "Answer.\n\n");
         assert!(stopped);
         assert!(run(&["A.\nQuestion: what"]).1);
+        assert!(run(&["A.\n[3] (20:57, 2 hours ago): echo"]).1);
     }
 
     #[test]

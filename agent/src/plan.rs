@@ -16,7 +16,7 @@ pub struct SearchOptions {
     pub exclude_handles: Vec<String>,
     pub sources: Vec<String>,
     pub langs: Vec<String>,
-    /// Posts to put in front of the model (default 8).
+    /// Posts to put in front of the model (default: 5 for small-context models, 8 otherwise).
     pub max_results: Option<usize>,
     pub mode: SearchModeOption,
 }
@@ -30,6 +30,9 @@ pub enum SearchModeOption {
     On,
     Off,
 }
+
+/// Posts in the prompt when the caller names no number (the agent lowers it for small models).
+pub const DEFAULT_MAX_RESULTS: usize = 8;
 
 /// What the agent will look for.
 #[derive(Clone, Debug, PartialEq)]
@@ -199,7 +202,7 @@ pub fn plan(
         mentions,
         phrases,
         search,
-        max_results: options.max_results.unwrap_or(8).clamp(1, 50),
+        max_results: options.max_results.unwrap_or(DEFAULT_MAX_RESULTS).clamp(1, 50),
     }
 }
 

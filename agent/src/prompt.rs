@@ -73,15 +73,36 @@ pub fn neutralize(text: &str) -> String {
 /// Posts longer than this (in characters) are cut in the prompt.
 const MAX_POST_CHARS: usize = 500;
 
+/// Post text as the model reads it: links and a leading "RT @user:" removed (noise to a small
+/// model; the post's URL travels with its citation), then neutralised.
+pub fn prompt_text(text: &str) -> String {
+    let without_links: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| {
+            let lower = w.to_ascii_lowercase();
+            !(lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("www."))
+        })
+        .collect();
+    let mut joined = without_links.join(" ");
+    if joined.len() > 4 && joined[..4].eq_ignore_ascii_case("rt @") {
+        if let Some(colon) = joined.find(": ") {
+            if !joined[3..colon].contains(' ') {
+                joined = joined[colon + 2..].to_string();
+            }
+        }
+    }
+    neutralize(&joined)
+}
+
 /// One numbered post line.
 pub fn post_block(n: usize, post: &Post, as_of: DateTime<Utc>) -> String {
     let author = post
         .author
         .as_deref()
-        .map(|a| format!("@{}", neutralize(a)))
-        .unwrap_or_else(|| "unknown author".into());
+        .map(|a| format!("@{} ", neutralize(a)))
+        .unwrap_or_default();
     let age = describe_age(as_of - post.created_at);
-    let mut text = neutralize(&post.text);
+    let mut text = prompt_text(&post.text);
     if text.chars().count() > MAX_POST_CHARS {
         text = text.chars().take(MAX_POST_CHARS).collect::<String>() + "…";
     }
@@ -90,7 +111,7 @@ pub fn post_block(n: usize, post: &Post, as_of: DateTime<Utc>) -> String {
     } else {
         post.created_at.format("%Y-%m-%d %H:%M").to_string()
     };
-    format!("[{n}] {author} ({when}, {age}): {text}")
+    format!("[{n}] {author}({when}, {age}): {text}")
 }
 
 /// "12 minutes ago", "3 hours ago", "2 days ago".
@@ -234,6 +255,15 @@ mod tests {
         assert!(!n.contains("<|") && !n.contains("|>"));
         assert!(!n.contains("[INST]"));
         assert!(!n.contains('\n'));
+    }
+
+    #[test]
+    fn prompt_text_drops_links_and_retweet_prefixes() {
+        assert_eq!(
+            prompt_text("RT @cnnbrk: Colorado lifts fire ban. http://t.co/x #cofire"),
+            "Colorado lifts fire ban. #cofire"
+        );
+        assert_eq!(prompt_text("RT this: keep me"), "RT this: keep me");
     }
 
     #[test]

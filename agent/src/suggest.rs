@@ -58,6 +58,13 @@ fn proper_phrases(text: &str) -> Vec<String> {
     out
 }
 
+/// Calendar words are capitalised but are not topics.
+const CALENDAR: &[&str] = &[
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
+    "february", "march", "april", "may", "june", "july", "august", "september", "october",
+    "november", "december", "today", "tonight", "tomorrow", "yesterday",
+];
+
 /// Up to three follow-up questions for `question` given the posts put in front of the model.
 pub fn related_questions(question: &str, posts: &[Post]) -> Vec<String> {
     let asked: Vec<String> = topic_words(question);
@@ -81,7 +88,9 @@ pub fn related_questions(question: &str, posts: &[Post]) -> Vec<String> {
         for phrase in proper_phrases(&post.text) {
             let key = phrase.to_lowercase();
             if asked.iter().any(|a| key.split_whitespace().any(|w| w == a))
-                || key.split_whitespace().all(|w| DULL.contains(&w) || crate::plan::topic_words(w).is_empty())
+                || key.split_whitespace().all(|w| {
+                    DULL.contains(&w) || CALENDAR.contains(&w) || crate::plan::topic_words(w).is_empty()
+                })
                 || !seen.insert(key)
             {
                 continue;

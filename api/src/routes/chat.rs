@@ -367,6 +367,7 @@ pub(crate) fn extensions(answer: &Answer) -> Value {
             "timings_ms": {
                 "retrieval": answer.timings.retrieval.as_secs_f64() * 1000.0,
                 "first_token": answer.timings.first_token.map(|d| d.as_secs_f64() * 1000.0),
+                "model_first_token": answer.timings.model_first_token.map(|d| d.as_secs_f64() * 1000.0),
                 "model": answer.timings.model.as_secs_f64() * 1000.0,
                 "total": answer.timings.total.as_secs_f64() * 1000.0,
             },
