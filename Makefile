@@ -13,7 +13,7 @@ CARGO ?= cargo
 # feature unification as the tests, whereas `cargo run` would rebuild half the dependencies.
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 
-.PHONY: run setup build test test-unit test-real bench peers fmt clippy
+.PHONY: run setup build test test-unit test-real bench bench-agent peers fmt clippy
 
 setup:
 	@bash scripts/setup.sh
@@ -38,6 +38,10 @@ test-real:
 
 bench:
 	$(CARGO) run --quiet --bin tidings -- bench --shared $(SHARED)
+
+# The answering path with the local model (TTFT, agent overhead, 8 concurrent askers).
+bench-agent:
+	$(CARGO) run --quiet --bin tidings -- bench --agent --shared $(SHARED)
 
 peers:
 	bash bench/peers/run.sh

@@ -23,11 +23,18 @@ fn pct(mut xs: Vec<f64>, p: f64) -> f64 {
     xs[i.min(xs.len() - 1)]
 }
 
-pub async fn run(base: Settings, shared: &Path) -> anyhow::Result<()> {
+/// `index`: an existing data dir holding the CrisisLex posts with vectors (e.g. one kept by
+/// `tidings eval --keep-index DIR`); without it the posts are ingested and embedded first.
+pub async fn run(base: Settings, shared: &Path, index: Option<&Path>) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut settings = base.clone();
-    settings.data.dir = dir.path().to_path_buf();
+    settings.data.dir = index.map_or_else(|| dir.path().to_path_buf(), Path::to_path_buf);
     let service = tokio::task::block_in_place(|| app::open_index(&settings, true))?;
+    if index.is_some() && service.search.num_posts() > 0 {
+        println!("bench agent: using the {} posts in {}", service.search.num_posts(), settings.data.dir.display());
+        service.wait_for_vectors(|_| {}).await;
+        return answer_figures(&settings, service, shared).await;
+    }
     let posts = shared.join("crisislex26/posts.jsonl");
     let file = tokio::fs::File::open(&posts)
         .await
@@ -47,7 +54,15 @@ pub async fn run(base: Settings, shared: &Path) -> anyhow::Result<()> {
     producer.await??;
     println!("bench agent: {} posts indexed; embedding…", summary.accepted);
     service.wait_for_vectors(|_| {}).await;
-    let agent = tokio::task::block_in_place(|| app::agent(&settings, service.search.clone()))?
+    answer_figures(&settings, service, shared).await
+}
+
+async fn answer_figures(
+    settings: &Settings,
+    service: tidings_index::IndexService,
+    shared: &Path,
+) -> anyhow::Result<()> {
+    let agent = tokio::task::block_in_place(|| app::agent(settings, service.search.clone()))?
         .context("bench --agent needs a chat model")?;
 
     #[derive(serde::Deserialize)]

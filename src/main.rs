@@ -152,6 +152,10 @@ enum Command {
         /// Benchmark the answering path (local model, agent overhead, concurrency) instead.
         #[arg(long)]
         agent: bool,
+        /// With --agent: an existing data dir with the CrisisLex posts and their vectors
+        /// (`tidings eval --keep-index DIR` makes one).
+        #[arg(long)]
+        index: Option<PathBuf>,
     },
 }
 
@@ -246,9 +250,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             fresh_secs,
             peers_data,
             agent,
+            index,
         } => {
             if agent {
-                return tidings::bench_agent::run(settings, &shared).await;
+                return tidings::bench_agent::run(settings, &shared, index.as_deref()).await;
             }
             tidings::bench::run(
                 settings,
