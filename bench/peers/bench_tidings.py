@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tidings as a peer in ../shared/peers: a real `tidings serve` (text only: embedder `none`)
+"""Tidings as a peer in ../shared/peers: a real `tidings serve` (text only: embedder and chat
+model `none`)
 on loopback, fed and queried over HTTP the way a client would. Ingest = NDJSON pushes of
 10k posts, each acknowledged only after its commit (durable and searchable). Queries = POST
 /v1/search with mode=text, the same last-24 h window, no recency decay and no duplicate
@@ -31,7 +32,7 @@ def main():
     queries = C.load_queries()
     path = C.fresh_dir(f"tidings_{a.n}")
     port = 18000 + os.getpid() % 1000
-    env = dict(os.environ, TIDINGS__EMBEDDER__KIND="none", TIDINGS__DATA__DIR=path,
+    env = dict(os.environ, TIDINGS__EMBEDDER__KIND="none", TIDINGS__MODEL__KIND="none", TIDINGS__DATA__DIR=path,
                TIDINGS__INDEX__COMMIT_INTERVAL_MS="250", RUST_LOG="warn")
     srv = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}"], env=env)
     try:

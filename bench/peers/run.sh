@@ -3,7 +3,9 @@
 # run. Builds the binary first; results land where run_all.sh puts them (PEERS_OUT or /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --bin tidings
+# The same build as the tests (`--all-targets`): `cargo build --bin tidings` alone would unify
+# features differently and rebuild half the dependencies.
+cargo build --workspace --all-targets --quiet
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export TIDINGS_BIN="$target_dir/debug/tidings"
 export PEERS_EXTRA_DIR="$PWD/bench/peers"
