@@ -149,6 +149,9 @@ enum Command {
         /// Where gen.py's corpora live (generated there when missing).
         #[arg(long, default_value = "/tmp/peers-data")]
         peers_data: PathBuf,
+        /// Also measure hybrid search at each size with synthetic vectors (HNSW build: minutes).
+        #[arg(long)]
+        synthetic_vectors: bool,
         /// Benchmark the answering path (local model, agent overhead, concurrency) instead.
         #[arg(long)]
         agent: bool,
@@ -251,6 +254,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             peers_data,
             agent,
             index,
+            synthetic_vectors,
         } => {
             if agent {
                 return tidings::bench_agent::run(settings, &shared, index.as_deref()).await;
@@ -258,6 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tidings::bench::run(
                 settings,
                 tidings::bench::BenchOptions {
+                    synthetic_vectors,
                     shared,
                     sizes,
                     embed_n,
