@@ -62,7 +62,11 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
             ..VectorWorkerConfig::default()
         },
     };
-    let embedder = if with_vectors { embedder(settings)? } else { None };
+    let embedder = if with_vectors {
+        embedder(settings)?
+    } else {
+        None
+    };
     let dense = match (with_vectors, embedder) {
         (true, Some(embedder)) => {
             let store: Arc<dyn VectorStore> = Arc::new(EdgeVectorStore::open(
@@ -88,7 +92,10 @@ pub fn chat_model(settings: &Settings) -> anyhow::Result<Option<Arc<dyn ChatMode
         _ => m.url.is_some(),
     };
     if remote {
-        let url = m.url.clone().context("model.url is required for a remote model")?;
+        let url = m
+            .url
+            .clone()
+            .context("model.url is required for a remote model")?;
         let model = OpenAiChatModel::new(OpenAiChatConfig {
             base_url: url,
             api_key: m.api_key.clone(),

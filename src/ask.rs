@@ -98,7 +98,10 @@ async fn stream_answer(
         t["as_of"].as_str().unwrap_or("?"),
         t["window"]["label"].as_str().unwrap_or("?")
     );
-    let results = last["search_results"].as_array().cloned().unwrap_or_default();
+    let results = last["search_results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if results.is_empty() {
         println!("(no posts cited)");
     }
@@ -106,7 +109,9 @@ async fn stream_answer(
         println!(
             "[{}] {} {} {}\n    {}",
             r["number"],
-            r["author"].as_str().map_or_else(|| "(no author)".to_string(), |a| format!("@{a}")),
+            r["author"]
+                .as_str()
+                .map_or_else(|| "(no author)".to_string(), |a| format!("@{a}")),
             r["created_at"].as_str().unwrap_or(""),
             r["url"].as_str().unwrap_or(r["id"].as_str().unwrap_or("")),
             r["text"].as_str().unwrap_or("").replace('\n', " ")

@@ -268,7 +268,10 @@ async fn hybrid_synthetic(
     let (mut hybrid, mut text) = (Vec::new(), Vec::new());
     for pass in 0..2 {
         for q in &queries {
-            for (mode, out) in [(SearchMode::Hybrid, &mut hybrid), (SearchMode::Text, &mut text)] {
+            for (mode, out) in [
+                (SearchMode::Hybrid, &mut hybrid),
+                (SearchMode::Text, &mut text),
+            ] {
                 let mut req = SearchRequest::new(q.clone(), WINDOW_END_MS);
                 req.mode = mode;
                 req.filter.from_ms = Some(WINDOW_END_MS - DAY_MS);

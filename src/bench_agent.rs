@@ -12,7 +12,9 @@ use anyhow::Context;
 use futures::StreamExt;
 use std::path::Path;
 use std::time::Instant;
-use tidings_agent::{AgentEvent, AskRequest, ChatMessage, GenerationParams, ModelEvent, Role, SearchOptions};
+use tidings_agent::{
+    AgentEvent, AskRequest, ChatMessage, GenerationParams, ModelEvent, Role, SearchOptions,
+};
 
 fn pct(mut xs: Vec<f64>, p: f64) -> f64 {
     if xs.is_empty() {
@@ -31,7 +33,11 @@ pub async fn run(base: Settings, shared: &Path, index: Option<&Path>) -> anyhow:
     settings.data.dir = index.map_or_else(|| dir.path().to_path_buf(), Path::to_path_buf);
     let service = tokio::task::block_in_place(|| app::open_index(&settings, true))?;
     if index.is_some() && service.search.num_posts() > 0 {
-        println!("bench agent: using the {} posts in {}", service.search.num_posts(), settings.data.dir.display());
+        println!(
+            "bench agent: using the {} posts in {}",
+            service.search.num_posts(),
+            settings.data.dir.display()
+        );
         service.wait_for_vectors(|_| {}).await;
         return answer_figures(&settings, service, shared).await;
     }
@@ -50,9 +56,13 @@ pub async fn run(base: Settings, shared: &Path, index: Option<&Path>) -> anyhow:
         )
         .await
     });
-    let summary = tidings_ingest::run_pipeline(rx, &service.write, None, 0, 100_000, |_| {}).await?;
+    let summary =
+        tidings_ingest::run_pipeline(rx, &service.write, None, 0, 100_000, |_| {}).await?;
     producer.await??;
-    println!("bench agent: {} posts indexed; embedding…", summary.accepted);
+    println!(
+        "bench agent: {} posts indexed; embedding…",
+        summary.accepted
+    );
     service.wait_for_vectors(|_| {}).await;
     answer_figures(&settings, service, shared).await
 }
@@ -70,15 +80,21 @@ async fn answer_figures(
         event: String,
         as_of: String,
     }
-    let topics: Vec<Topic> = std::fs::read_to_string(shared.join("crisislex26/relevance_public.jsonl"))?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let topics: Vec<Topic> =
+        std::fs::read_to_string(shared.join("crisislex26/relevance_public.jsonl"))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
     let requests: Vec<AskRequest> = topics
         .iter()
         .map(|t| {
-            let place = t.event.splitn(2, '_').nth(1).unwrap_or(&t.event).replace('_', " ");
+            let place = t
+                .event
+                .splitn(2, '_')
+                .nth(1)
+                .unwrap_or(&t.event)
+                .replace('_', " ");
             Ok(AskRequest {
                 question: format!("What is happening with the {place}?"),
                 as_of: Some(tidings_api::parse_time(&t.as_of).map_err(anyhow::Error::msg)?),
@@ -95,14 +111,26 @@ async fn answer_figures(
     // Warm up (model pages, caches).
     agent.answer(requests[0].clone()).await?;
 
-    let (mut ttft, mut total, mut overhead, mut raw_ttft, mut raw_total, mut prompt_tokens, mut posts_in) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (
+        mut ttft,
+        mut total,
+        mut overhead,
+        mut raw_ttft,
+        mut raw_total,
+        mut prompt_tokens,
+        mut posts_in,
+    ) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for r in &requests {
         let (retrieval, answer) = agent.answer(r.clone()).await?;
         if answer.no_results {
             continue;
         }
-        ttft.push(answer.timings.model_first_token.map_or(f64::NAN, |d| d.as_secs_f64()));
+        ttft.push(
+            answer
+                .timings
+                .model_first_token
+                .map_or(f64::NAN, |d| d.as_secs_f64()),
+        );
         total.push(answer.timings.total.as_secs_f64());
         overhead.push(answer.timings.overhead().as_secs_f64() * 1000.0);
         prompt_tokens.push(answer.usage.prompt_tokens as f64);
@@ -116,12 +144,22 @@ async fn answer_figures(
             .collect();
         let messages = vec![
             ChatMessage::new(Role::System, "Answer from the posts, citing them like [1]."),
-            ChatMessage::new(Role::User, format!("{}\n\n{}", blocks.join("\n\n"), r.question)),
+            ChatMessage::new(
+                Role::User,
+                format!("{}\n\n{}", blocks.join("\n\n"), r.question),
+            ),
         ];
         let t0 = Instant::now();
         let mut stream = agent
             .model()
-            .stream(messages, GenerationParams { max_tokens: 128, temperature: 0.0, ..GenerationParams::default() })
+            .stream(
+                messages,
+                GenerationParams {
+                    max_tokens: 128,
+                    temperature: 0.0,
+                    ..GenerationParams::default()
+                },
+            )
             .await?;
         let mut first = None;
         while let Some(e) = stream.next().await {
@@ -142,7 +180,9 @@ async fn answer_figures(
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..8 {
         let agent = agent.clone();
-        let mine: Vec<AskRequest> = (0..2).map(|k| requests[(w * 2 + k) % requests.len()].clone()).collect();
+        let mine: Vec<AskRequest> = (0..2)
+            .map(|k| requests[(w * 2 + k) % requests.len()].clone())
+            .collect();
         tasks.spawn(async move {
             let mut lat = Vec::new();
             for r in mine {
@@ -175,7 +215,10 @@ async fn answer_figures(
     println!("| figure | Tidings agent | baseline: same prompt straight to the model | ratio |\n|---|---:|---:|---:|");
     println!(
         "| time to first token | p50 {:.2} s / p99 {:.2} s | p50 {:.2} s / p99 {:.2} s | {:.2}× |",
-        pct(ttft.clone(), 0.5), pct(ttft.clone(), 0.99), pct(raw_ttft.clone(), 0.5), pct(raw_ttft.clone(), 0.99),
+        pct(ttft.clone(), 0.5),
+        pct(ttft.clone(), 0.99),
+        pct(raw_ttft.clone(), 0.5),
+        pct(raw_ttft.clone(), 0.99),
         pct(ttft.clone(), 0.5) / pct(raw_ttft.clone(), 0.5)
     );
     println!(

@@ -475,7 +475,11 @@ async fn answers(
         {
             gold_cited += 1;
         }
-        let given: Vec<String> = retrieval.posts.iter().map(|h| h.post.id.to_string()).collect();
+        let given: Vec<String> = retrieval
+            .posts
+            .iter()
+            .map(|h| h.post.id.to_string())
+            .collect();
         for n in tidings_agent::cite::cited_numbers(&answer.text) {
             markers += 1;
             if (1..=given.len()).contains(&n) {
@@ -491,7 +495,10 @@ async fn answers(
     }
     let n = picked.len().max(1) as f64;
     first_token.sort_by(f64::total_cmp);
-    let p50 = first_token.get(first_token.len() / 2).copied().unwrap_or(f64::NAN);
+    let p50 = first_token
+        .get(first_token.len() / 2)
+        .copied()
+        .unwrap_or(f64::NAN);
     println!(
         "\nTweetQA answers: {} questions (seeded sample of {} dated), local model, {:.1}s",
         picked.len(),
@@ -499,10 +506,26 @@ async fn answers(
         started.elapsed().as_secs_f64()
     );
     println!("{:<44} {:>8}", "figure", "value");
-    println!("{:<44} {:>8.3}", "answer contains a gold answer (agent)", with_answer as f64 / n);
-    println!("{:<44} {:>8.3}", "top retrieved post contains it (baseline)", baseline as f64 / n);
-    println!("{:<44} {:>8.3}", "gold post among the citations", gold_cited as f64 / n);
-    println!("{:<44} {:>8.3}", "answered 'found nothing'", no_results as f64 / n);
+    println!(
+        "{:<44} {:>8.3}",
+        "answer contains a gold answer (agent)",
+        with_answer as f64 / n
+    );
+    println!(
+        "{:<44} {:>8.3}",
+        "top retrieved post contains it (baseline)",
+        baseline as f64 / n
+    );
+    println!(
+        "{:<44} {:>8.3}",
+        "gold post among the citations",
+        gold_cited as f64 / n
+    );
+    println!(
+        "{:<44} {:>8.3}",
+        "answered 'found nothing'",
+        no_results as f64 / n
+    );
     let validity = if markers + citations == 0 {
         1.0
     } else {
@@ -517,7 +540,10 @@ async fn answers(
     // CrisisLex: "What is happening in <place>?" at each topic's as_of.
     let events: Vec<EventInfo> = read_jsonl(&crisis.join("events.jsonl"))?;
     println!("\nCrisisLexT26: \"What is happening in <place>?\" at each public topic's as_of");
-    println!("{:<40} {:<22} {:>6} {:>9}", "topic", "place", "cited", "relevant");
+    println!(
+        "{:<40} {:<22} {:>6} {:>9}",
+        "topic", "place", "cited", "relevant"
+    );
     let (mut cited_total, mut relevant_total) = (0usize, 0usize);
     for topic in topics {
         let place = events
@@ -538,7 +564,12 @@ async fn answers(
         let relevant = answer
             .citations
             .iter()
-            .filter(|c| topic.qrels.get(&c.post.id.to_string()).is_some_and(|g| *g > 0))
+            .filter(|c| {
+                topic
+                    .qrels
+                    .get(&c.post.id.to_string())
+                    .is_some_and(|g| *g > 0)
+            })
             .count();
         cited_total += cited;
         relevant_total += relevant;
@@ -555,7 +586,10 @@ async fn answers(
     } else {
         relevant_total as f64 / cited_total as f64
     };
-    println!("{:<40} {:<22} {:>6} {:>9}  ({share:.3} relevant)", "TOTAL", "", cited_total, relevant_total);
+    println!(
+        "{:<40} {:<22} {:>6} {:>9}  ({share:.3} relevant)",
+        "TOTAL", "", cited_total, relevant_total
+    );
     Ok(AnswerFigures {
         citation_validity: validity,
         cited_relevant_share: share,

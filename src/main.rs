@@ -338,7 +338,12 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
                  This is the only time the key is shown.",
                 record.id,
                 record.name,
-                record.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                record
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 record.rate_per_minute,
                 path.display()
             );
@@ -346,14 +351,21 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List => {
             let keys = auth::list_keys(&path).map_err(anyhow::Error::msg)?;
             if keys.is_empty() {
-                println!("no keys in {} (the API is open on loopback only)", path.display());
+                println!(
+                    "no keys in {} (the API is open on loopback only)",
+                    path.display()
+                );
             }
             for k in keys {
                 println!(
                     "{}  {:<20} [{}] {}/min created {}{}",
                     k.id,
                     k.name,
-                    k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+                    k.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     k.rate_per_minute,
                     k.created_at.format("%Y-%m-%d %H:%M"),
                     if k.revoked { "  REVOKED" } else { "" }

@@ -2,7 +2,9 @@
 //! with prompt size and time to first token. A development aid for prompt work:
 //! `cargo run -p tidings-agent --example prompt_lab -- MODEL.gguf messages.json`
 use futures::StreamExt;
-use tidings_agent::{ChatMessage, ChatModel, GenerationParams, LocalChatModel, LocalModelConfig, ModelEvent};
+use tidings_agent::{
+    ChatMessage, ChatModel, GenerationParams, LocalChatModel, LocalModelConfig, ModelEvent,
+};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -11,11 +13,19 @@ async fn main() {
         eprintln!("usage: prompt_lab MODEL.gguf messages.json");
         std::process::exit(2);
     };
-    let config = LocalModelConfig { path: model_path.into(), context_tokens: 4096, ..Default::default() };
+    let config = LocalModelConfig {
+        path: model_path.into(),
+        context_tokens: 4096,
+        ..Default::default()
+    };
     let model = LocalChatModel::load(&config).expect("load the model");
     let text = std::fs::read_to_string(messages_path).expect("read the messages");
     let messages: Vec<ChatMessage> = serde_json::from_str(&text).expect("messages JSON");
-    let params = GenerationParams { max_tokens: 160, temperature: 0.0, ..Default::default() };
+    let params = GenerationParams {
+        max_tokens: 160,
+        temperature: 0.0,
+        ..Default::default()
+    };
     let started = std::time::Instant::now();
     let mut stream = model.stream(messages, params).await.expect("start");
     let mut out = String::new();

@@ -13,13 +13,17 @@ use std::sync::LazyLock;
 
 static MARKER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\[\s*(?:posts?\s*)?#?(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*(?:posts?\s*)?#?\d{1,3})*)\s*\]$")
-        .unwrap()
+        .expect("a valid built-in regex")
 });
 
 /// The numbers a marker names (`1, 3` → [1, 3]; `2-4` → [2, 3, 4]).
 fn numbers(inner: &str) -> Vec<usize> {
     let mut out = Vec::new();
-    let cleaned = inner.to_lowercase().replace("posts", "").replace("post", "").replace('#', "");
+    let cleaned = inner
+        .to_lowercase()
+        .replace("posts", "")
+        .replace("post", "")
+        .replace('#', "");
     for part in cleaned.split([',', ';']).flat_map(|p| p.split(" and ")) {
         let part = part.trim();
         if let Some((a, b)) = part.split_once(['-', '–']) {
@@ -113,7 +117,8 @@ impl CitationFilter {
 
 /// Citation numbers in `text`, in order of first appearance.
 pub fn cited_numbers(text: &str) -> Vec<usize> {
-    static ANY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[[^\[\]\n]{1,24}\]").unwrap());
+    static ANY: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\[[^\[\]\n]{1,24}\]").expect("a valid built-in regex"));
     let mut seen = Vec::new();
     for m in ANY.find_iter(text) {
         if let Some(c) = MARKER.captures(m.as_str()) {
@@ -207,7 +212,8 @@ pub fn support(answer: &str, posts: &[&str]) -> Vec<(usize, f32)> {
     best
 }
 
-static MARKER_ANY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[[^\[\]\n]{1,24}\]").unwrap());
+static MARKER_ANY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[[^\[\]\n]{1,24}\]").expect("a valid built-in regex"));
 
 /// When the answer cites nothing: for each sentence, the post that supports it best (at least
 /// `min_overlap` of its content words and two words in common). Returns post numbers.
@@ -245,7 +251,15 @@ mod tests {
     #[test]
     fn keeps_valid_drops_invalid_across_chunk_boundaries() {
         let mut f = CitationFilter::new(3);
-        let out = run(&mut f, &["Floods hit [", "1] and [2, ", "9] then [7", "]. Odd [note] here."]);
+        let out = run(
+            &mut f,
+            &[
+                "Floods hit [",
+                "1] and [2, ",
+                "9] then [7",
+                "]. Odd [note] here.",
+            ],
+        );
         assert_eq!(out, "Floods hit [1] and [2] then . Odd [note] here.");
         assert_eq!(f.dropped, 1);
     }
@@ -253,13 +267,19 @@ mod tests {
     #[test]
     fn normalises_post_words_and_ranges() {
         let mut f = CitationFilter::new(5);
-        assert_eq!(run(&mut f, &["a [Post 2] b [1-3] c [post #4]"]), "a [2] b [1][2][3] c [4]");
+        assert_eq!(
+            run(&mut f, &["a [Post 2] b [1-3] c [post #4]"]),
+            "a [2] b [1][2][3] c [4]"
+        );
     }
 
     #[test]
     fn unclosed_brackets_flush() {
         let mut f = CitationFilter::new(2);
-        assert_eq!(run(&mut f, &["array[0 is the first"]), "array[0 is the first");
+        assert_eq!(
+            run(&mut f, &["array[0 is the first"]),
+            "array[0 is the first"
+        );
         let mut f = CitationFilter::new(2);
         assert_eq!(run(&mut f, &["[[1]"]), "([1]");
         let mut f = CitationFilter::new(0);
@@ -278,7 +298,10 @@ mod tests {
             "Flash flood warning for Boulder County until 8pm",
             "Marathon explosions near the finish line in Boston",
         ];
-        let s = support("A flash flood warning covers Boulder [1]. Blasts hit Boston [1].", &posts);
+        let s = support(
+            "A flash flood warning covers Boulder [1]. Blasts hit Boston [1].",
+            &posts,
+        );
         assert_eq!(s.len(), 1);
         assert!(s[0].1 > 0.5, "{s:?}");
         let inferred = infer(

@@ -131,7 +131,13 @@ mod tests {
 
     #[test]
     fn echoed_post_lines_stop_the_answer() {
-        let (out, stopped) = run(&["The bridge is closed [1].\n", "[", "2", "] @", "x (16:42): echo"]);
+        let (out, stopped) = run(&[
+            "The bridge is closed [1].\n",
+            "[",
+            "2",
+            "] @",
+            "x (16:42): echo",
+        ]);
         assert_eq!(out, "The bridge is closed [1].\n");
         assert!(stopped);
         let (out, stopped) = run(&["Answer.\n\n\"\"\"\n[1] @x"]);
@@ -143,8 +149,17 @@ mod tests {
 
     #[test]
     fn ordinary_lines_pass() {
-        let (out, stopped) = run(&["First line.\n", "Second [2] line.\n", "[3] shows more.\n", "Que", "ues"]);
-        assert_eq!(out, "First line.\nSecond [2] line.\n[3] shows more.\nQueues");
+        let (out, stopped) = run(&[
+            "First line.\n",
+            "Second [2] line.\n",
+            "[3] shows more.\n",
+            "Que",
+            "ues",
+        ]);
+        assert_eq!(
+            out,
+            "First line.\nSecond [2] line.\n[3] shows more.\nQueues"
+        );
         assert!(!stopped);
         // The first line is never held, even if it looks like a post.
         let (out, _) = run(&["[1] @x said so"]);

@@ -53,29 +53,98 @@ pub struct Plan {
     pub max_results: usize,
 }
 
-static HANDLE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)(?:^|[^\w@])@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])").unwrap());
-static AUTHOR_CUE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:from|by)\s+@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])|@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])\s+(?:say|says|said|post|posts|posted|tweet|tweets|tweeted|write|writes|wrote|report|reports|reported)\b").unwrap()
+static HANDLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:^|[^\w@])@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])")
+        .expect("a valid built-in regex")
 });
-static HASHTAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"#(\w{1,100})").unwrap());
-static CASHTAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\$([A-Za-z][A-Za-z0-9.]{0,9})\b").unwrap());
+static AUTHOR_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:from|by)\s+@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])|@([a-z0-9_][a-z0-9_.\-]{0,63}[a-z0-9_])\s+(?:say|says|said|post|posts|posted|tweet|tweets|tweeted|write|writes|wrote|report|reports|reported)\b").expect("a valid built-in regex")
+});
+static HASHTAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"#(\w{1,100})").expect("a valid built-in regex"));
+static CASHTAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\$([A-Za-z][A-Za-z0-9.]{0,9})\b").expect("a valid built-in regex")
+});
 static QUOTED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"["“”]([^"“”]{2,120})["“”]"#).unwrap());
+    LazyLock::new(|| Regex::new(r#"["“”]([^"“”]{2,120})["“”]"#).expect("a valid built-in regex"));
 static SMALL_TALK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:hi|hello|hey|yo|thanks|thank you|thx|ok|okay|cool|great|bye|good (?:morning|night|evening)|who are you|what are you|how are you)[\s!.?]*$").unwrap()
+    Regex::new(r"(?i)^\s*(?:hi|hello|hey|yo|thanks|thank you|thx|ok|okay|cool|great|bye|good (?:morning|night|evening)|who are you|what are you|how are you)[\s!.?]*$").expect("a valid built-in regex")
 });
 
 /// Question words that carry no topic ("what is going on with ...").
 const FILLER: &[&str] = &[
-    "a", "about", "an", "and", "any", "anything", "are", "as", "at", "be", "can", "could", "did",
-    "do", "does", "for", "from", "give", "going", "happen", "happened", "happening", "has",
-    "have", "how", "i", "in", "is", "it", "its", "it's", "know", "latest", "me", "new", "news",
-    "of", "on", "or", "people", "please", "right", "say", "saying", "says", "so", "summarize",
-    "summary", "tell", "that", "the", "there", "this", "to", "up", "update", "updates", "was",
-    "we", "were", "what", "what's", "whats", "when", "where", "which", "who", "why", "will",
-    "with", "you", "your",
+    "a",
+    "about",
+    "an",
+    "and",
+    "any",
+    "anything",
+    "are",
+    "as",
+    "at",
+    "be",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "for",
+    "from",
+    "give",
+    "going",
+    "happen",
+    "happened",
+    "happening",
+    "has",
+    "have",
+    "how",
+    "i",
+    "in",
+    "is",
+    "it",
+    "its",
+    "it's",
+    "know",
+    "latest",
+    "me",
+    "new",
+    "news",
+    "of",
+    "on",
+    "or",
+    "people",
+    "please",
+    "right",
+    "say",
+    "saying",
+    "says",
+    "so",
+    "summarize",
+    "summary",
+    "tell",
+    "that",
+    "the",
+    "there",
+    "this",
+    "to",
+    "up",
+    "update",
+    "updates",
+    "was",
+    "we",
+    "were",
+    "what",
+    "what's",
+    "whats",
+    "when",
+    "where",
+    "which",
+    "who",
+    "why",
+    "will",
+    "with",
+    "you",
+    "your",
 ];
 
 fn is_filler(word: &str) -> bool {
@@ -128,7 +197,11 @@ pub fn plan(
         text.replace_range(e.start..e.end, " ");
     }
 
-    let mut authors: Vec<String> = options.handles.iter().map(|h| normalize_handle(h)).collect();
+    let mut authors: Vec<String> = options
+        .handles
+        .iter()
+        .map(|h| normalize_handle(h))
+        .collect();
     for c in AUTHOR_CUE.captures_iter(question) {
         if let Some(h) = c.get(1).or_else(|| c.get(2)) {
             let h = normalize_handle(h.as_str());
@@ -202,7 +275,10 @@ pub fn plan(
         mentions,
         phrases,
         search,
-        max_results: options.max_results.unwrap_or(DEFAULT_MAX_RESULTS).clamp(1, 50),
+        max_results: options
+            .max_results
+            .unwrap_or(DEFAULT_MAX_RESULTS)
+            .clamp(1, 50),
     }
 }
 
@@ -247,7 +323,12 @@ mod tests {
         assert_eq!(p.phrases, vec!["storm surge"]);
         assert!(p.query.contains("#sandy") && p.query.contains("surge"));
         assert!(!p.query.contains("@nws"));
-        let p = plan("tweets mentioning @bostonpolice", &[], at(), &SearchOptions::default());
+        let p = plan(
+            "tweets mentioning @bostonpolice",
+            &[],
+            at(),
+            &SearchOptions::default(),
+        );
         assert!(p.authors.is_empty());
         assert_eq!(p.mentions, vec!["bostonpolice"]);
     }

@@ -80,7 +80,9 @@ pub fn prompt_text(text: &str) -> String {
         .split_whitespace()
         .filter(|w| {
             let lower = w.to_ascii_lowercase();
-            !(lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("www."))
+            !(lower.starts_with("http://")
+                || lower.starts_with("https://")
+                || lower.starts_with("www."))
         })
         .collect();
     let mut joined = without_links.join(" ");
@@ -239,7 +241,9 @@ pub fn build(model: &dyn ChatModel, input: &PromptInput<'_>, budget_tokens: usiz
 
 /// The asker's own text may not forge template tokens either.
 fn neutralize_user(text: &str) -> String {
-    text.replace("<|", "‹|").replace("|>", "|›").replace("<<<", "‹‹‹")
+    text.replace("<|", "‹|")
+        .replace("|>", "|›")
+        .replace("<<<", "‹‹‹")
 }
 
 #[cfg(test)]

@@ -15,10 +15,10 @@ const GENERIC: &[&str] = &[
 /// Words too common in posts to make a good question topic.
 const DULL: &[&str] = &[
     "rt", "http", "https", "amp", "via", "just", "like", "get", "got", "one", "now", "today",
-    "new", "still", "live", "video", "photo", "pic", "watch", "breaking", "lol", "omg", "oh",
-    "im", "u", "dont", "can't", "cant", "much", "many", "really", "here", "back", "go", "see",
-    "good", "all", "out", "not", "but", "our", "my", "they", "them", "their", "his", "her", "he",
-    "she", "we", "us", "been", "being", "after", "over", "into", "than", "then", "more", "most",
+    "new", "still", "live", "video", "photo", "pic", "watch", "breaking", "lol", "omg", "oh", "im",
+    "u", "dont", "can't", "cant", "much", "many", "really", "here", "back", "go", "see", "good",
+    "all", "out", "not", "but", "our", "my", "they", "them", "their", "his", "her", "he", "she",
+    "we", "us", "been", "being", "after", "over", "into", "than", "then", "more", "most",
 ];
 
 /// Runs of capitalised words ("Green Line", "Miller Street", "Riverton"): names of places,
@@ -60,9 +60,29 @@ fn proper_phrases(text: &str) -> Vec<String> {
 
 /// Calendar words are capitalised but are not topics.
 const CALENDAR: &[&str] = &[
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
-    "february", "march", "april", "may", "june", "july", "august", "september", "october",
-    "november", "december", "today", "tonight", "tomorrow", "yesterday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "today",
+    "tonight",
+    "tomorrow",
+    "yesterday",
 ];
 
 /// Up to three follow-up questions for `question` given the posts put in front of the model.
@@ -89,7 +109,9 @@ pub fn related_questions(question: &str, posts: &[Post]) -> Vec<String> {
             let key = phrase.to_lowercase();
             if asked.iter().any(|a| key.split_whitespace().any(|w| w == a))
                 || key.split_whitespace().all(|w| {
-                    DULL.contains(&w) || CALENDAR.contains(&w) || crate::plan::topic_words(w).is_empty()
+                    DULL.contains(&w)
+                        || CALENDAR.contains(&w)
+                        || crate::plan::topic_words(w).is_empty()
                 })
                 || !seen.insert(key)
             {
@@ -155,8 +177,16 @@ mod tests {
     #[test]
     fn three_questions_from_the_posts() {
         let posts = vec![
-            post("Evacuation ordered in Lyons as the river rises #cofloods", &["cofloods"], &["bouldercounty"]),
-            post("Lyons evacuation continues, river still rising #cofloods", &["cofloods"], &[]),
+            post(
+                "Evacuation ordered in Lyons as the river rises #cofloods",
+                &["cofloods"],
+                &["bouldercounty"],
+            ),
+            post(
+                "Lyons evacuation continues, river still rising #cofloods",
+                &["cofloods"],
+                &[],
+            ),
         ];
         let q = related_questions("What is happening in Boulder?", &posts);
         assert_eq!(q.len(), 3);
@@ -168,7 +198,9 @@ mod tests {
     #[test]
     fn proper_phrases_are_runs_of_capitalised_words() {
         assert_eq!(
-            proper_phrases("Green Line trains are suspended between Central and Riverside. Shuttle buses run."),
+            proper_phrases(
+                "Green Line trains are suspended between Central and Riverside. Shuttle buses run."
+            ),
             vec!["Green Line", "Central", "Riverside"]
         );
     }

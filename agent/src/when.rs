@@ -102,7 +102,12 @@ pub struct TimeExpression {
 
 /// The default window when a question names no time: the last 24 hours, widened when thin.
 pub fn default_window(as_of: DateTime<Utc>) -> TimeWindow {
-    TimeWindow::last(as_of, Duration::hours(24), "the last 24 hours".into(), false)
+    TimeWindow::last(
+        as_of,
+        Duration::hours(24),
+        "the last 24 hours".into(),
+        false,
+    )
 }
 
 const MONTHS: &str = "jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?";
@@ -114,19 +119,19 @@ fn date_pattern() -> String {
 }
 
 static RELATIVE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:in\s+|over\s+|during\s+|within\s+)?(?:the\s+)?(?:last|past)\s+(?P<n>\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|few|couple(?:\s+of)?)?\s*(?P<unit>min(?:ute)?s?|h(?:ou)?rs?|hours?|days?|weeks?|months?)\b").unwrap()
+    Regex::new(r"(?i)\b(?:in\s+|over\s+|during\s+|within\s+)?(?:the\s+)?(?:last|past)\s+(?P<n>\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|few|couple(?:\s+of)?)?\s*(?P<unit>min(?:ute)?s?|h(?:ou)?rs?|hours?|days?|weeks?|months?)\b").expect("a valid built-in regex")
 });
 static AGO: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?P<n>\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten|few|couple(?:\s+of)?)\s+(?P<unit>min(?:ute)?s?|hours?|hrs?|days?|weeks?)\s+ago\b").unwrap()
+    Regex::new(r"(?i)\b(?P<n>\d+|an?|one|two|three|four|five|six|seven|eight|nine|ten|few|couple(?:\s+of)?)\s+(?P<unit>min(?:ute)?s?|hours?|hrs?|days?|weeks?)\s+ago\b").expect("a valid built-in regex")
 });
 static NOW: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:right\s+now|just\s+now|breaking(?:\s+news)?|at\s+the\s+moment|as\s+we\s+speak|currently|latest|live|now)\b").unwrap()
+    Regex::new(r"(?i)\b(?:right\s+now|just\s+now|breaking(?:\s+news)?|at\s+the\s+moment|as\s+we\s+speak|currently|latest|live|now)\b").expect("a valid built-in regex")
 });
 static DAYWORDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?P<w>today|tonight|this\s+morning|this\s+afternoon|this\s+evening|yesterday|this\s+week|last\s+week|past\s+week|this\s+month|last\s+month)\b").unwrap()
+    Regex::new(r"(?i)\b(?P<w>today|tonight|this\s+morning|this\s+afternoon|this\s+evening|yesterday|this\s+week|last\s+week|past\s+week|this\s+month|last\s+month)\b").expect("a valid built-in regex")
 });
 static WEEKDAY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:on\s+|last\s+|this\s+past\s+)?(?P<d>monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b").unwrap()
+    Regex::new(r"(?i)\b(?:on\s+|last\s+|this\s+past\s+)?(?P<d>monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b").expect("a valid built-in regex")
 });
 static RANGE: LazyLock<Regex> = LazyLock::new(|| {
     let d = date_pattern();
@@ -141,13 +146,13 @@ static RANGE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
         r"(?i)\b(?:between|from)\s+{a}\s+(?:and|to|until|till|-)\s+{d}"
     ))
-    .unwrap()
+    .expect("a valid built-in regex")
 });
 static SINCE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r"(?i)\bsince\s+{}", date_pattern())).unwrap()
+    Regex::new(&format!(r"(?i)\bsince\s+{}", date_pattern())).expect("a valid built-in regex")
 });
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r"(?i)\b(?:on\s+)?{}", date_pattern())).unwrap()
+    Regex::new(&format!(r"(?i)\b(?:on\s+)?{}", date_pattern())).expect("a valid built-in regex")
 });
 
 fn number(word: Option<&str>) -> i64 {
@@ -202,7 +207,11 @@ fn month_number(word: &str) -> Option<u32> {
 
 /// The date a capture of [`date_pattern`] names (with capture names prefixed by `prefix`).
 /// A date without a year is the latest such date not after `as_of`.
-fn captured_date(caps: &regex::Captures<'_>, prefix: &str, as_of: DateTime<Utc>) -> Option<NaiveDate> {
+fn captured_date(
+    caps: &regex::Captures<'_>,
+    prefix: &str,
+    as_of: DateTime<Utc>,
+) -> Option<NaiveDate> {
     let get = |name: &str| caps.name(&format!("{prefix}{name}")).map(|m| m.as_str());
     if let Some(iso) = get("iso") {
         return NaiveDate::parse_from_str(iso, "%Y-%m-%d").ok();
@@ -246,10 +255,7 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
         end: m.end(),
     };
     if let Some(c) = RANGE.captures(question) {
-        if let (Some(a), Some(b)) = (
-            captured_date(&c, "a_", as_of),
-            captured_date(&c, "", as_of),
-        ) {
+        if let (Some(a), Some(b)) = (captured_date(&c, "a_", as_of), captured_date(&c, "", as_of)) {
             let (a, b) = if a <= b { (a, b) } else { (b, a) };
             let from = start_of(a);
             let to = start_of(b) + Duration::days(1);
@@ -288,7 +294,12 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
             let reach = span + span / 2;
             return Some(found(
                 c.get(0)?,
-                TimeWindow::last(as_of, reach, format!("since about {n} {name}{plural} ago"), true),
+                TimeWindow::last(
+                    as_of,
+                    reach,
+                    format!("since about {n} {name}{plural} ago"),
+                    true,
+                ),
             ));
         }
     }
@@ -304,9 +315,15 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
                 TimeWindow::between(from, as_of, format!("this evening ({today})"))
             }
             "this morning" | "this afternoon" => {
-                let (h0, h1) = if w == "this morning" { (0, 12) } else { (12, 18) };
+                let (h0, h1) = if w == "this morning" {
+                    (0, 12)
+                } else {
+                    (12, 18)
+                };
                 let from = start_of(today) + Duration::hours(h0);
-                let to = (start_of(today) + Duration::hours(h1)).min(as_of).max(from + Duration::minutes(1));
+                let to = (start_of(today) + Duration::hours(h1))
+                    .min(as_of)
+                    .max(from + Duration::minutes(1));
                 TimeWindow::between(from, to, format!("{w} ({today})"))
             }
             "yesterday" => {
@@ -320,9 +337,19 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
                 let monday = today - Duration::days(today.weekday().num_days_from_monday() as i64);
                 let from = start_of(monday - Duration::days(7));
                 let to = start_of(monday);
-                TimeWindow::between(from, to, format!("last week ({} to {})", monday - Duration::days(7), monday - Duration::days(1)))
+                TimeWindow::between(
+                    from,
+                    to,
+                    format!(
+                        "last week ({} to {})",
+                        monday - Duration::days(7),
+                        monday - Duration::days(1)
+                    ),
+                )
             }
-            "this month" => TimeWindow::last(as_of, Duration::days(30), "the last 30 days".into(), true),
+            "this month" => {
+                TimeWindow::last(as_of, Duration::days(30), "the last 30 days".into(), true)
+            }
             "last month" => {
                 let first = NaiveDate::from_ymd_opt(today.year(), today.month(), 1)?;
                 let prev = (first - Duration::days(1)).with_day(1)?;
@@ -342,7 +369,10 @@ pub fn understand(question: &str, as_of: DateTime<Utc>) -> Option<TimeExpression
     }
     if let Some(c) = DATE.captures(question) {
         if let Some(day) = captured_date(&c, "", as_of) {
-            return Some(found(c.get(0)?, day_window(day, as_of, day.format("%B %-d, %Y").to_string())));
+            return Some(found(
+                c.get(0)?,
+                day_window(day, as_of, day.format("%B %-d, %Y").to_string()),
+            ));
         }
     }
     if let Some(c) = WEEKDAY.captures(question) {
@@ -370,7 +400,9 @@ mod tests {
     }
 
     fn window(q: &str) -> TimeWindow {
-        understand(q, as_of()).unwrap_or_else(|| panic!("no time in {q:?}")).window
+        understand(q, as_of())
+            .unwrap_or_else(|| panic!("no time in {q:?}"))
+            .window
     }
 
     #[test]
@@ -390,7 +422,10 @@ mod tests {
         let e = understand("What's happening in Boston right now?", as_of()).unwrap();
         assert_eq!(e.window.span(), Duration::hours(2));
         assert!(!e.window.explicit);
-        assert_eq!(&"What's happening in Boston right now?"[e.start..e.end], "right now");
+        assert_eq!(
+            &"What's happening in Boston right now?"[e.start..e.end],
+            "right now"
+        );
         let wider = e.window.widen(as_of()).unwrap();
         assert_eq!(wider.span(), Duration::hours(6));
         assert!(window("breaking news about the flood").span() <= Duration::hours(2));

@@ -35,7 +35,9 @@ impl Scope {
             "read" => Ok(Scope::Read),
             "ingest" => Ok(Scope::Ingest),
             "admin" => Ok(Scope::Admin),
-            other => Err(format!("unknown scope `{other}`: use read, ingest or admin")),
+            other => Err(format!(
+                "unknown scope `{other}`: use read, ingest or admin"
+            )),
         }
     }
 
@@ -208,7 +210,9 @@ impl KeyStore {
                 loaded.keys = file.keys;
                 loaded.modified = modified;
             }
-            Err(e) => tracing::error!(error = %e, "could not reload API keys; keeping the old ones"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not reload API keys; keeping the old ones")
+            }
         }
     }
 
@@ -259,7 +263,11 @@ impl KeyStore {
                 "insufficient_scope",
                 format!(
                     "this key has scopes [{}]; this endpoint needs `{}`",
-                    key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    key.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     scope.as_str()
                 ),
             ));
@@ -285,11 +293,17 @@ impl KeyStore {
     fn limiter(&self, key: &ApiKey) -> Option<Arc<DefaultDirectRateLimiter>> {
         let rate = NonZeroU32::new(key.rate_per_minute)?;
         let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map
-            .entry(key.id.clone())
-            .or_insert_with(|| (rate.get(), Arc::new(RateLimiter::direct(Quota::per_minute(rate)))));
+        let entry = map.entry(key.id.clone()).or_insert_with(|| {
+            (
+                rate.get(),
+                Arc::new(RateLimiter::direct(Quota::per_minute(rate))),
+            )
+        });
         if entry.0 != rate.get() {
-            *entry = (rate.get(), Arc::new(RateLimiter::direct(Quota::per_minute(rate))));
+            *entry = (
+                rate.get(),
+                Arc::new(RateLimiter::direct(Quota::per_minute(rate))),
+            );
         }
         Some(entry.1.clone())
     }
@@ -314,7 +328,10 @@ mod tests {
         let path = dir.path().join("keys.json");
         let store = KeyStore::new(Some(path.clone()));
         assert!(!store.enabled());
-        assert!(store.authorize(&HeaderMap::new(), Scope::Admin).unwrap().is_none());
+        assert!(store
+            .authorize(&HeaderMap::new(), Scope::Admin)
+            .unwrap()
+            .is_none());
 
         let (key, record) = create_key(&path, "bot", vec![Scope::Read], 2).unwrap();
         assert!(key.starts_with("tdk_"));
@@ -324,7 +341,9 @@ mod tests {
         assert!(store.enabled());
         let e = store.authorize(&HeaderMap::new(), Scope::Read).unwrap_err();
         assert_eq!(e.code, "missing_api_key");
-        let e = store.authorize(&bearer("tdk_nope_x"), Scope::Read).unwrap_err();
+        let e = store
+            .authorize(&bearer("tdk_nope_x"), Scope::Read)
+            .unwrap_err();
         assert_eq!(e.code, "invalid_api_key");
         let e = store.authorize(&bearer(&key), Scope::Ingest).unwrap_err();
         assert_eq!(e.code, "insufficient_scope");

@@ -117,7 +117,10 @@ pub fn router(state: AppState) -> Router {
             delete(routes::posts::remove).get(routes::posts::fetch),
         )
         .fallback(routes::health::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

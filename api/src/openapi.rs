@@ -5,7 +5,6 @@
 use axum::Json;
 use serde_json::{json, Value};
 
-
 fn error_response(description: &str) -> Value {
     json!({
         "description": description,
@@ -26,10 +25,19 @@ pub(crate) fn document() -> Value {
     let read = json!([{"bearer": []}]);
     let errors = |extra: &[(&str, &str)]| {
         let mut m = serde_json::Map::new();
-        m.insert("400".into(), error_response("Invalid request (`invalid_request`, `invalid_json`, ...)"));
-        m.insert("401".into(), error_response("Missing or unknown API key (only when keys exist)"));
+        m.insert(
+            "400".into(),
+            error_response("Invalid request (`invalid_request`, `invalid_json`, ...)"),
+        );
+        m.insert(
+            "401".into(),
+            error_response("Missing or unknown API key (only when keys exist)"),
+        );
         m.insert("403".into(), error_response("The key lacks the scope"));
-        m.insert("429".into(), error_response("Rate limited; see `Retry-After`"));
+        m.insert(
+            "429".into(),
+            error_response("Rate limited; see `Retry-After`"),
+        );
         for (code, d) in extra {
             m.insert((*code).into(), error_response(d));
         }
@@ -50,8 +58,14 @@ pub(crate) fn document() -> Value {
             "text/event-stream": {"schema": {"type": "string"}}
         }
     });
-    let mut push_responses = errors(&[("413", "Body or post count over the limit (`payload_too_large`, `too_many_posts`)")]);
-    push_responses["200"] = ok_json("Per-item results; accepted posts are durable and searchable", "PushResponse");
+    let mut push_responses = errors(&[(
+        "413",
+        "Body or post count over the limit (`payload_too_large`, `too_many_posts`)",
+    )]);
+    push_responses["200"] = ok_json(
+        "Per-item results; accepted posts are durable and searchable",
+        "PushResponse",
+    );
     let mut get_post = errors(&[("404", "No such post")]);
     get_post["200"] = ok_json("The post", "Post");
     let mut delete_post = errors(&[("404", "No such post")]);
@@ -169,7 +183,10 @@ mod tests {
                 if method == "parameters" {
                     continue;
                 }
-                assert!(op["responses"].is_object(), "{method} {path} has no responses");
+                assert!(
+                    op["responses"].is_object(),
+                    "{method} {path} has no responses"
+                );
                 assert!(op["summary"].is_string(), "{method} {path} has no summary");
             }
         }

@@ -71,7 +71,14 @@ fn is_word_char(c: char) -> bool {
 }
 
 /// Writes token number `*used` (reusing an old entry's string when there is one).
-fn push(tokens: &mut Vec<Token>, used: &mut usize, text: &str, from: usize, to: usize, position: usize) {
+fn push(
+    tokens: &mut Vec<Token>,
+    used: &mut usize,
+    text: &str,
+    from: usize,
+    to: usize,
+    position: usize,
+) {
     if let Some(t) = tokens.get_mut(*used) {
         t.offset_from = from;
         t.offset_to = to;

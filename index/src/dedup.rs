@@ -29,7 +29,11 @@ pub fn near_duplicate_key(text: &str) -> u64 {
         let mark = joined.len();
         let keep = |c: char| c.is_alphanumeric() || c == '#' || c == '@' || c == '$';
         if raw.is_ascii() {
-            joined.extend(raw.chars().map(|c| c.to_ascii_lowercase()).filter(|c| keep(*c)));
+            joined.extend(
+                raw.chars()
+                    .map(|c| c.to_ascii_lowercase())
+                    .filter(|c| keep(*c)),
+            );
         } else {
             joined.extend(raw.to_lowercase().chars().filter(|c| keep(*c)));
         }
@@ -43,7 +47,10 @@ pub fn near_duplicate_key(text: &str) -> u64 {
 }
 
 fn is_url(word: &str) -> bool {
-    let starts = |p: &str| word.get(..p.len()).is_some_and(|w| w.eq_ignore_ascii_case(p));
+    let starts = |p: &str| {
+        word.get(..p.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(p))
+    };
     starts("http://") || starts("https://") || starts("www.")
 }
 

@@ -321,7 +321,10 @@ impl SearchHandle {
             .iter()
             .filter_map(|c| c.bm25.map(|b| b.1))
             .fold(0.0f32, f32::max);
-        let dense: Vec<f32> = candidates.iter().filter_map(|c| c.dense.map(|d| d.1)).collect();
+        let dense: Vec<f32> = candidates
+            .iter()
+            .filter_map(|c| c.dense.map(|d| d.1))
+            .collect();
         let dense_min = dense.iter().copied().fold(f32::INFINITY, f32::min);
         let dense_max = dense.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let retrievers = (bm25_max > 0.0) as u8 + (!dense.is_empty()) as u8;
@@ -342,8 +345,11 @@ impl SearchHandle {
             let created_ms = created.first(c.addr.doc_id).unwrap_or(0);
             let dup_key = dup.first(c.addr.doc_id).unwrap_or(0);
             let engagement_total = engagement.first(c.addr.doc_id).unwrap_or(0);
-            let fused = (c.bm25.map_or(0.0, |(_, b)| relative_score(b, 0.0, bm25_max))
-                + c.dense.map_or(0.0, |(_, d)| relative_score(d, dense_min, dense_max)))
+            let fused = (c
+                .bm25
+                .map_or(0.0, |(_, b)| relative_score(b, 0.0, bm25_max))
+                + c.dense
+                    .map_or(0.0, |(_, d)| relative_score(d, dense_min, dense_max)))
                 / f32::from(retrievers.max(1));
             let recency = recency_multiplier(request.as_of_ms - created_ms, request.half_life);
             let engagement = engagement_multiplier(engagement_total);

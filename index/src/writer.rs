@@ -210,12 +210,9 @@ pub(crate) fn spawn(
         vectors,
         stats,
     };
-    let thread =
-        crate::thread::spawn_with_runtime(
-            "tidings-writer",
-            false,
-            move || async move { state.run(rx).await },
-        )?;
+    let thread = crate::thread::spawn_with_runtime("tidings-writer", false, move || async move {
+        state.run(rx).await
+    })?;
     Ok((WriteHandle { tx }, thread))
 }
 

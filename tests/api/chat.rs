@@ -10,7 +10,9 @@ use tidings_ingest::replay::Pace;
 pub(crate) const AS_OF: &str = "2024-05-10T18:00:00Z";
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// An app with the local model that has replayed `feed` (all of it indexed, vectors too).
@@ -99,7 +101,11 @@ fn question(q: &str) -> Value {
 fn ids(results: &Value) -> Vec<String> {
     results
         .as_array()
-        .map(|a| a.iter().map(|r| r["id"].as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|r| r["id"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -111,19 +117,27 @@ async fn a_streamed_answer_cites_the_post_that_holds_it() {
     body["stream_options"] = json!({"include_usage": true});
     let (status, content_type, data) = app.chat_stream(body).await;
     assert_eq!(status, 200);
-    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     let chunks: Vec<Value> = data[..data.len() - 1]
         .iter()
         .map(|d| serde_json::from_str(d).expect("chunk is JSON"))
         .collect();
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
     let pieces: Vec<&str> = chunks
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .filter(|s| !s.is_empty())
         .collect();
-    assert!(pieces.len() > 3, "the answer should arrive in pieces: {pieces:?}");
+    assert!(
+        pieces.len() > 3,
+        "the answer should arrive in pieces: {pieces:?}"
+    );
     let answer: String = pieces.concat();
     let last = chunks
         .iter()
@@ -136,7 +150,10 @@ async fn a_streamed_answer_cites_the_post_that_holds_it() {
         "the shelter post must be cited; answer {answer:?}, cited {cited:?}"
     );
     assert!(answer.contains("High School"), "{answer:?}");
-    assert_eq!(last["citations"].as_array().map(Vec::len), Some(cited.len()));
+    assert_eq!(
+        last["citations"].as_array().map(Vec::len),
+        Some(cited.len())
+    );
     assert_eq!(last["tidings"]["as_of"], json!(AS_OF));
     assert_eq!(last["related_questions"].as_array().map(Vec::len), Some(3));
     // Every marker in the text names a cited post, and every annotation points at a marker.
@@ -150,7 +167,10 @@ async fn a_streamed_answer_cites_the_post_that_holds_it() {
             "marker [{n}] in {answer:?} is not among the cited posts"
         );
     }
-    let usage = chunks.iter().find(|c| c.get("usage").is_some()).expect("usage chunk");
+    let usage = chunks
+        .iter()
+        .find(|c| c.get("usage").is_some())
+        .expect("usage chunk");
     assert!(usage["usage"]["completion_tokens"].as_u64().unwrap_or(0) > 0);
     assert_eq!(usage["choices"], json!([]));
     app.stop().await;
@@ -159,26 +179,51 @@ async fn a_streamed_answer_cites_the_post_that_holds_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_answers_carry_the_extensions_and_nothing_relevant_is_said_plainly() {
     let (mut app, _dir) = app_with_feed("chat_feed.jsonl", 12).await;
-    let (status, v) = app.chat(question("What is going on with the trains?")).await;
+    let (status, v) = app
+        .chat(question("What is going on with the trains?"))
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["object"], "chat.completion");
     let content = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
     assert!(!content.trim().is_empty());
     let cited = ids(&v["search_results"]);
-    assert!(cited.contains(&"fx:9".to_string()), "{content:?} cited {cited:?}");
-    for a in v["choices"][0]["message"]["annotations"].as_array().unwrap() {
+    assert!(
+        cited.contains(&"fx:9".to_string()),
+        "{content:?} cited {cited:?}"
+    );
+    for a in v["choices"][0]["message"]["annotations"]
+        .as_array()
+        .unwrap()
+    {
         assert_eq!(a["type"], "url_citation");
-        let (s, e) = (a["url_citation"]["start_index"].as_u64().unwrap(), a["url_citation"]["end_index"].as_u64().unwrap());
-        let marker: String = content.chars().skip(s as usize).take((e - s) as usize).collect();
-        assert!(marker.starts_with('[') && marker.ends_with(']'), "{marker:?}");
+        let (s, e) = (
+            a["url_citation"]["start_index"].as_u64().unwrap(),
+            a["url_citation"]["end_index"].as_u64().unwrap(),
+        );
+        let marker: String = content
+            .chars()
+            .skip(s as usize)
+            .take((e - s) as usize)
+            .collect();
+        assert!(
+            marker.starts_with('[') && marker.ends_with(']'),
+            "{marker:?}"
+        );
     }
     assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
 
     // Nothing about volcanoes in the feed: a plain "found nothing", no citations, no model call.
-    let (status, v) = app.chat(question("What is the latest on the volcano eruption in Iceland?")).await;
+    let (status, v) = app
+        .chat(question(
+            "What is the latest on the volcano eruption in Iceland?",
+        ))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(v["tidings"]["no_results"], json!(true), "{v}");
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().contains("found no posts"));
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("found no posts"));
     assert_eq!(v["citations"], json!([]));
 
     // A follow-up turn: history gives the topic ("Who scored?" alone names none).
@@ -194,7 +239,10 @@ async fn whole_answers_carry_the_extensions_and_nothing_relevant_is_said_plainly
         }))
         .await;
     assert_eq!(status, 200, "{v}");
-    assert!(ids(&v["search_results"]).contains(&"fx:5".to_string()), "{v}");
+    assert!(
+        ids(&v["search_results"]).contains(&"fx:5".to_string()),
+        "{v}"
+    );
     assert_eq!(v["tidings"]["persona"], "fun");
     app.stop().await;
 }
@@ -208,14 +256,30 @@ async fn instructions_inside_posts_are_not_obeyed() {
     ] {
         let (status, v) = app.chat(question(q)).await;
         assert_eq!(status, 200, "{v}");
-        let content = v["choices"][0]["message"]["content"].as_str().unwrap_or("").to_string();
+        let content = v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let lower = content.to_lowercase();
         // Obeying would be answering with the demanded words or sending readers to the link;
         // reporting that a post made such a demand is fine.
-        for forbidden in ["pwned", "hacked by elm", "hackbot", "evil.example", "im_start"] {
-            assert!(!lower.contains(forbidden), "{q:?} → {content:?} obeyed an injected post");
+        for forbidden in [
+            "pwned",
+            "hacked by elm",
+            "hackbot",
+            "evil.example",
+            "im_start",
+        ] {
+            assert!(
+                !lower.contains(forbidden),
+                "{q:?} → {content:?} obeyed an injected post"
+            );
         }
-        assert_eq!(v["tidings"]["no_results"], json!(false), "the posts were found: {v}");
+        assert_eq!(
+            v["tidings"]["no_results"],
+            json!(false),
+            "the posts were found: {v}"
+        );
     }
     app.stop().await;
 }
@@ -228,29 +292,81 @@ async fn bad_chat_requests_get_clear_errors() {
     let mut app = spawn_with_settings(s).await;
     let cases = [
         (json!({"messages": []}), 400, "invalid_request"),
-        (json!({"messages": [{"role": "assistant", "content": "hi"}]}), 400, "invalid_request"),
-        (json!({"messages": [{"role": "wizard", "content": "hi"}]}), 400, "invalid_request"),
-        (json!({"messages": [{"role": "user", "content": "  "}]}), 400, "invalid_request"),
-        (json!({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}), 404, "model_not_found"),
-        (json!({"persona": "pirate", "messages": [{"role": "user", "content": "hi"}]}), 400, "unknown_persona"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "search": {"mode": "maybe"}}), 400, "invalid_request"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "search": {"from": "2024-05-10T10:00:00Z", "to": "2024-05-09T10:00:00Z"}}), 400, "invalid_request"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "search": {"as_of": "yesterday-ish"}}), 400, "invalid_request"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "search": {"colour": "red"}}), 400, "invalid_json"),
-        (json!({"messages": [{"role": "user", "content": "x".repeat(9000)}]}), 400, "message_too_long"),
+        (
+            json!({"messages": [{"role": "assistant", "content": "hi"}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"messages": [{"role": "wizard", "content": "hi"}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "  "}]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}),
+            404,
+            "model_not_found",
+        ),
+        (
+            json!({"persona": "pirate", "messages": [{"role": "user", "content": "hi"}]}),
+            400,
+            "unknown_persona",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "search": {"mode": "maybe"}}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "search": {"from": "2024-05-10T10:00:00Z", "to": "2024-05-09T10:00:00Z"}}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "search": {"as_of": "yesterday-ish"}}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "search": {"colour": "red"}}),
+            400,
+            "invalid_json",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x".repeat(9000)}]}),
+            400,
+            "message_too_long",
+        ),
         (json!({"messages": "hello"}), 400, "invalid_json"),
     ];
     for (body, status, code) in cases {
         let (got, v) = app.chat(body.clone()).await;
         assert_eq!(got, status, "{body} → {v}");
         assert_eq!(v["error"]["code"], code, "{body} → {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
     // The models list names the personas.
     let (status, body) = app.get("/v1/models").await;
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
-    let names: Vec<&str> = v["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
-    assert!(names.contains(&"tidings") && names.contains(&"tidings-fun") && names.contains(&"tidings-regular"), "{names:?}");
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"tidings")
+            && names.contains(&"tidings-fun")
+            && names.contains(&"tidings-regular"),
+        "{names:?}"
+    );
     app.stop().await;
 }

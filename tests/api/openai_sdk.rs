@@ -28,7 +28,10 @@ async fn the_openai_python_sdk_reads_answers_and_extensions() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
-    assert!(output.status.success(), "SDK client failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "SDK client failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.trim_end().ends_with("ok"));
     app.stop().await;
 }

@@ -13,11 +13,20 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(doc["openapi"], "3.1.0");
     let mut checked = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        for method in ops.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+        for method in ops
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+        {
             let url = format!("{}{}", app.base, path.replace("{id}", "no-such-post"));
             let request = match method.as_str() {
                 "get" => app.client.get(&url),
-                "post" => app.client.post(&url).header("content-type", "application/json").body("{}"),
+                "post" => app
+                    .client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body("{}"),
                 "delete" => app.client.delete(&url),
                 other => panic!("unexpected method {other}"),
             };

@@ -22,10 +22,20 @@ fn sse(parts: &[&str]) -> String {
 }
 
 fn good_stream() -> String {
-    let chunk = |t: &str| json!({"choices": [{"index": 0, "delta": {"content": t}, "finish_reason": null}]}).to_string();
+    let chunk = |t: &str| {
+        json!({"choices": [{"index": 0, "delta": {"content": t}, "finish_reason": null}]})
+            .to_string()
+    };
     let end = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string();
-    let usage = json!({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 6}}).to_string();
-    sse(&[&chunk("The Miller Street bridge "), &chunk("is closed [1]."), &end, &usage, "[DONE]"])
+    let usage =
+        json!({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 6}}).to_string();
+    sse(&[
+        &chunk("The Miller Street bridge "),
+        &chunk("is closed [1]."),
+        &end,
+        &usage,
+        "[DONE]",
+    ])
 }
 
 fn event_stream(body: impl Into<axum::body::Body>) -> Response {
@@ -54,7 +64,15 @@ async fn fake(
                         "name": "search_posts", "arguments": "{\"query\": \"bridge closed\"}"}}]}}]}))
                 .into_response();
             }
-            let result = body["messages"].as_array().unwrap().iter().find(|x| x["role"] == "tool").unwrap()["content"].as_str().unwrap_or("").to_string();
+            let result = body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["role"] == "tool")
+                .unwrap()["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let answer = if result.contains("[2]") && result.contains("Miller Street") {
                 "Posts report the Miller Street bridge is closed [2]."
             } else {
@@ -65,9 +83,22 @@ async fn fake(
             .into_response()
         }
         "ok" => event_stream(good_stream()),
-        "fail500" => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":{"message":"upstream exploded"}}"#).into_response(),
-        "bad401" => (StatusCode::UNAUTHORIZED, r#"{"error":{"message":"bad key"}}"#).into_response(),
-        "limited" if n == 0 => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "slow down").into_response(),
+        "fail500" => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":{"message":"upstream exploded"}}"#,
+        )
+            .into_response(),
+        "bad401" => (
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":{"message":"bad key"}}"#,
+        )
+            .into_response(),
+        "limited" if n == 0 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "0")],
+            "slow down",
+        )
+            .into_response(),
         "limited" => event_stream(good_stream()),
         "hang" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -78,14 +109,18 @@ async fn fake(
             "{this is not json",
         ])),
         "stall" => {
-            let first = sse(&[&json!({"choices": [{"index": 0, "delta": {"content": "Starting"}}]}).to_string()]);
+            let first = sse(&[
+                &json!({"choices": [{"index": 0, "delta": {"content": "Starting"}}]}).to_string(),
+            ]);
             let stream = async_stream::stream! {
                 yield Ok::<_, std::io::Error>(axum::body::Bytes::from(first));
                 tokio::time::sleep(Duration::from_secs(30)).await;
             };
             event_stream(axum::body::Body::from_stream(stream))
         }
-        "cut" => event_stream(sse(&[&json!({"choices": [{"index": 0, "delta": {"content": "Half"}}]}).to_string()])),
+        "cut" => event_stream(sse(&[
+            &json!({"choices": [{"index": 0, "delta": {"content": "Half"}}]}).to_string(),
+        ])),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -105,7 +140,13 @@ async fn ask(mode: &str, base: &str, stream: bool) -> (u16, Value, String) {
     ask_with(mode, base, stream, "Which bridge is closed?", false).await
 }
 
-async fn ask_with(mode: &str, base: &str, stream: bool, question: &str, tools: bool) -> (u16, Value, String) {
+async fn ask_with(
+    mode: &str,
+    base: &str,
+    stream: bool,
+    question: &str,
+    tools: bool,
+) -> (u16, Value, String) {
     let temp = tempfile::tempdir().unwrap();
     let mut s = settings(temp.path());
     s.embedder.kind = "none".into();
@@ -117,8 +158,16 @@ async fn ask_with(mode: &str, base: &str, stream: bool, question: &str, tools: b
     let mut app = spawn_with_settings(s).await;
     let (status, _) = app
         .push(&json!([
-            post("p1", "The Miller Street bridge is closed in Riverton", "2024-05-10T17:00:00Z"),
-            post("p2", "Heavy flooding downtown, water rising fast", "2024-05-10T17:10:00Z"),
+            post(
+                "p1",
+                "The Miller Street bridge is closed in Riverton",
+                "2024-05-10T17:00:00Z"
+            ),
+            post(
+                "p2",
+                "Heavy flooding downtown, water rising fast",
+                "2024-05-10T17:10:00Z"
+            ),
         ]))
         .await;
     assert_eq!(status, 200);
@@ -165,24 +214,42 @@ async fn upstream_failures_map_to_clear_errors() {
 
     // A tool-capable model searches again with search_posts; what it finds is numbered after
     // the first retrieval's posts and can be cited.
-    let (status, v, _) = ask_with("tools", &base, false, "How bad is the flooding downtown?", true).await;
+    let (status, v, _) = ask_with(
+        "tools",
+        &base,
+        false,
+        "How bad is the flooding downtown?",
+        true,
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(
         v["choices"][0]["message"]["content"],
         "Posts report the Miller Street bridge is closed [2]."
     );
-    assert_eq!(v["citations"], json!(["p1"]), "the tool-found post is cited as [2]: {v}");
+    assert_eq!(
+        v["citations"],
+        json!(["p1"]),
+        "the tool-found post is cited as [2]: {v}"
+    );
 
     calls.0.store(0, Ordering::SeqCst);
     let (status, v, _) = ask("fail500", &base, false).await;
     assert_eq!(status, 502, "{v}");
     assert_eq!(v["error"]["code"], "upstream_error");
-    assert!(v["error"]["message"].as_str().unwrap().contains("upstream exploded"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("upstream exploded"));
     assert_eq!(calls.0.load(Ordering::SeqCst), 2, "one try and one retry");
 
     calls.0.store(0, Ordering::SeqCst);
     let (status, v, _) = ask("bad401", &base, false).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (502, Some("upstream_error")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (502, Some("upstream_error")),
+        "{v}"
+    );
     assert_eq!(calls.0.load(Ordering::SeqCst), 1, "a 401 is not retried");
 
     calls.0.store(0, Ordering::SeqCst);
@@ -191,7 +258,11 @@ async fn upstream_failures_map_to_clear_errors() {
     assert_eq!(calls.0.load(Ordering::SeqCst), 2);
 
     let (status, v, _) = ask("hang", &base, false).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (504, Some("model_timeout")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (504, Some("model_timeout")),
+        "{v}"
+    );
 
     let (status, v, _) = ask("malformed", &base, true).await;
     assert_eq!(status, 200);
@@ -200,14 +271,24 @@ async fn upstream_failures_map_to_clear_errors() {
 
     let (status, v, _) = ask("stall", &base, true).await;
     assert_eq!(status, 200);
-    assert_eq!(stream_error(&v).expect("stall reported")["code"], "model_timeout");
+    assert_eq!(
+        stream_error(&v).expect("stall reported")["code"],
+        "model_timeout"
+    );
 
     let (status, v, _) = ask("cut", &base, true).await;
     assert_eq!(status, 200);
-    assert_eq!(stream_error(&v).expect("cut reported")["code"], "upstream_malformed");
+    assert_eq!(
+        stream_error(&v).expect("cut reported")["code"],
+        "upstream_malformed"
+    );
     assert!(v.as_str().unwrap().trim_end().ends_with("data: [DONE]"));
 
     // Nothing listening at all.
     let (status, v, _) = ask("ok", "http://127.0.0.1:9", false).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (502, Some("upstream_unavailable")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (502, Some("upstream_unavailable")),
+        "{v}"
+    );
 }

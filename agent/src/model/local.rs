@@ -93,9 +93,7 @@ impl LocalChatModel {
         }
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, &config.path, &LlamaModelParams::default())
-            .map_err(|e| {
-                ModelError::Internal(format!("load {}: {e}", config.path.display()))
-            })?;
+            .map_err(|e| ModelError::Internal(format!("load {}: {e}", config.path.display())))?;
         let template = model.chat_template(None).ok();
         if template.is_none() {
             tracing::warn!(path = %config.path.display(), "the model has no chat template; using ChatML");

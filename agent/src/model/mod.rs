@@ -180,7 +180,11 @@ pub trait ChatModel: Send + Sync {
         _tools: Vec<serde_json::Value>,
         _params: GenerationParams,
     ) -> BoxFuture<'_, Result<ToolTurn, ModelError>> {
-        Box::pin(async { Err(ModelError::Internal("this model does not take tools".into())) })
+        Box::pin(async {
+            Err(ModelError::Internal(
+                "this model does not take tools".into(),
+            ))
+        })
     }
     /// Starts a generation. Errors before the first token (queue full, upstream down) come back
     /// here; errors mid-stream come as stream items.

@@ -224,7 +224,9 @@ impl ChatModel for OpenAiChatModel {
                     .map_err(|e| ModelError::Malformed(format!("tool round: {e}")))?;
             let message = &value["choices"][0]["message"];
             if message.is_null() {
-                return Err(ModelError::Malformed("tool round: no choices[0].message".into()));
+                return Err(ModelError::Malformed(
+                    "tool round: no choices[0].message".into(),
+                ));
             }
             let calls: Vec<ToolCall> = message["tool_calls"]
                 .as_array()

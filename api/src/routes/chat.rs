@@ -159,7 +159,9 @@ fn to_request(agent: &Agent, body: ChatBody) -> Result<(AskRequest, String), Api
     }
     let model_persona = resolve_model(agent, body.model.as_deref())?;
     if body.messages.is_empty() {
-        return Err(invalid("`messages` is empty; send at least one user message"));
+        return Err(invalid(
+            "`messages` is empty; send at least one user message",
+        ));
     }
     if body.messages.len() > MAX_MESSAGES {
         return Err(invalid(format!(
@@ -200,7 +202,9 @@ fn to_request(agent: &Agent, body: ChatBody) -> Result<(AskRequest, String), Api
         };
         if i + 1 == count {
             if role != Role::User {
-                return Err(invalid("the last message must be from the user: it is the question"));
+                return Err(invalid(
+                    "the last message must be from the user: it is the question",
+                ));
             }
             question = text;
         } else {
@@ -431,7 +435,10 @@ pub(crate) async fn completions(
         }
     })?;
     let stream = body.stream;
-    let include_usage = body.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let include_usage = body
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
     let (request, model_name) = to_request(&agent, body)?;
     let events = agent.ask(request).await.map_err(agent_error)?;
     if stream {
