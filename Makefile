@@ -18,11 +18,14 @@ TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 setup:
 	@bash scripts/setup.sh
 
+# One build for everything: `--workspace --all-targets` unifies features the way the tests do,
+# so `make run` and `make test` share it (`cargo build --bin tidings` alone would rebuild half
+# the dependencies with other features).
 build: setup
-	$(CARGO) build --bin tidings
+	$(CARGO) build --workspace --all-targets
 
 run: build
-	$(CARGO) run --quiet --bin tidings -- serve --bind $(BIND) $(if $(FEED),--replay $(FEED) --speed $(SPEED) --shift-to-now,)
+	$(TARGET_DIR)/debug/tidings serve --bind $(BIND) $(if $(FEED),--replay $(FEED) --speed $(SPEED) --shift-to-now,)
 
 # Everything CI runs: unit, property and HTTP integration tests, then the real-data suite.
 test: setup test-unit test-real
@@ -36,12 +39,12 @@ test-real:
 	$(CARGO) test --workspace --all-targets --no-run --quiet
 	$(TARGET_DIR)/debug/tidings eval --shared $(SHARED) --check-floors
 
-bench:
-	$(CARGO) run --quiet --bin tidings -- bench --shared $(SHARED)
+bench: build
+	$(TARGET_DIR)/debug/tidings bench --shared $(SHARED)
 
 # The answering path with the local model (TTFT, agent overhead, 8 concurrent askers).
-bench-agent:
-	$(CARGO) run --quiet --bin tidings -- bench --agent --shared $(SHARED)
+bench-agent: build
+	$(TARGET_DIR)/debug/tidings bench --agent --shared $(SHARED)
 
 peers:
 	bash bench/peers/run.sh
