@@ -226,6 +226,17 @@ async fn whole_answers_carry_the_extensions_and_nothing_relevant_is_said_plainly
         .contains("found no posts"));
     assert_eq!(v["citations"], json!([]));
 
+    // A day later the trains post is outside the default 24 h window: the search widens, and
+    // the answer says so.
+    let mut later = question("What is going on with the trains?");
+    later["search"]["as_of"] = json!("2024-05-11T18:00:00Z");
+    let (status, v) = app.chat(later).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["tidings"]["widened_from"], "the last 24 hours", "{v}");
+    assert_eq!(v["tidings"]["window"]["label"], "the last 3 days", "{v}");
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.starts_with("(Little was posted about this in the last 24 hours, so I searched the last 3 days.)"), "{content}");
+
     // A follow-up turn: history gives the topic ("Who scored?" alone names none).
     let (status, v) = app
         .chat(json!({
