@@ -235,7 +235,12 @@ async fn whole_answers_carry_the_extensions_and_nothing_relevant_is_said_plainly
     assert_eq!(v["tidings"]["widened_from"], "the last 24 hours", "{v}");
     assert_eq!(v["tidings"]["window"]["label"], "the last 3 days", "{v}");
     let content = v["choices"][0]["message"]["content"].as_str().unwrap();
-    assert!(content.starts_with("(Little was posted about this in the last 24 hours, so I searched the last 3 days.)"), "{content}");
+    assert!(
+        content.starts_with(
+            "(Little was posted about this in the last 24 hours, so I searched the last 3 days.)"
+        ),
+        "{content}"
+    );
 
     // A follow-up turn: history gives the topic ("Who scored?" alone names none).
     let (status, v) = app
