@@ -152,6 +152,9 @@ enum Command {
         /// Also measure hybrid search at each size with synthetic vectors (HNSW build: minutes).
         #[arg(long)]
         synthetic_vectors: bool,
+        /// With --synthetic-vectors: skip the HNSW build.
+        #[arg(long)]
+        no_hnsw: bool,
         /// Benchmark the answering path (local model, agent overhead, concurrency) instead.
         #[arg(long)]
         agent: bool,
@@ -255,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             agent,
             index,
             synthetic_vectors,
+            no_hnsw,
         } => {
             if agent {
                 return tidings::bench_agent::run(settings, &shared, index.as_deref()).await;
@@ -263,6 +267,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings,
                 tidings::bench::BenchOptions {
                     synthetic_vectors,
+                    no_hnsw,
                     shared,
                     sizes,
                     embed_n,

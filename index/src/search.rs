@@ -103,6 +103,11 @@ pub struct SearchResults {
     pub took: Duration,
 }
 
+/// A filter that keeps at most this many posts is searched by an exact scan of those points
+/// rather than the filtered HNSW graph: at 1M posts a 24 h window (~34k) took p50 ~30 ms through
+/// the graph with ACORN.
+const EXACT_SCAN_MAX_POSTS: usize = 50_000;
+
 /// An old post keeps this share of its score however old it is, so relevance still counts.
 pub const RECENCY_FLOOR: f32 = 0.3;
 
@@ -240,7 +245,10 @@ impl SearchHandle {
         let mut dense_count = 0;
         let mut degraded = None;
         if let (Some(vector), Some(store)) = (query_vector, &self.vectors) {
-            match store.search(vector, &request.filter, pool) {
+            let exact = self
+                .filtered_count(&searcher, &request.filter)?
+                .is_some_and(|n| n <= EXACT_SCAN_MAX_POSTS);
+            match store.search(vector, &request.filter, pool, exact) {
                 Ok(hits) => {
                     dense_count = hits.len();
                     let addrs =
@@ -365,6 +373,23 @@ impl SearchHandle {
             out.push((c.addr, fused * recency * engagement, breakdown, dup_key));
         }
         Ok(out)
+    }
+
+    /// How many live posts pass `filter` (`None` without any filter), counted in tantivy.
+    fn filtered_count(
+        &self,
+        searcher: &Searcher,
+        filter: &SearchFilter,
+    ) -> Result<Option<usize>, IndexError> {
+        let mut clauses = self.text.filter_clauses(filter);
+        if clauses.is_empty() {
+            return Ok(None);
+        }
+        clauses.push((Occur::Must, Box::new(tantivy::query::AllQuery)));
+        searcher
+            .search(&BooleanQuery::new(clauses), &tantivy::collector::Count)
+            .map(Some)
+            .map_err(IndexError::tantivy)
     }
 
     /// Doc addresses of live posts with the given ids, in one index pass.

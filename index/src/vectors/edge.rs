@@ -194,6 +194,7 @@ impl VectorStore for EdgeVectorStore {
         vector: &[f32],
         filter: &SearchFilter,
         limit: usize,
+        exact: bool,
     ) -> Result<Vec<VectorHit>, IndexError> {
         let query = ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
             query: VectorInternal::Dense(vector.to_vec()),
@@ -204,12 +205,19 @@ impl VectorStore for EdgeVectorStore {
             .with_payload(WithPayloadInterface::Bool(true));
         if let Some(f) = Self::filter(filter)? {
             // Time-filtered HNSW loses recall on large shards; ACORN keeps it (QDRANT_EDGE.md).
-            builder = builder.filter(f).params(SearchParams {
-                acorn: Some(AcornSearchParams {
-                    enable: true,
-                    max_selectivity: None,
-                }),
-                ..SearchParams::default()
+            builder = builder.filter(f).params(if exact {
+                SearchParams {
+                    exact: true,
+                    ..SearchParams::default()
+                }
+            } else {
+                SearchParams {
+                    acorn: Some(AcornSearchParams {
+                        enable: true,
+                        max_selectivity: None,
+                    }),
+                    ..SearchParams::default()
+                }
             });
         }
         let hits = self

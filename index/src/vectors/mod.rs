@@ -51,12 +51,14 @@ pub trait VectorStore: Send + Sync {
     fn delete(&self, post_ids: &[String]) -> Result<(), IndexError>;
     /// Deletes every point created before `cutoff_ms`.
     fn delete_older_than(&self, cutoff_ms: i64) -> Result<(), IndexError>;
-    /// Top-`limit` nearest points to `vector` under `filter`.
+    /// Top-`limit` nearest points to `vector` under `filter`. `exact` asks for a scan of the
+    /// filtered points instead of the HNSW graph (faster and exact when the filter keeps few).
     fn search(
         &self,
         vector: &[f32],
         filter: &SearchFilter,
         limit: usize,
+        exact: bool,
     ) -> Result<Vec<VectorHit>, IndexError>;
     /// The stored vector of one post, if present (used to reuse a near-duplicate's embedding).
     fn vector_of(&self, post_id: &str) -> Result<Option<Vec<f32>>, IndexError>;
