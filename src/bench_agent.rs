@@ -41,28 +41,9 @@ pub async fn run(base: Settings, shared: &Path, index: Option<&Path>) -> anyhow:
         service.wait_for_vectors(|_| {}).await;
         return answer_figures(&settings, service, shared).await;
     }
-    let posts = shared.join("crisislex26/posts.jsonl");
-    let file = tokio::fs::File::open(&posts)
-        .await
-        .with_context(|| format!("open {}", posts.display()))?;
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let producer = tokio::spawn(async move {
-        tidings_ingest::jsonl::read_jsonl(
-            tokio::io::BufReader::new(file),
-            "bench",
-            &tidings_ingest::ValidationConfig::default(),
-            5_000,
-            &tx,
-        )
-        .await
-    });
-    let summary =
-        tidings_ingest::run_pipeline(rx, &service.write, None, 0, 100_000, |_| {}).await?;
-    producer.await??;
-    println!(
-        "bench agent: {} posts indexed; embedding…",
-        summary.accepted
-    );
+    let accepted =
+        crate::eval::ingest_file(&service, &shared.join("crisislex26/posts.jsonl")).await?;
+    println!("bench agent: {} posts indexed; embedding…", accepted);
     service.wait_for_vectors(|_| {}).await;
     answer_figures(&settings, service, shared).await
 }

@@ -115,7 +115,11 @@ fn recall_at(ranked: &[String], relevant: &[&String], k: usize) -> f64 {
     relevant.iter().filter(|r| top.contains(*r)).count() as f64 / relevant.len() as f64
 }
 
-async fn ingest_file(service: &tidings_index::IndexService, path: &Path) -> anyhow::Result<u64> {
+/// Loads a JSONL file through the real ingest pipeline; returns the posts stored.
+pub(crate) async fn ingest_file(
+    service: &tidings_index::IndexService,
+    path: &Path,
+) -> anyhow::Result<u64> {
     let file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("open {}", path.display()))?;
