@@ -13,7 +13,7 @@ CARGO ?= cargo
 # feature unification as the tests, whereas `cargo run` would rebuild half the dependencies.
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 
-.PHONY: run setup build test test-unit test-real bench bench-agent peers fmt clippy
+.PHONY: run setup build test test-unit test-browser test-real bench bench-agent peers fmt clippy
 
 setup:
 	@bash scripts/setup.sh
@@ -27,11 +27,17 @@ build: setup
 run: build
 	$(TARGET_DIR)/debug/tidings serve --bind $(BIND) $(if $(FEED),--replay $(FEED) --speed $(SPEED) --shift-to-now,)
 
-# Everything CI runs: unit, property and HTTP integration tests, then the real-data suite.
-test: setup test-unit test-real
+# Everything CI runs: unit, property and HTTP integration tests, the browser tests, then the
+# real-data suite.
+test: setup test-unit test-browser test-real
 
 test-unit:
 	$(CARGO) test --workspace --all-targets
+
+# The web page in headless Chromium (playwright-core) against the real server and local model.
+test-browser:
+	$(CARGO) test --workspace --all-targets --no-run --quiet
+	TIDINGS_BIN=$(abspath $(TARGET_DIR))/debug/tidings npm test --prefix tests/browser
 
 # Real-data retrieval evaluation on ../shared/data (CrisisLexT26, TweetQA); fails when the data
 # is missing or a quality floor is not met.

@@ -11,7 +11,11 @@ for tool in unzip:unzip pip3:python3-pip cmake:cmake; do
 done
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# (libclang.so itself: libclang-cpp*.so, which some images ship alone, is not enough for bindgen.)
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || need_apt+=(libclang-dev)
+# The page's browser tests: Debian's Chromium, driven by playwright-core from npm.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -28,4 +32,11 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai" >/dev/null
   echo "setup: installing the OpenAI Python SDK into .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q "openai==3.57.0"
+fi
+
+# playwright-core for the browser tests (pinned in tests/browser/package-lock.json; it drives
+# /usr/bin/chromium and downloads no browser of its own).
+if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
+  echo "setup: installing playwright-core for the browser tests"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi

@@ -180,6 +180,34 @@ pub struct ReplayOptions {
     pub shift_to_now: bool,
 }
 
+/// Connects to the app database (and applies its migrations).
+pub async fn open_store(settings: &Settings) -> anyhow::Result<tidings_api::store::Store> {
+    let url = match &settings.data.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&settings.data.dir)
+                .with_context(|| format!("create {}", settings.data.dir.display()))?;
+            tidings_api::store::Store::default_url(&settings.data.dir)
+        }
+    };
+    let store = tidings_api::store::Store::connect(&url)
+        .await
+        .with_context(|| format!("open the app database {}", redact(&url)))?;
+    tracing::info!(backend = store.backend().as_str(), "app database ready");
+    Ok(store)
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(colon) => format!("{}:***{}", &url[..s + 3 + colon], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
 /// A running server: its address, and what stops it.
 pub struct App {
     pub addr: SocketAddr,
@@ -210,7 +238,8 @@ impl App {
             service.stats.clone(),
             api_config(settings)?,
         )
-        .with_keys(auth::KeyStore::new(Some(keys_file)));
+        .with_keys(auth::KeyStore::new(Some(keys_file)))
+        .with_store(open_store(settings).await?);
         if let Some(agent) = agent {
             state = state.with_agent(agent);
         }

@@ -112,6 +112,9 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct DataSettings {
     pub dir: PathBuf,
+    /// The app database (conversations): `postgres://…` or `sqlite://…`; default: the SQLite
+    /// file `<dir>/tidings.db`.
+    pub database_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -157,9 +160,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             server: ServerSettings::default(),
-            data: DataSettings {
-                dir: PathBuf::from("data"),
-            },
+            data: DataSettings::default(),
             index: IndexSettings::default(),
             embedder: EmbedderSettings::default(),
             search: SearchSettings::default(),
@@ -173,6 +174,7 @@ impl Default for DataSettings {
     fn default() -> Self {
         DataSettings {
             dir: PathBuf::from("data"),
+            database_url: None,
         }
     }
 }

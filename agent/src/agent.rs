@@ -69,6 +69,10 @@ pub struct AskRequest {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
     pub seed: Option<u32>,
+    /// Posts cited earlier in the conversation. Those inside the new window that share a word
+    /// with the new search join the prompt after the fresh hits (a follow-up about the same
+    /// story keeps its sources even when the new search misses them).
+    pub earlier_posts: Vec<Post>,
 }
 
 /// What retrieval found, sent before the first token.
@@ -225,6 +229,43 @@ pub fn post_url(post: &Post) -> Option<String> {
     None
 }
 
+/// Appends the earlier posts that still apply (inside `window`, sharing a query word, not
+/// already found) until `plan.max_results` posts are in hand.
+fn carry_over(hits: &mut Vec<SearchHit>, earlier: &[Post], plan: &Plan, window: &TimeWindow) {
+    let words: Vec<String> = plan
+        .query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .collect();
+    if words.is_empty() {
+        return;
+    }
+    for post in earlier {
+        if hits.len() >= plan.max_results {
+            break;
+        }
+        if post.created_at < window.from
+            || post.created_at > window.to
+            || hits.iter().any(|h| h.post.id == post.id)
+        {
+            continue;
+        }
+        let text = post.text.to_lowercase();
+        let shares = text
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|t| words.iter().any(|w| w == t));
+        if shares {
+            hits.push(SearchHit {
+                post: post.clone(),
+                score: 0.0,
+                breakdown: Default::default(),
+                duplicates: Vec::new(),
+            });
+        }
+    }
+}
+
 impl Agent {
     pub fn new(
         search: SearchHandle,
@@ -324,6 +365,7 @@ impl Agent {
             });
         }
         relevant.truncate(plan.max_results);
+        carry_over(&mut relevant, &request.earlier_posts, &plan, &window);
         Ok(Retrieval {
             plan,
             window,

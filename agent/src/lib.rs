@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod cite;
+pub mod conversation;
 mod guard;
 pub mod model;
 pub mod plan;

@@ -55,7 +55,13 @@ fn proper_phrases(text: &str) -> Vec<String> {
         }
     }
     flush(&mut run, run_starts_sentence, &mut out);
-    out
+    // "The Miller Street" → "Miller Street": a leading article is not part of the name.
+    out.into_iter()
+        .map(|p| match p.split_once(' ') {
+            Some((first, rest)) if ["The", "A", "An"].contains(&first) => rest.to_string(),
+            _ => p,
+        })
+        .collect()
 }
 
 /// Calendar words are capitalised but are not topics.
@@ -148,6 +154,77 @@ pub fn related_questions(question: &str, posts: &[Post]) -> Vec<String> {
     out
 }
 
+/// A topic many accounts post about in a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trend {
+    /// `#tag` or a name ("Green Line").
+    pub label: String,
+    /// Posts that mention it.
+    pub posts: usize,
+    /// Distinct accounts among them (posts without an author count as one each).
+    pub authors: usize,
+    /// A question to start a conversation with.
+    pub question: String,
+}
+
+/// The topics most accounts post about in `posts` (hashtags and capitalised names), best first:
+/// by distinct authors, then posts. A topic posted by a single account is not a trend.
+pub fn trending(posts: &[Post], limit: usize) -> Vec<Trend> {
+    use std::collections::HashSet;
+    let mut seen: HashMap<String, (String, usize, HashSet<String>)> = HashMap::new();
+    for (i, post) in posts.iter().enumerate() {
+        let author = post.author.clone().unwrap_or_else(|| format!("anon-{i}"));
+        let mut labels: Vec<String> = post
+            .hashtags
+            .iter()
+            .map(|t| format!("#{}", t.trim_start_matches('#')))
+            .collect();
+        labels.extend(proper_phrases(&post.text).into_iter().filter(|p| {
+            let key = p.to_lowercase();
+            !key.split_whitespace().all(|w| {
+                DULL.contains(&w) || CALENDAR.contains(&w) || crate::plan::topic_words(w).is_empty()
+            })
+        }));
+        let mut once = HashSet::new();
+        for label in labels {
+            let key = label.to_lowercase();
+            if !once.insert(key.clone()) {
+                continue;
+            }
+            let entry = seen
+                .entry(key)
+                .or_insert_with(|| (label.clone(), 0, HashSet::new()));
+            entry.1 += 1;
+            entry.2.insert(author.clone());
+        }
+    }
+    let mut out: Vec<Trend> = seen
+        .into_values()
+        .filter(|(_, _, authors)| authors.len() >= 2)
+        .map(|(label, posts, authors)| {
+            let question = if label.starts_with('#') {
+                format!("What are people saying about {label}?")
+            } else {
+                format!("What is happening with {label}?")
+            };
+            Trend {
+                label,
+                posts,
+                authors: authors.len(),
+                question,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.authors
+            .cmp(&a.authors)
+            .then(b.posts.cmp(&a.posts))
+            .then_with(|| a.label.cmp(&b.label))
+    });
+    out.truncate(limit);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +280,39 @@ mod tests {
             ),
             vec!["Green Line", "Central", "Riverside"]
         );
+        assert_eq!(
+            proper_phrases("Water covers The Miller Street bridge."),
+            vec!["Miller Street"]
+        );
+    }
+
+    #[test]
+    fn trends_need_several_accounts() {
+        let mut a = post(
+            "Flooding on Miller Street tonight #rivertonflood",
+            &["rivertonflood"],
+            &[],
+        );
+        a.author = Some("a".into());
+        let mut b = post(
+            "Miller Street is closed, water everywhere #RivertonFlood",
+            &["RivertonFlood"],
+            &[],
+        );
+        b.author = Some("b".into());
+        let mut c = post("My cat Felix says hi", &[], &[]);
+        c.author = Some("c".into());
+        let mut d = post("Felix again", &[], &[]);
+        d.author = Some("c".into());
+        let t = trending(&[a, b, c, d], 5);
+        let labels: Vec<&str> = t.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, vec!["#rivertonflood", "Miller Street"]);
+        assert_eq!(t[0].authors, 2);
+        assert_eq!(
+            t[0].question,
+            "What are people saying about #rivertonflood?"
+        );
+        assert_eq!(t[1].question, "What is happening with Miller Street?");
     }
 
     #[test]

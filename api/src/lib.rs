@@ -10,7 +10,9 @@ mod error;
 mod metrics;
 mod openapi;
 mod routes;
+pub mod store;
 mod time;
+mod web;
 
 pub use error::ApiError;
 pub use time::{parse_duration, parse_time};
@@ -59,6 +61,9 @@ pub struct AppState {
     /// The answering agent; `None` when the server runs without a chat model.
     pub agent: Option<Agent>,
     pub keys: Arc<auth::KeyStore>,
+    /// The app database (conversations); `None` serves no conversations.
+    pub store: Option<store::Store>,
+    pub(crate) generating: routes::conversations::Generating,
     pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
@@ -77,6 +82,8 @@ impl AppState {
             config: Arc::new(config),
             agent: None,
             keys: Arc::new(auth::KeyStore::new(None)),
+            store: None,
+            generating: Default::default(),
             metrics,
         }
     }
@@ -84,6 +91,12 @@ impl AppState {
     /// Serves answers with `agent`.
     pub fn with_agent(mut self, agent: Agent) -> AppState {
         self.agent = Some(agent);
+        self
+    }
+
+    /// Keeps conversations in `store`.
+    pub fn with_store(mut self, store: store::Store) -> AppState {
+        self.store = Some(store);
         self
     }
 
@@ -111,6 +124,36 @@ pub fn router(state: AppState) -> Router {
             "/v1/search",
             get(routes::search::search_get).post(routes::search::search_post),
         )
+        .route(
+            "/v1/conversations",
+            get(routes::conversations::list).post(routes::conversations::create),
+        )
+        .route(
+            "/v1/conversations/{id}",
+            get(routes::conversations::get)
+                .patch(routes::conversations::update)
+                .delete(routes::conversations::remove),
+        )
+        .route(
+            "/v1/conversations/{id}/messages",
+            axum::routing::post(routes::conversations::ask),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/regenerate",
+            axum::routing::post(routes::conversations::regenerate),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/edit",
+            axum::routing::post(routes::conversations::edit),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{message_id}/activate",
+            axum::routing::post(routes::conversations::activate),
+        )
+        .route("/v1/posts/stream", get(routes::live::stream))
+        .route("/v1/trending", get(routes::live::trending))
+        .route("/", get(web::index))
+        .route("/assets/{file}", get(web::asset))
         .route("/v1/posts", axum::routing::post(routes::posts::push))
         .route(
             "/v1/posts/{id}",
@@ -144,7 +187,7 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
 fn scope_for(route: &str, method: &axum::http::Method) -> Option<auth::Scope> {
     use axum::http::Method;
     match route {
-        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => None,
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/" | "/assets/{file}" => None,
         "/v1/posts" if method == Method::POST => Some(auth::Scope::Ingest),
         "/v1/posts/{id}" if method == Method::DELETE => Some(auth::Scope::Ingest),
         _ => Some(auth::Scope::Read),

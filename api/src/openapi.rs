@@ -72,6 +72,41 @@ pub(crate) fn document() -> Value {
     delete_post["200"] = json!({"description": "Deleted from both indexes"});
     let mut models = errors(&[]);
     models["200"] = json!({"description": "Models and personas (`tidings`, `tidings-<persona>`, the backend model)"});
+    let path_param = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
+    let conv_errors = |ok: (&str, Value)| {
+        let mut r = errors(&[
+            ("404", "No such conversation or message (`not_found`)"),
+            (
+                "503",
+                "No app database or no chat model (`store_unavailable`, `model_unavailable`)",
+            ),
+        ]);
+        r[ok.0] = ok.1;
+        r
+    };
+    let conv_list = conv_errors((
+        "200",
+        json!({"description": "`{object: list, data: [conversation]}`"}),
+    ));
+    let conv_created = conv_errors(("201", ok_json("The new conversation", "Conversation")));
+    let conv_one = conv_errors((
+        "200",
+        ok_json("The conversation with its messages", "Conversation"),
+    ));
+    let mut generation = conv_errors((
+        "200",
+        json!({
+            "description": "Server-Sent Events: `user` (the stored question, when one was added), `retrieved` (numbered posts), `delta` ({content}), then `done` (the stored answer: citations in `search_results`, `as_of`, `related_questions`, `version`) or `error` ({error, message: the stored failed answer}). With `stream: false`: `{user_message, message}` as JSON.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}, "application/json": {"schema": {"type": "object"}}}
+        }),
+    ));
+    generation["409"] = error_response(
+        "This conversation is already answering (`conversation_busy`, with `Retry-After`)",
+    );
+    let mut live = errors(&[]);
+    live["200"] = json!({"description": "text/event-stream of posts", "content": {"text/event-stream": {"schema": {"type": "string"}}}});
+    let mut trending = errors(&[]);
+    trending["200"] = json!({"description": "`{as_of, window, posts_seen, topics: [{label, posts, authors, question}]}`"});
     let search_params: Vec<Value> = [
         ("q", "Query text"),
         ("since", "Window ending at as_of: 30m, 2h, 7d"),
@@ -134,6 +169,39 @@ pub(crate) fn document() -> Value {
                         "langs": {"type": "array", "items": {"type": "string"}},
                         "max_results": {"type": "integer", "minimum": 1, "maximum": 50},
                         "mode": {"enum": ["auto", "on", "off"]}}}}},
+                "SearchSettings": {"type": "object", "description": "The chat `search` extension plus `window` (a look-back from as_of: 6h, 7d, or auto)", "properties": {
+                    "window": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"}, "as_of": {"type": "string"},
+                    "handles": {"type": "array", "items": {"type": "string"}},
+                    "exclude_handles": {"type": "array", "items": {"type": "string"}},
+                    "sources": {"type": "array", "items": {"type": "string"}},
+                    "langs": {"type": "array", "items": {"type": "string"}},
+                    "max_results": {"type": "integer", "minimum": 1, "maximum": 50},
+                    "mode": {"enum": ["auto", "on", "off"]}}},
+                "ConversationRequest": {"type": "object", "properties": {
+                    "title": {"type": "string"}, "persona": {"type": ["string", "null"]},
+                    "search": {"$ref": "#/components/schemas/SearchSettings"}}},
+                "Conversation": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "object": {"const": "conversation"}, "title": {"type": "string"},
+                    "persona": {"type": ["string", "null"]}, "search": {"$ref": "#/components/schemas/SearchSettings"},
+                    "created_at": {"type": "string"}, "updated_at": {"type": "string"},
+                    "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
+                    "active_path": {"type": "array", "items": {"type": "string"}}}},
+                "Message": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "parent_id": {"type": ["string", "null"]}, "role": {"enum": ["user", "assistant"]},
+                    "content": {"type": "string"}, "origin": {"enum": ["asked", "generated", "regenerated", "edited"]},
+                    "edited_from": {"type": ["string", "null"]}, "status": {"enum": ["complete", "error"]},
+                    "children": {"type": "array", "items": {"type": "string"}}, "active_child": {"type": ["string", "null"]},
+                    "version": {"type": "object", "properties": {"index": {"type": "integer"}, "count": {"type": "integer"}, "siblings": {"type": "array", "items": {"type": "string"}}}},
+                    "as_of": {"type": "string"}, "citations": {"type": "array", "items": {"type": "string"}},
+                    "search_results": {"type": "array", "items": {"$ref": "#/components/schemas/Post"}},
+                    "related_questions": {"type": "array", "items": {"type": "string"}},
+                    "tidings": {"type": "object"}, "error": {"type": "object"}}},
+                "GenerateRequest": {"type": "object", "properties": {
+                    "content": {"type": "string", "description": "The question (ask) or the new text (edit)"},
+                    "parent_id": {"type": "string", "description": "Ask: the answer this question follows"},
+                    "persona": {"type": "string"}, "search": {"$ref": "#/components/schemas/SearchSettings"},
+                    "stream": {"type": "boolean", "default": true}, "answer": {"type": "boolean", "default": true},
+                    "max_tokens": {"type": "integer"}}},
                 "ChatCompletion": {"type": "object", "properties": {
                     "id": {"type": "string"}, "object": {"const": "chat.completion"}, "model": {"type": "string"},
                     "choices": {"type": "array", "items": {"type": "object"}},
@@ -160,7 +228,36 @@ pub(crate) fn document() -> Value {
                 "delete": {"summary": "Delete a post from both indexes (scope: ingest)", "security": [{"bearer": []}], "responses": delete_post}
             },
             "/v1/chat/completions": {"post": {"summary": "OpenAI-compatible grounded answer with citations", "security": read, "requestBody": json_body("ChatRequest"), "responses": chat_responses}},
-            "/v1/models": {"get": {"summary": "Models and personas", "security": read, "responses": models}}
+            "/v1/models": {"get": {"summary": "Models and personas", "security": read, "responses": models}},
+            "/v1/conversations": {
+                "get": {"summary": "Conversations, most recently active first (`limit` 1..200, `offset`)", "security": read, "responses": conv_list},
+                "post": {"summary": "Create a conversation with a persona and search settings", "security": read, "requestBody": json_body("ConversationRequest"), "responses": conv_created}
+            },
+            "/v1/conversations/{id}": {
+                "parameters": [path_param("id")],
+                "get": {"summary": "The conversation: every message (a tree) and the active path", "security": read, "responses": conv_one.clone()},
+                "patch": {"summary": "Change title, persona (null clears) or search settings; later answers use them", "security": read, "requestBody": json_body("ConversationRequest"), "responses": conv_one.clone()},
+                "delete": {"summary": "Delete a conversation and its messages", "security": read, "responses": conv_one.clone()}
+            },
+            "/v1/conversations/{id}/messages": {
+                "parameters": [path_param("id")],
+                "post": {"summary": "Ask: stores the question under `parent_id` (default: the end of the active path) and streams the answer", "security": read, "requestBody": json_body("GenerateRequest"), "responses": generation.clone()}
+            },
+            "/v1/conversations/{id}/messages/{message_id}/regenerate": {
+                "parameters": [path_param("id"), path_param("message_id")],
+                "post": {"summary": "A new version of an answer (or an answer for a question whose answer failed)", "security": read, "requestBody": json_body("GenerateRequest"), "responses": generation.clone()}
+            },
+            "/v1/conversations/{id}/messages/{message_id}/edit": {
+                "parameters": [path_param("id"), path_param("message_id")],
+                "post": {"summary": "An edited version beside the message (the original is kept). An edited question is answered (streamed, unless `answer: false`); an edited answer becomes active and the conversation continues from its text (201 with the message)", "security": read, "requestBody": json_body("GenerateRequest"), "responses": generation}
+            },
+            "/v1/conversations/{id}/messages/{message_id}/activate": {
+                "parameters": [path_param("id"), path_param("message_id")],
+                "post": {"summary": "Make this version active; the active path continues below it", "security": read, "responses": conv_one}
+            },
+            "/v1/posts/stream": {"get": {"summary": "Server-Sent Events: `post` for each newly indexed post (after a `backfill` of recent ones, then a `live` event); `lagged` when the client fell behind. Filters: q (all words), handles, sources, langs (comma-separated)", "security": read, "responses": live}},
+            "/v1/trending": {"get": {"summary": "Topics many accounts post about in a window (`window` default 6h, `as_of`, `limit`), each with a starter question", "security": read, "responses": trending}},
+            "/": {"get": {"summary": "The web page (conversations, live sidebar)", "responses": {"200": {"description": "text/html"}}}}
         }
     })
 }
@@ -177,7 +274,7 @@ mod tests {
     fn every_operation_has_responses() {
         let doc = document();
         let paths = doc["paths"].as_object().unwrap();
-        assert!(paths.len() >= 9);
+        assert!(paths.len() >= 17);
         for (path, ops) in paths {
             for (method, op) in ops.as_object().unwrap() {
                 if method == "parameters" {

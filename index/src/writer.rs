@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tantivy::query::RangeQuery;
 use tantivy::{IndexWriter, TantivyDocument, Term};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// What an upsert did to one post.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +89,7 @@ enum Command {
 #[derive(Clone)]
 pub struct WriteHandle {
     tx: mpsc::Sender<Command>,
+    feed: broadcast::Sender<Arc<Post>>,
 }
 
 impl WriteHandle {
@@ -115,6 +116,12 @@ impl WriteHandle {
     pub async fn delete_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, IndexError> {
         self.call(|reply| Command::DeleteOlderThan { cutoff, reply })
             .await
+    }
+
+    /// Posts as they are committed (inserted or edited), for live feeds. A receiver that falls
+    /// more than the channel's capacity behind gets `Lagged` and skips ahead.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Post>> {
+        self.feed.subscribe()
     }
 
     /// Whether the writer still takes commands.
@@ -170,6 +177,7 @@ struct Writer {
     rebuild_map_after_commit: bool,
     vectors: Option<VectorQueue>,
     stats: Arc<IndexStats>,
+    feed: broadcast::Sender<Arc<Post>>,
 }
 
 /// Starts the writer thread.
@@ -194,6 +202,7 @@ pub(crate) fn spawn(
     let checkpoints = text.checkpoints()?;
     stats.posts.store(committed.len() as u64, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(1024);
+    let (feed, _) = broadcast::channel(4096);
     let mut state = Writer {
         text,
         writer,
@@ -209,11 +218,12 @@ pub(crate) fn spawn(
         rebuild_map_after_commit: false,
         vectors,
         stats,
+        feed: feed.clone(),
     };
     let thread = crate::thread::spawn_with_runtime("tidings-writer", false, move || async move {
         state.run(rx).await
     })?;
-    Ok((WriteHandle { tx }, thread))
+    Ok((WriteHandle { tx, feed }, thread))
 }
 
 impl Writer {
@@ -389,6 +399,11 @@ impl Writer {
                 self.stats
                     .last_commit_micros
                     .store(elapsed.as_micros() as u64, Ordering::Relaxed);
+                if self.feed.receiver_count() > 0 {
+                    for post in &self.to_embed {
+                        let _ = self.feed.send(Arc::new(post.clone()));
+                    }
+                }
                 if let Some(v) = &self.vectors {
                     if !self.to_unembed.is_empty() {
                         v.send(VectorJob::Delete(std::mem::take(&mut self.to_unembed)));

@@ -17,9 +17,19 @@ fn fixture(name: &str) -> PathBuf {
 
 /// An app with the local model that has replayed `feed` (all of it indexed, vectors too).
 pub(crate) async fn app_with_feed(feed: &str, posts: u64) -> (TestApp, tempfile::TempDir) {
+    app_with_feed_settings(feed, posts, |_| {}).await
+}
+
+/// [`app_with_feed`] with settings changed by `adjust`.
+pub(crate) async fn app_with_feed_settings(
+    feed: &str,
+    posts: u64,
+    adjust: impl FnOnce(&mut tidings::config::Settings),
+) -> (TestApp, tempfile::TempDir) {
     let temp = tempfile::tempdir().expect("temp dir");
     let mut s = settings(temp.path());
     s.model.kind = "local".into();
+    adjust(&mut s);
     tidings::telemetry::init("warn");
     let app = tidings::app::App::build(
         &s,

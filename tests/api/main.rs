@@ -4,6 +4,7 @@
 mod helpers;
 
 mod chat;
+mod conversations;
 mod errors;
 mod keys;
 mod lifecycle;

@@ -100,25 +100,111 @@ impl Content {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The `search` extension, also a conversation's stored search settings.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct SearchBody {
+pub(crate) struct SearchBody {
+    /// A fixed look-back from `as_of` ("6h", "7d"); `auto` or absent: from the question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) window: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<String>,
-    as_of: Option<String>,
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) as_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     handles: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     exclude_handles: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sources: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     langs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_results: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<String>,
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
+impl SearchBody {
+    /// Validates into the agent's options and the `as_of` time.
+    pub(crate) fn options(
+        self,
+    ) -> Result<(SearchOptions, Option<chrono::DateTime<chrono::Utc>>), ApiError> {
+        let search = self;
+        let time = |field: &str, v: Option<String>| -> Result<_, ApiError> {
+            v.map(|raw| parse_time(&raw).map_err(|e| invalid(format!("search.{field}: {e}"))))
+                .transpose()
+        };
+        let mut from = time("from", search.from)?;
+        let mut to = time("to", search.to)?;
+        let as_of = time("as_of", search.as_of)?;
+        if let Some(w) = search.window.as_deref().map(str::trim) {
+            if !w.is_empty() && !w.eq_ignore_ascii_case("auto") {
+                if from.is_some() || to.is_some() {
+                    return Err(invalid(
+                        "search.window cannot be combined with search.from/to",
+                    ));
+                }
+                let d =
+                    crate::parse_duration(w).map_err(|e| invalid(format!("search.window: {e}")))?;
+                let d = chrono::Duration::from_std(d)
+                    .map_err(|_| invalid("search.window is too long"))?;
+                let end = as_of.unwrap_or_else(chrono::Utc::now);
+                from = Some(end - d);
+                to = Some(end);
+            }
+        }
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                return Err(invalid("search.from must be before search.to"));
+            }
+        }
+        let mode = match search.mode.as_deref().map(str::to_lowercase).as_deref() {
+            None | Some("auto") => SearchModeOption::Auto,
+            Some("on") => SearchModeOption::On,
+            Some("off") => SearchModeOption::Off,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "search.mode `{other}` is not one of auto, on, off"
+                )))
+            }
+        };
+        if search.max_results == Some(0) || search.max_results.is_some_and(|n| n > 50) {
+            return Err(invalid("search.max_results must be between 1 and 50"));
+        }
+        Ok((
+            SearchOptions {
+                from,
+                to,
+                handles: search.handles,
+                exclude_handles: search.exclude_handles,
+                sources: search.sources,
+                langs: search.langs,
+                max_results: search.max_results,
+                mode,
+            },
+            as_of,
+        ))
+    }
+}
+
+/// `unknown_persona` unless `persona` exists.
+pub(crate) fn check_persona(agent: &Agent, persona: &str) -> Result<(), ApiError> {
+    if agent.personas().get(persona).is_some() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "unknown_persona",
+        format!(
+            "persona `{persona}` does not exist; available: {}",
+            agent.personas().names().collect::<Vec<_>>().join(", ")
+        ),
+    ))
+}
+
+pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_request", message)
 }
 
@@ -223,43 +309,10 @@ fn to_request(agent: &Agent, body: ChatBody) -> Result<(AskRequest, String), Api
             ),
         );
     }
-    let search = body.search.unwrap_or_default();
-    let time = |field: &str, v: Option<String>| -> Result<_, ApiError> {
-        v.map(|raw| parse_time(&raw).map_err(|e| invalid(format!("search.{field}: {e}"))))
-            .transpose()
-    };
-    let from = time("from", search.from)?;
-    let to = time("to", search.to)?;
-    let as_of = time("as_of", search.as_of)?;
-    if let (Some(f), Some(t)) = (from, to) {
-        if f >= t {
-            return Err(invalid("search.from must be before search.to"));
-        }
-    }
-    let mode = match search.mode.as_deref().map(str::to_lowercase).as_deref() {
-        None | Some("auto") => SearchModeOption::Auto,
-        Some("on") => SearchModeOption::On,
-        Some("off") => SearchModeOption::Off,
-        Some(other) => {
-            return Err(invalid(format!(
-                "search.mode `{other}` is not one of auto, on, off"
-            )))
-        }
-    };
-    if search.max_results == Some(0) || search.max_results.is_some_and(|n| n > 50) {
-        return Err(invalid("search.max_results must be between 1 and 50"));
-    }
+    let (search, as_of) = body.search.unwrap_or_default().options()?;
     let persona = body.persona.or(model_persona);
     if let Some(p) = &persona {
-        if agent.personas().get(p).is_none() {
-            return Err(ApiError::bad_request(
-                "unknown_persona",
-                format!(
-                    "persona `{p}` does not exist; available: {}",
-                    agent.personas().names().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
+        check_persona(agent, p)?;
     }
     if body.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
         return Err(invalid("temperature must be between 0 and 2"));
@@ -270,20 +323,12 @@ fn to_request(agent: &Agent, body: ChatBody) -> Result<(AskRequest, String), Api
             question,
             history,
             as_of,
-            search: SearchOptions {
-                from,
-                to,
-                handles: search.handles,
-                exclude_handles: search.exclude_handles,
-                sources: search.sources,
-                langs: search.langs,
-                max_results: search.max_results,
-                mode,
-            },
+            search,
             persona,
             max_tokens: body.max_completion_tokens.or(body.max_tokens),
             temperature: body.temperature,
             seed: body.seed.map(|s| s as u32),
+            earlier_posts: Vec::new(),
         },
         echo,
     ))

@@ -13,6 +13,12 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let writer_ok = state.write.is_running();
     let stats = &state.stats;
+    let database = match &state.store {
+        Some(store) => {
+            serde_json::json!({"backend": store.backend().as_str(), "ok": store.ping().await})
+        }
+        None => serde_json::json!({"backend": null, "ok": null}),
+    };
     let body = serde_json::json!({
         "status": if writer_ok { "ready" } else { "not_ready" },
         "checks": {
@@ -22,6 +28,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
                 "caught_up": stats.vectors_ready.load(Ordering::Relaxed),
                 "pending": stats.vectors_pending.load(Ordering::Relaxed),
             },
+            "database": database,
         },
     });
     let status = if writer_ok {

@@ -1,0 +1,489 @@
+// Tidings web page: conversations (tabs or side by side), streamed answers with citations,
+// regenerate / versions / edit, trending starters and a live sidebar of posts.
+//
+// Untrusted text (posts, answers, questions) reaches the DOM only as textContent, or as
+// markdown rendered by marked and then sanitised by DOMPurify. Citation markers are turned into
+// buttons by walking the sanitised DOM's text nodes, never by string concatenation.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const kid of kids) if (kid !== null && kid !== undefined) e.append(kid);
+  return e;
+};
+
+const params = new URLSearchParams(location.search);
+const state = {
+  key: localStorage.getItem("tidings.key") || "",
+  convs: [], // {id, data, streaming, pending, pane, tab, editing}
+  active: null,
+  sideBySide: false,
+};
+
+// ---------- HTTP ----------
+function headers(extra = {}) {
+  const h = { "content-type": "application/json", ...extra };
+  if (state.key) h.authorization = `Bearer ${state.key}`;
+  return h;
+}
+
+async function api(method, path, body) {
+  const r = await fetch(path, { method, headers: headers(), body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    if (r.status === 401) askForKey();
+    throw new Error((data.error && data.error.message) || `HTTP ${r.status}`);
+  }
+  return data;
+}
+
+// Reads a Server-Sent Events response, calling onEvent(name, data) for each event.
+async function readSse(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) {
+        let parsed;
+        try { parsed = JSON.parse(data.join("\n")); } catch { parsed = data.join("\n"); }
+        onEvent(name, parsed);
+      }
+    }
+  }
+}
+
+function askForKey() {
+  const k = prompt("This server needs an API key (scope: read). Paste it here:", state.key);
+  if (k !== null) {
+    state.key = k.trim();
+    localStorage.setItem("tidings.key", state.key);
+  }
+}
+
+// ---------- settings ----------
+function currentSearch() {
+  const s = {};
+  const w = $("#window").value;
+  if (w !== "auto") s.window = w;
+  const asOf = $("#as-of").value.trim();
+  if (asOf) s.as_of = asOf;
+  return s;
+}
+
+function asOfParam() {
+  const asOf = $("#as-of").value.trim();
+  return asOf ? `&as_of=${encodeURIComponent(asOf)}` : "";
+}
+
+// Settings apply to the active conversation (and to new ones).
+async function applySettings() {
+  const c = activeConv();
+  if (!c || !c.id) return;
+  try {
+    c.data = await api("PATCH", `/v1/conversations/${c.id}`, { persona: $("#persona").value, search: currentSearch() });
+    render(c);
+  } catch (e) { banner(c, e.message); }
+}
+
+// ---------- markdown ----------
+function renderMarkdown(text, citations) {
+  const html = DOMPurify.sanitize(marked.parse(text || "", { gfm: true, breaks: true }), {
+    FORBID_TAGS: ["style", "form", "input", "textarea", "select", "button", "iframe", "img"],
+    FORBID_ATTR: ["style"],
+  });
+  const div = el("div", { class: "md" });
+  div.innerHTML = html;
+  for (const a of div.querySelectorAll("a")) {
+    const href = a.getAttribute("href") || "";
+    if (!/^https?:\/\//i.test(href)) a.removeAttribute("href");
+    a.setAttribute("rel", "noopener noreferrer nofollow");
+    a.setAttribute("target", "_blank");
+  }
+  if (citations) linkCitations(div, citations);
+  return div;
+}
+
+// Turns "[n]" in text nodes into buttons that open post card n.
+function linkCitations(root, onCite) {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const nodes = [];
+  while (walker.nextNode()) nodes.push(walker.currentNode);
+  for (const node of nodes) {
+    if (node.parentElement && node.parentElement.closest("code, pre")) continue;
+    const parts = node.textContent.split(/(\[\d{1,2}\])/);
+    if (parts.length === 1) continue;
+    const frag = document.createDocumentFragment();
+    for (const p of parts) {
+      const m = /^\[(\d{1,2})\]$/.exec(p);
+      if (m) {
+        const n = Number(m[1]);
+        frag.append(el("button", { class: "cite", type: "button", "data-n": n, "data-testid": "cite", onclick: () => onCite(n) }, `${n}`));
+      } else if (p) frag.append(document.createTextNode(p));
+    }
+    node.replaceWith(frag);
+  }
+}
+
+function fmtTime(t) {
+  if (!t) return "";
+  const d = new Date(t);
+  return isNaN(d) ? String(t) : d.toISOString().replace("T", " ").slice(0, 16) + " UTC";
+}
+
+function postCard(p, n) {
+  const link = p.url && /^https?:\/\//i.test(p.url)
+    ? el("a", { href: p.url, target: "_blank", rel: "noopener noreferrer nofollow" }, "open")
+    : null;
+  return el("div", { class: "card", "data-testid": "post-card", "data-n": n },
+    el("div", { class: "head" },
+      n ? el("span", { class: "num", text: `[${n}]` }) : null,
+      el("span", { text: p.author ? `@${p.author}` : (p.source || "post") }),
+      el("span", { text: fmtTime(p.created_at) }),
+      link),
+    el("div", { class: "text", text: p.text || "" }));
+}
+
+// ---------- conversations ----------
+function activeConv() { return state.convs.find((c) => c === state.active) || null; }
+
+function addConv(data) {
+  const c = { id: data ? data.id : null, data, streaming: false, pending: null, editing: null, open: new Set() };
+  c.pane = el("section", { class: "pane", "data-testid": "pane" });
+  c.tab = el("div", { class: "tab", "data-testid": "tab", onclick: () => focusConv(c) },
+    el("span", { class: "dot" }), el("span", { class: "title" }),
+    el("button", { class: "close", type: "button", title: "Close", onclick: (e) => { e.stopPropagation(); closeConv(c); } }, "×"));
+  $("#tabs").insertBefore(c.tab, $("#new-tab"));
+  $("#panes").append(c.pane);
+  state.convs.push(c);
+  focusConv(c);
+  render(c);
+  return c;
+}
+
+function closeConv(c) {
+  c.tab.remove();
+  c.pane.remove();
+  state.convs = state.convs.filter((x) => x !== c);
+  if (state.active === c) state.active = state.convs[state.convs.length - 1] || null;
+  if (!state.convs.length) addConv(null);
+  layout();
+}
+
+function focusConv(c) {
+  state.active = c;
+  if (c.data) {
+    $("#persona").value = c.data.persona || "regular";
+    $("#window").value = (c.data.search && c.data.search.window) || "auto";
+    if (c.data.search && c.data.search.as_of) $("#as-of").value = c.data.search.as_of;
+  }
+  layout();
+}
+
+function layout() {
+  for (const c of state.convs) {
+    c.tab.classList.toggle("active", c === state.active);
+    c.tab.classList.toggle("streaming", c.streaming);
+    c.pane.classList.toggle("visible", state.sideBySide || c === state.active);
+    const title = (c.data && c.data.title) || "New conversation";
+    $(".title", c.tab).textContent = title;
+  }
+  $("#layout").textContent = state.sideBySide ? "Tabs" : "Side by side";
+}
+
+async function ensureConv(c) {
+  if (c.id) return;
+  c.data = await api("POST", "/v1/conversations", { persona: $("#persona").value, search: currentSearch() });
+  c.id = c.data.id;
+}
+
+function byId(c) {
+  const m = new Map();
+  for (const msg of (c.data && c.data.messages) || []) m.set(msg.id, msg);
+  return m;
+}
+
+function banner(c, text) {
+  const b = el("div", { class: "banner", role: "alert", "data-testid": "banner", text });
+  c.pane.prepend(b);
+  setTimeout(() => b.remove(), 8000);
+}
+
+// Streams a generation request and keeps c.pending up to date.
+async function generate(c, path, body, pendingUser) {
+  c.streaming = true;
+  c.pending = { user: pendingUser, text: "", posts: [], error: null };
+  layout();
+  render(c);
+  try {
+    const r = await fetch(path, { method: "POST", headers: headers(), body: JSON.stringify({ ...body, stream: true }) });
+    if (!r.ok) {
+      const data = await r.json().catch(() => ({}));
+      if (r.status === 401) askForKey();
+      throw new Error((data.error && data.error.message) || `HTTP ${r.status}`);
+    }
+    let frame = 0;
+    await readSse(r, (name, data) => {
+      if (name === "retrieved") c.pending.posts = data.posts || [];
+      else if (name === "delta") {
+        c.pending.text += data.content || "";
+        if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(c); });
+      } else if (name === "error") c.pending.error = (data.error && data.error.message) || "the answer failed";
+    });
+  } catch (e) {
+    banner(c, e.message);
+  }
+  c.streaming = false;
+  c.pending = null;
+  await reload(c);
+  layout();
+}
+
+async function reload(c) {
+  if (!c.id) return;
+  try { c.data = await api("GET", `/v1/conversations/${c.id}`); } catch (e) { banner(c, e.message); }
+  render(c);
+}
+
+async function ask(c, text) {
+  text = text.trim();
+  if (!text || c.streaming) return;
+  // Show the question and the answer's placeholder at once, before any network round trip.
+  c.streaming = true;
+  c.pending = { user: text, text: "", posts: [], error: null };
+  render(c);
+  try { await ensureConv(c); } catch (e) {
+    c.streaming = false;
+    c.pending = null;
+    render(c);
+    banner(c, e.message);
+    return;
+  }
+  await generate(c, `/v1/conversations/${c.id}/messages`, { content: text }, text);
+}
+
+function regenerate(c, msg) {
+  if (c.streaming) return;
+  return generate(c, `/v1/conversations/${c.id}/messages/${msg.id}/regenerate`, {}, null);
+}
+
+async function activate(c, id) {
+  if (c.streaming) return;
+  try { c.data = await api("POST", `/v1/conversations/${c.id}/messages/${id}/activate`); } catch (e) { banner(c, e.message); }
+  render(c);
+}
+
+async function saveEdit(c, msg, text) {
+  c.editing = null;
+  if (msg.role === "assistant") {
+    try { await api("POST", `/v1/conversations/${c.id}/messages/${msg.id}/edit`, { content: text }); } catch (e) { banner(c, e.message); }
+    await reload(c);
+  } else {
+    await generate(c, `/v1/conversations/${c.id}/messages/${msg.id}/edit`, { content: text }, text);
+  }
+}
+
+// ---------- rendering ----------
+function versionSwitcher(c, msg) {
+  const v = msg.version;
+  if (!v || v.count < 2) return null;
+  const go = (d) => activate(c, v.siblings[v.index - 1 + d]);
+  return el("span", { class: "versions", "data-testid": "versions" },
+    el("button", { type: "button", "data-testid": "version-prev", disabled: v.index <= 1 || c.streaming, onclick: () => go(-1), title: "Earlier version" }, "‹"),
+    el("span", { "data-testid": "version-label", text: `${v.index} / ${v.count}` }),
+    el("button", { type: "button", "data-testid": "version-next", disabled: v.index >= v.count || c.streaming, onclick: () => go(1), title: "Later version" }, "›"));
+}
+
+function editor(c, msg) {
+  const node = $("#editor-template").content.firstElementChild.cloneNode(true);
+  const ta = $("textarea", node);
+  const preview = $(".preview", node);
+  const update = () => { preview.replaceChildren(...renderMarkdown(ta.value).childNodes); };
+  ta.value = c.editing.text;
+  ta.addEventListener("input", () => { c.editing.text = ta.value; update(); });
+  update();
+  $(".save", node).addEventListener("click", () => { if (ta.value.trim()) saveEdit(c, msg, ta.value); });
+  $(".cancel", node).addEventListener("click", () => { c.editing = null; render(c); });
+  if (msg.role === "user") $(".save", node).textContent = "Save and ask";
+  setTimeout(() => ta.focus(), 0);
+  return node;
+}
+
+function answerView(c, msg, live) {
+  const results = msg.search_results || [];
+  const cards = el("div", { class: "cards", "data-testid": "cards" });
+  const openCard = (n) => {
+    const p = results.find((r) => r.number === n) || (live && live.posts.find((r) => r.number === n));
+    if (!p) return;
+    const key = `${msg.id || "live"}:${n}`;
+    if (c.open.has(key)) c.open.delete(key); else c.open.add(key);
+    render(c);
+  };
+  const body = renderMarkdown(msg.content, openCard);
+  for (const r of live ? live.posts : results) {
+    if (c.open.has(`${msg.id || "live"}:${r.number}`)) cards.append(postCard(r, r.number));
+  }
+  const wrap = el("div", { class: "bubble", "data-testid": "answer-text" }, body);
+  const view = el("div", {}, wrap, cards);
+  if (!live) {
+    const t = msg.tidings || {};
+    const bits = [];
+    if (msg.as_of || t.as_of) bits.push(`as of ${fmtTime(msg.as_of || t.as_of)}`);
+    if (t.window && t.window.label) bits.push(t.window.label);
+    if (t.persona) bits.push(t.persona);
+    if (msg.origin === "edited") bits.push("edited");
+    if (results.length) bits.push(`${results.length} cited post${results.length === 1 ? "" : "s"}`);
+    view.append(el("div", { class: "meta", "data-testid": "answer-meta", text: bits.join(" · ") }));
+    if (msg.status === "error" && msg.error) {
+      view.append(el("div", { class: "meta", text: `failed: ${msg.error.message}` }));
+    }
+    const ups = (msg.related_questions || []).map((q) =>
+      el("button", { type: "button", "data-testid": "followup", disabled: c.streaming, onclick: () => ask(c, q) }, q));
+    if (ups.length) view.append(el("div", { class: "followups" }, ...ups));
+  }
+  return view;
+}
+
+function messageView(c, msg) {
+  const isUser = msg.role === "user";
+  const node = el("div", { class: `msg ${msg.role}${msg.status === "error" ? " error" : ""}`, "data-testid": `msg-${msg.role}`, "data-id": msg.id });
+  if (c.editing && c.editing.id === msg.id) {
+    node.append(editor(c, msg));
+    return node;
+  }
+  node.append(isUser ? el("div", { class: "bubble", text: msg.content }) : answerView(c, msg, null));
+  const tools = el("div", { class: "tools" }, versionSwitcher(c, msg));
+  tools.append(el("button", { type: "button", "data-testid": "edit", disabled: c.streaming, onclick: () => { c.editing = { id: msg.id, text: msg.content }; render(c); } }, "Edit"));
+  if (!isUser) tools.append(el("button", { type: "button", "data-testid": "regenerate", disabled: c.streaming, onclick: () => regenerate(c, msg) }, "Regenerate"));
+  node.append(tools);
+  return node;
+}
+
+function startScreen(c) {
+  const box = el("div", { class: "start", "data-testid": "start" },
+    el("h2", { text: "What is happening right now?" }),
+    el("p", { class: "muted", text: "Ask about anything in the feed. Answers cite the posts they rest on." }));
+  const list = el("div", { class: "suggestions", "data-testid": "suggestions" }, el("span", { class: "muted", text: "Looking at what is trending…" }));
+  box.append(list);
+  fetch(`/v1/trending?window=${encodeURIComponent(trendWindow())}${asOfParam()}`, { headers: headers() })
+    .then((r) => r.json())
+    .then((data) => {
+      const topics = data.topics || [];
+      list.replaceChildren(...(topics.length
+        ? topics.map((t) => el("button", { type: "button", "data-testid": "suggestion", onclick: () => ask(c, t.question) }, t.question))
+        : [el("span", { class: "muted", text: "Nothing is trending in this window yet." })]));
+    })
+    .catch(() => list.replaceChildren(el("span", { class: "muted", text: "Trending topics are unavailable." })));
+  return box;
+}
+
+function trendWindow() {
+  const w = $("#window").value;
+  return w === "auto" ? "24h" : w;
+}
+
+function render(c) {
+  const scroller = $(".messages", c.pane);
+  const atBottom = !scroller || scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 60;
+  const list = el("div", { class: "messages", "data-testid": "messages" });
+  const msgs = byId(c);
+  const path = (c.data && c.data.active_path) || [];
+  if (!path.length && !c.pending) list.append(startScreen(c));
+  for (const id of path) {
+    const m = msgs.get(id);
+    if (m) list.append(messageView(c, m));
+  }
+  if (c.pending) {
+    if (c.pending.user) list.append(el("div", { class: "msg user", "data-testid": "msg-user" }, el("div", { class: "bubble", text: c.pending.user })));
+    const live = el("div", { class: "msg assistant streaming", "data-testid": "msg-streaming" },
+      answerView(c, { content: c.pending.text || "…" }, c.pending));
+    if (c.pending.error) live.append(el("div", { class: "meta", text: `failed: ${c.pending.error}` }));
+    list.append(live);
+  }
+  const input = el("textarea", { placeholder: "Ask what is happening…", "data-testid": "input", rows: 2 });
+  const draft = $(".composer textarea", c.pane);
+  if (draft) input.value = draft.value;
+  const send = el("button", { type: "button", "data-testid": "send", disabled: c.streaming, onclick: () => { const t = input.value; input.value = ""; ask(c, t); } }, c.streaming ? "Answering…" : "Ask");
+  input.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send.click(); } });
+  const hadFocus = draft && document.activeElement === draft;
+  c.pane.replaceChildren(list, el("div", { class: "composer" }, input, send));
+  if (hadFocus) input.focus();
+  if (atBottom) list.scrollTop = list.scrollHeight;
+  layout();
+}
+
+// ---------- live sidebar ----------
+let liveAbort = null;
+function startLive() {
+  if (liveAbort) liveAbort.abort();
+  liveAbort = new AbortController();
+  const raw = $("#live-filter").value.trim();
+  const words = raw.split(/\s+/).filter((w) => w && !w.startsWith("@"));
+  const handles = raw.split(/\s+/).filter((w) => w.startsWith("@")).map((w) => w.slice(1));
+  let q = "?backfill=30";
+  if (words.length) q += `&q=${encodeURIComponent(words.join(" "))}`;
+  if (handles.length) q += `&handles=${encodeURIComponent(handles.join(","))}`;
+  const list = $("#live-posts");
+  list.replaceChildren();
+  const status = $("#live-status");
+  status.textContent = "connecting…";
+  const signal = liveAbort.signal;
+  fetch(`/v1/posts/stream${q}`, { headers: headers(), signal })
+    .then((r) => {
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      return readSse(r, (name, data) => {
+        if (name === "post") {
+          const li = el("li", { class: "fresh", "data-testid": "live-post", "data-id": data.id },
+            el("div", { class: "head", text: `${data.author ? "@" + data.author : data.source} · ${fmtTime(data.created_at)}` }),
+            el("div", { class: "text", text: data.text || "" }));
+          list.prepend(li);
+          while (list.children.length > 200) list.lastChild.remove();
+        } else if (name === "live") status.textContent = "live";
+        else if (name === "lagged") status.textContent = `live (skipped ${data.skipped})`;
+      });
+    })
+    .then(() => { if (!signal.aborted) { status.textContent = "reconnecting…"; setTimeout(startLive, 2000); } })
+    .catch((e) => {
+      if (signal.aborted) return;
+      status.textContent = `offline (${e.message}); retrying`;
+      setTimeout(startLive, 3000);
+    });
+}
+
+// ---------- start ----------
+function init() {
+  if (params.get("as_of")) $("#as-of").value = params.get("as_of");
+  if (params.get("window")) $("#window").value = params.get("window");
+  $("#tabs").append(el("button", { id: "new-tab", type: "button", "data-testid": "new-tab", title: "New conversation", onclick: () => addConv(null) }, "+ New"));
+  $("#layout").addEventListener("click", () => { state.sideBySide = !state.sideBySide; layout(); });
+  $("#key").addEventListener("click", askForKey);
+  $("#persona").addEventListener("change", applySettings);
+  $("#window").addEventListener("change", () => { applySettings(); const c = activeConv(); if (c && !c.id) render(c); });
+  $("#as-of").addEventListener("change", () => { applySettings(); const c = activeConv(); if (c && !c.id) render(c); });
+  let t = null;
+  $("#live-filter").addEventListener("input", () => { clearTimeout(t); t = setTimeout(startLive, 300); });
+  addConv(null);
+  startLive();
+}
+
+document.addEventListener("DOMContentLoaded", init);
