@@ -432,6 +432,30 @@ function render(c) {
   layout();
 }
 
+// Earlier conversations (kept by the server across restarts), newest first.
+async function loadHistory() {
+  const select = $("#history");
+  try {
+    const list = await api("GET", "/v1/conversations?limit=50");
+    select.replaceChildren(el("option", { value: "", text: "Earlier conversations…" }),
+      ...list.data.map((c) => el("option", { value: c.id, text: `${c.title || "Untitled"} · ${fmtTime(c.updated_at)}` })));
+  } catch {
+    select.replaceChildren(el("option", { value: "", text: "Earlier conversations (unavailable)" }));
+  }
+}
+
+async function openEarlier(id) {
+  if (!id) return;
+  const open = state.convs.find((c) => c.id === id);
+  if (open) { focusConv(open); return; }
+  try {
+    const data = await api("GET", `/v1/conversations/${id}`);
+    const fresh = state.convs.find((c) => !c.id && !c.streaming);
+    if (fresh) { fresh.id = data.id; fresh.data = data; focusConv(fresh); render(fresh); }
+    else addConv(data);
+  } catch (e) { const c = activeConv(); if (c) banner(c, e.message); }
+}
+
 // ---------- live sidebar ----------
 let liveAbort = null;
 function startLive() {
@@ -475,6 +499,11 @@ function init() {
   if (params.get("as_of")) $("#as-of").value = params.get("as_of");
   if (params.get("window")) $("#window").value = params.get("window");
   $("#tabs").append(el("button", { id: "new-tab", type: "button", "data-testid": "new-tab", title: "New conversation", onclick: () => addConv(null) }, "+ New"));
+  const history = el("select", { id: "history", "data-testid": "history", title: "Open an earlier conversation" });
+  history.addEventListener("focus", loadHistory);
+  history.addEventListener("change", () => { openEarlier(history.value); history.value = ""; });
+  $("#tabs").append(history);
+  loadHistory();
   $("#layout").addEventListener("click", () => { state.sideBySide = !state.sideBySide; layout(); });
   $("#key").addEventListener("click", askForKey);
   $("#persona").addEventListener("change", applySettings);

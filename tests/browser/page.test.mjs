@@ -202,6 +202,29 @@ test("two conversations stream side by side", async () => {
     assert.equal(c.active_path.length, 2, `${c.title} has a question and an answer`);
   }
   await shot(page, "07-two-answered");
+
+  // The persona switch applies to the active conversation's next answer.
+  await page.locator('[data-testid="tab"]').nth(1).click();
+  await page.locator('[data-testid="persona"]').selectOption("fun");
+  await page.waitForFunction(async () => {
+    const list = await (await fetch("/v1/conversations")).json();
+    return list.data.some((c) => c.persona === "fun");
+  });
+  await askIn(pane(page, 1), "Who scored for the Hawks?");
+  await waitForAnswers(pane(page, 1), 2);
+  assert.match(await pane(page, 1).locator('[data-testid="answer-meta"]').last().textContent(), /fun/);
+  assert.match(await pane(page, 0).locator('[data-testid="answer-meta"]').last().textContent(), /regular/);
+
+  // A conversation closed in the page can be reopened from the list the server keeps.
+  const title = await page.locator('[data-testid="tab"]').nth(0).locator(".title").textContent();
+  await page.locator('[data-testid="tab"]').nth(0).locator(".close").click();
+  assert.equal(await page.locator('[data-testid="tab"]').count(), 1);
+  await page.locator('[data-testid="history"]').focus();
+  const option = page.locator('[data-testid="history"] option', { hasText: title.slice(0, 20) }).first();
+  await option.waitFor({ state: "attached" });
+  await page.locator('[data-testid="history"]').selectOption(await option.getAttribute("value"));
+  await page.locator('[data-testid="tab"]').nth(1).waitFor();
+  await pane(page, 1).locator('[data-testid="msg-assistant"]').first().waitFor();
   assert.deepEqual(errors, []);
   await page.close();
 });
