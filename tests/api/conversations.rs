@@ -38,6 +38,32 @@ fn parse_sse(text: &str) -> Vec<(String, Value)> {
     out
 }
 
+/// Reads a streaming body into `seen` until it holds `needle` (panics if the stream ends first).
+async fn read_until(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
+    seen: &mut String,
+    needle: &str,
+) {
+    while !seen.contains(needle) {
+        let chunk = body
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("the stream ended before {needle:?}: {seen}"))
+            .expect("chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Reads the rest of a streaming body.
+async fn read_rest(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
+    seen: &mut String,
+) {
+    while let Some(chunk) = body.next().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+    }
+}
+
 fn event<'a>(events: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
     events.iter().find(|(n, _)| n == name).map(|(_, v)| v)
 }
@@ -420,18 +446,13 @@ async fn two_conversations_stream_at_once() {
         .unwrap();
     let mut a_body = a.bytes_stream();
     let mut a_text = String::new();
-    while !a_text.contains("event: user") {
-        let chunk = a_body.next().await.expect("first stream open").unwrap();
-        a_text.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    read_until(&mut a_body, &mut a_text, "event: user").await;
     let b = open(&ids[1], "Who won the game tonight?").await.unwrap();
     assert_eq!(b.status(), 200);
     let (a_rest, b_text) = tokio::join!(
         async {
             let mut t = String::new();
-            while let Some(chunk) = a_body.next().await {
-                t.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-            }
+            read_rest(&mut a_body, &mut t).await;
             t
         },
         b.text()
@@ -595,11 +616,7 @@ async fn the_model_receives_the_edited_answer_and_one_answer_at_a_time() {
     let mut body = r.bytes_stream();
     let mut seen = String::new();
     // The question is stored and the answer is waiting on the held upstream.
-    while !seen.contains("event: user") {
-        seen.push_str(&String::from_utf8_lossy(
-            &body.next().await.unwrap().unwrap(),
-        ));
-    }
+    read_until(&mut body, &mut seen, "event: user").await;
     let (status, v) = app
         .call(
             "POST",
@@ -612,10 +629,9 @@ async fn the_model_receives_the_edited_answer_and_one_answer_at_a_time() {
     recorder
         .gated
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    recorder.gate.notify_waiters();
-    while let Some(chunk) = body.next().await {
-        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-    }
+    // notify_one keeps a permit if the held request has not reached the upstream yet.
+    recorder.gate.notify_one();
+    read_rest(&mut body, &mut seen).await;
     assert!(seen.contains("event: done"), "{seen}");
     // Now free again.
     let (status, _) = app
@@ -800,11 +816,7 @@ async fn live_stream_and_trending() {
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
     let mut seen = String::new();
-    while !seen.contains("event: live") {
-        seen.push_str(&String::from_utf8_lossy(
-            &body.next().await.unwrap().unwrap(),
-        ));
-    }
+    read_until(&mut body, &mut seen, "event: live").await;
     assert!(
         !seen.contains("event: post"),
         "no fixture post mentions kayaks: {seen}"
@@ -818,11 +830,7 @@ async fn live_stream_and_trending() {
         ),
     ]))
     .await;
-    while !seen.contains("k2") {
-        seen.push_str(&String::from_utf8_lossy(
-            &body.next().await.unwrap().unwrap(),
-        ));
-    }
+    read_until(&mut body, &mut seen, "k2").await;
     let events = parse_sse(&seen);
     let posts: Vec<&Value> = events
         .iter()

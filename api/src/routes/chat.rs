@@ -12,14 +12,14 @@ use crate::time::parse_time;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::StatusCode;
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tidings_agent::{
     post_url, Agent, AgentError, AgentEvent, Answer, AskRequest, ChatMessage, ModelError, Role,
     SearchModeOption, SearchOptions,
@@ -585,13 +585,7 @@ fn stream_response(
         }
         yield Ok(Event::default().data("[DONE]"));
     };
-    let mut response = Sse::new(sse)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    crate::routes::sse_response(sse)
 }
 
 /// `GET /v1/models`: `tidings` and one `tidings-<persona>` per persona, plus the backend model.

@@ -17,8 +17,8 @@ use crate::store::{Conversation, ConversationPatch, NewMessage, Store, StoredMes
 use crate::{ApiError, AppState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::StatusCode;
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
@@ -26,7 +26,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tidings_agent::conversation::{Node, Tree};
 use tidings_agent::{post_url, Agent, AgentEvent, AskRequest, Role};
 use tidings_index::Post;
@@ -840,13 +839,7 @@ fn sse(rx: mpsc::Receiver<(&'static str, Value)>) -> Response {
     let events = tokio_stream_from(rx).map(|(kind, value)| {
         Ok::<Event, std::convert::Infallible>(Event::default().event(kind).data(value.to_string()))
     });
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
+    crate::routes::sse_response(events)
 }
 
 fn tokio_stream_from<T: Send + 'static>(

@@ -6,14 +6,12 @@ use crate::routes::search::PostDto;
 use crate::time::{parse_duration, parse_time};
 use crate::{ApiError, AppState};
 use axum::extract::{Query, State};
-use axum::http::HeaderValue;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::Event;
+use axum::response::Response;
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::Duration;
 use tidings_agent::post_url;
 use tidings_agent::suggest::trending as trends;
 use tidings_index::{Post, SearchFilter, SearchMode, SearchRequest};
@@ -84,6 +82,17 @@ impl Filter {
     }
 }
 
+async fn posts(state: &AppState, request: SearchRequest) -> Result<Vec<Post>, ApiError> {
+    Ok(state
+        .search
+        .search(request)
+        .await?
+        .hits
+        .into_iter()
+        .map(|h| h.post)
+        .collect())
+}
+
 fn post_event(p: &Post) -> Event {
     let mut v = serde_json::to_value(PostDto::from(p)).unwrap_or(Value::Null);
     v["url"] = json!(post_url(p));
@@ -119,15 +128,8 @@ pub(crate) async fn stream(
             langs: filter.langs.clone(),
             ..SearchFilter::default()
         };
-        let mut hits: Vec<Post> = state
-            .search
-            .search(request)
-            .await?
-            .hits
-            .into_iter()
-            .map(|h| h.post)
-            .filter(|p| filter.matches(p))
-            .collect();
+        let mut hits: Vec<Post> = posts(&state, request).await?;
+        hits.retain(|p| filter.matches(p));
         // Oldest first, so a client can prepend each event as it comes.
         hits.sort_by_key(|p| p.created_at);
         recent = hits;
@@ -151,13 +153,7 @@ pub(crate) async fn stream(
             }
         }
     };
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(crate::routes::sse_response(events))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,14 +193,7 @@ pub(crate) async fn trending(
         to_ms: Some(as_of.timestamp_millis()),
         ..SearchFilter::default()
     };
-    let posts: Vec<Post> = state
-        .search
-        .search(request)
-        .await?
-        .hits
-        .into_iter()
-        .map(|h| h.post)
-        .collect();
+    let posts = posts(&state, request).await?;
     let topics: Vec<Value> = trends(&posts, limit)
         .into_iter()
         .map(|t| json!({"label": t.label, "posts": t.posts, "authors": t.authors, "question": t.question}))
