@@ -842,6 +842,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn earlier_posts_carry_over_when_they_still_apply() {
+        let as_of = "2024-05-10T18:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let post = |id: &str, text: &str, hours_ago: i64| {
+            let mut p = crate::suggest_test_post(id);
+            p.text = text.into();
+            p.created_at = as_of - chrono::Duration::hours(hours_ago);
+            p
+        };
+        let earlier = vec![
+            post("t:1", "The Miller Street bridge is closed", 2),
+            post("t:2", "The Miller Street bridge closed last week", 24 * 8),
+            post("t:3", "Schools are closed tomorrow", 1),
+        ];
+        let plan = plan::plan(
+            "Is the bridge still closed on Miller Street?",
+            &[],
+            as_of,
+            &SearchOptions::default(),
+        );
+        let mut hits = Vec::new();
+        carry_over(&mut hits, &earlier, &plan, &plan.window);
+        let ids: Vec<String> = hits.iter().map(|h| h.post.id.to_string()).collect();
+        // t:2 is outside the 24 h window; the bridge post shares the question's words.
+        assert!(ids.contains(&"t:1".to_string()), "{ids:?}");
+        assert!(!ids.contains(&"t:2".to_string()), "{ids:?}");
+        // Nothing twice, and never more than the plan allows.
+        carry_over(&mut hits, &earlier, &plan, &plan.window);
+        let again: Vec<String> = hits.iter().map(|h| h.post.id.to_string()).collect();
+        assert_eq!(ids, again);
+        assert!(hits.len() <= plan.max_results);
+    }
+
+    #[test]
     fn urls_from_known_id_schemes() {
         let mut p = crate::suggest_test_post("x:123");
         assert_eq!(post_url(&p).as_deref(), Some("https://x.com/i/status/123"));
