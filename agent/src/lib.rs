@@ -14,6 +14,7 @@ mod guard;
 pub mod model;
 pub mod plan;
 pub mod prompt;
+pub mod stories;
 pub mod suggest;
 pub mod when;
 

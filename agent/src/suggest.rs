@@ -24,7 +24,7 @@ const DULL: &[&str] = &[
 /// Runs of capitalised words ("Green Line", "Miller Street", "Riverton"): names of places,
 /// people and organisations. A lone capitalised word opening a sentence is skipped (it is
 /// usually just the first word).
-fn proper_phrases(text: &str) -> Vec<String> {
+pub(crate) fn proper_phrases(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut run: Vec<&str> = Vec::new();
     let mut run_starts_sentence = false;
