@@ -180,6 +180,40 @@ pub struct ReplayOptions {
     pub shift_to_now: bool,
 }
 
+/// Runs one digest over the local index and model, printing markdown or JSON.
+pub async fn digest_once(
+    settings: &Settings,
+    spec: tidings_agent::digest::DigestSpec,
+    as_of: chrono::DateTime<chrono::Utc>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let service = tokio::task::block_in_place(|| open_index(settings, true))?;
+    if service.search.has_vectors() {
+        eprintln!("digest: waiting for the vector index to catch up…");
+        service.wait_for_vectors(|_| {}).await;
+    }
+    let agent = tokio::task::block_in_place(|| agent(settings, service.search.clone()))?
+        .context("digests need a chat model for their summaries (model.kind is none)")?;
+    let out = tidings_agent::digest::run(
+        &agent,
+        &spec,
+        as_of,
+        &tidings_agent::stories::StoryConfig::default(),
+    )
+    .await;
+    service.shutdown().await;
+    let out = out?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&tidings_api::digest_json(&out))?
+        );
+    } else {
+        print!("{}", out.markdown());
+    }
+    Ok(())
+}
+
 /// Connects to the app database (and applies its migrations).
 pub async fn open_store(settings: &Settings) -> anyhow::Result<tidings_api::store::Store> {
     let url = match &settings.data.database_url {

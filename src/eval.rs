@@ -322,7 +322,9 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
     let answer_figures = if options.answer_sample != Some(0) {
         let agent = tokio::task::block_in_place(|| app::agent(&settings, search.clone()))?
             .context("the answer evaluation needs a chat model (model.kind is none)")?;
-        Some(answers(&agent, &questions, options.answer_sample, &crisis, &topics).await?)
+        let figures = answers(&agent, &questions, options.answer_sample, &crisis, &topics).await?;
+        let digest = digests(&agent).await?;
+        Some((figures, digest))
     } else {
         None
     };
@@ -342,8 +344,19 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
             }
         }
         let mut checks = MODES.len() * 2;
-        if let Some(f) = &answer_figures {
-            checks += 2;
+        if let Some((f, d)) = &answer_figures {
+            checks += 4;
+            if !d.boston_and_west_apart {
+                failures.push(
+                    "digest of 2013-04-19: the Boston manhunt and the West explosion are not two separate stories".into(),
+                );
+            }
+            if d.mixed_stories > 0 {
+                failures.push(format!(
+                    "digests: {} stories mix two events",
+                    d.mixed_stories
+                ));
+            }
             if f.citation_validity < 1.0 {
                 failures.push(format!(
                     "citation validity {:.3} < 1.0: an answer cited a post it was not given",
@@ -367,6 +380,117 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// Digest figures the floors look at.
+struct DigestFigures {
+    boston_and_west_apart: bool,
+    mixed_stories: usize,
+}
+
+/// Daily digests of CrisisLexT26 on days where events overlap: the stories found, each with
+/// its posts' majority event and purity, and the share of cited posts labelled as related to
+/// their story's event.
+async fn digests(agent: &tidings_agent::Agent) -> anyhow::Result<DigestFigures> {
+    use tidings_agent::digest::{self, DigestSpec};
+    use tidings_agent::stories::StoryConfig;
+    const BOSTON: &str = "2013_Boston_bombings";
+    const WEST: &str = "2013_West_Texas_explosion";
+    let related = |p: &tidings_index::Post| {
+        p.labels
+            .get("informativeness")
+            .is_some_and(|i| i.starts_with("Related"))
+    };
+    let mut figures = DigestFigures {
+        boston_and_west_apart: false,
+        mixed_stories: 0,
+    };
+    let (mut cited, mut cited_related) = (0usize, 0usize);
+    println!(
+        "
+Digests of CrisisLexT26 days with overlapping events (24 h, UTC day, top 5 stories)"
+    );
+    for day in ["2013-04-19", "2013-01-27", "2013-12-02"] {
+        let as_of =
+            tidings_api::parse_time(&format!("{day}T23:59:59Z")).map_err(anyhow::Error::msg)?;
+        let spec = DigestSpec {
+            name: format!("CrisisLexT26 {day}"),
+            ..DigestSpec::default()
+        };
+        let out = digest::run(agent, &spec, as_of, &StoryConfig::default()).await?;
+        println!(
+            "{day}: {} posts read, {} stories, {:.1}s",
+            out.posts_seen,
+            out.stories.len(),
+            out.took.as_secs_f64()
+        );
+        let (mut boston, mut west) = (false, false);
+        for s in &out.stories {
+            let mut events: HashMap<&str, usize> = HashMap::new();
+            for p in &s.story.posts {
+                if let Some(e) = p.labels.get("event") {
+                    *events.entry(e.as_str()).or_default() += 1;
+                }
+            }
+            let total: usize = events.values().sum();
+            let (major, n) = events
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(e, n)| (e.to_string(), *n))
+                .unwrap_or_default();
+            let purity = n as f64 / total.max(1) as f64;
+            // Mixed: a second event holds at least a tenth of the story.
+            let mixed = events
+                .iter()
+                .any(|(e, m)| *e != major && *m as f64 >= 0.1 * total as f64);
+            if mixed {
+                figures.mixed_stories += 1;
+            }
+            if !mixed && major == BOSTON {
+                boston = true;
+            }
+            if !mixed && major == WEST {
+                west = true;
+            }
+            let story_cited = s.citations.len();
+            let story_related = s
+                .citations
+                .iter()
+                .filter(|c| related(&c.post) && c.post.labels.get("event") == Some(&major))
+                .count();
+            cited += story_cited;
+            cited_related += story_related;
+            println!(
+                "  {:<48} posts {:>4} burst {:>5.1} | {:<30} purity {:.2}{} | cited {} related {}",
+                s.headline.chars().take(48).collect::<String>(),
+                s.story.posts.len(),
+                s.story.burst,
+                major,
+                purity,
+                if mixed { " MIXED" } else { "" },
+                story_cited,
+                story_related
+            );
+            println!(
+                "      {}",
+                s.summary
+                    .replace('\n', " ")
+                    .chars()
+                    .take(160)
+                    .collect::<String>()
+            );
+        }
+        if day == "2013-04-19" {
+            figures.boston_and_west_apart = boston && west;
+        }
+    }
+    println!(
+        "digests: {} cited posts, {:.3} labelled as related to their story's event; {} mixed stories",
+        cited,
+        cited_related as f64 / cited.max(1) as f64,
+        figures.mixed_stories
+    );
+    Ok(figures)
 }
 
 /// Answer-quality figures the floors look at.

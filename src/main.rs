@@ -106,6 +106,11 @@ enum Command {
         #[arg(long, env = "TIDINGS_API_KEY")]
         api_key: Option<String>,
     },
+    /// Digests: the top stories of a window (story detection + model summaries).
+    Digest {
+        #[command(subcommand)]
+        command: DigestCommand,
+    },
     /// Manage API keys (stored hashed in <data dir>/keys.json).
     Keys {
         #[command(subcommand)]
@@ -162,6 +167,36 @@ enum Command {
         /// (`tidings eval --keep-index DIR` makes one).
         #[arg(long)]
         index: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DigestCommand {
+    /// Runs a digest now over the local index (stop the server first: the index has one
+    /// writer) and prints it as markdown (or JSON).
+    Run {
+        /// Words the posts should match (default: every post in the window).
+        #[arg(long, default_value = "")]
+        query: String,
+        /// Only posts with this hashtag (repeatable).
+        #[arg(long)]
+        hashtag: Vec<String>,
+        /// Only posts by this handle (repeatable).
+        #[arg(long)]
+        handle: Vec<String>,
+        /// The window before as_of, e.g. 24h.
+        #[arg(long, default_value = "24h")]
+        window: String,
+        /// End of the window (RFC 3339); default: now.
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        max_stories: usize,
+        #[arg(long)]
+        persona: Option<String>,
+        /// Print JSON instead of markdown.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -301,6 +336,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tidings::ask::ask(settings, &server, api_key.as_deref(), body).await
         }
         Command::Keys { command } => keys(&settings, command),
+        Command::Digest {
+            command:
+                DigestCommand::Run {
+                    query,
+                    hashtag,
+                    handle,
+                    window,
+                    as_of,
+                    max_stories,
+                    persona,
+                    json,
+                },
+        } => {
+            let spec = tidings_agent::digest::DigestSpec {
+                name: if query.is_empty() && hashtag.is_empty() {
+                    "Top stories".into()
+                } else {
+                    format!(
+                        "Top stories: {}",
+                        [
+                            query.clone(),
+                            hashtag
+                                .iter()
+                                .map(|h| format!("#{h}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ]
+                        .join(" ")
+                        .trim()
+                    )
+                },
+                query,
+                hashtags: hashtag,
+                handles: handle,
+                window: humantime::parse_duration(&window)
+                    .map_err(|e| anyhow::anyhow!("--window: {e}"))?,
+                persona,
+                max_stories,
+                ..Default::default()
+            };
+            let as_of = match as_of {
+                Some(t) => tidings_api::parse_time(&t).map_err(anyhow::Error::msg)?,
+                None => chrono::Utc::now(),
+            };
+            tidings::app::digest_once(&settings, spec, as_of, json).await
+        }
         Command::Search {
             query,
             since,

@@ -73,6 +73,8 @@ pub struct AskRequest {
     /// with the new search join the prompt after the fresh hits (a follow-up about the same
     /// story keeps its sources even when the new search misses them).
     pub earlier_posts: Vec<Post>,
+    /// Answer over exactly these posts instead of searching (digest summaries).
+    pub fixed_posts: Option<Vec<Post>>,
 }
 
 /// What retrieval found, sent before the first token.
@@ -313,6 +315,35 @@ impl Agent {
             options.max_results = Some(5);
         }
         let plan = plan::plan(&request.question, &earlier, as_of, &options);
+        if let Some(posts) = &request.fixed_posts {
+            let window = match (
+                posts.iter().map(|p| p.created_at).min(),
+                posts.iter().map(|p| p.created_at).max(),
+            ) {
+                (Some(from), Some(to)) if from < to => {
+                    TimeWindow::between(from, to, plan.window.label.clone())
+                }
+                _ => plan.window.clone(),
+            };
+            return Ok(Retrieval {
+                window: window.clone(),
+                widest: window,
+                plan,
+                widened_from: None,
+                posts: posts
+                    .iter()
+                    .map(|p| SearchHit {
+                        post: p.clone(),
+                        score: 1.0,
+                        breakdown: Default::default(),
+                        duplicates: Vec::new(),
+                    })
+                    .collect(),
+                searched: true,
+                degraded: None,
+                took: started.elapsed(),
+            });
+        }
         if !plan.search {
             return Ok(Retrieval {
                 window: plan.window.clone(),
@@ -496,7 +527,11 @@ impl Agent {
         let mut retrieval = retrieval;
         let mut posts = posts;
         let mut tool_answer = None;
-        if retrieval.searched && self.model.supports_tools() && self.config.tool_rounds > 0 {
+        if retrieval.searched
+            && request.fixed_posts.is_none()
+            && self.model.supports_tools()
+            && self.config.tool_rounds > 0
+        {
             let built = self.build_prompt(
                 persona, &question, &request, &posts, as_of, &retrieval, budget,
             );

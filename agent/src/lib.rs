@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod cite;
 pub mod conversation;
+pub mod digest;
 mod guard;
 pub mod model;
 pub mod plan;

@@ -6,6 +6,7 @@
 //! convert by hand to the index's plain types.
 
 pub mod auth;
+mod digest;
 mod error;
 mod metrics;
 mod openapi;
@@ -14,6 +15,7 @@ pub mod store;
 mod time;
 mod web;
 
+pub use digest::digest_json;
 pub use error::ApiError;
 pub use time::{parse_duration, parse_time};
 

@@ -329,6 +329,7 @@ fn to_request(agent: &Agent, body: ChatBody) -> Result<(AskRequest, String), Api
             temperature: body.temperature,
             seed: body.seed.map(|s| s as u32),
             earlier_posts: Vec::new(),
+            fixed_posts: None,
         },
         echo,
     ))
