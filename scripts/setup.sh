@@ -27,11 +27,12 @@ fi
 
 bash scripts/fetch-models.sh
 
-# The official OpenAI Python SDK, used by the API tests as a real client.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai" >/dev/null 2>&1; then
-  echo "setup: installing the OpenAI Python SDK into .venv"
-  python3 -m venv .venv
-  .venv/bin/pip install -q "openai==3.57.0"
+# The official OpenAI Python SDK, used by the API tests as a real client, and feedparser, the
+# feed reader library the digest tests validate the Atom feed with.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, feedparser" >/dev/null 2>&1; then
+  echo "setup: installing the OpenAI Python SDK and feedparser into .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q "openai==3.57.0" "feedparser==6.0.11"
 fi
 
 # playwright-core for the browser tests (pinned in tests/browser/package-lock.json; it drives

@@ -152,6 +152,23 @@ pub fn router(state: AppState) -> Router {
             "/v1/conversations/{id}/messages/{message_id}/activate",
             axum::routing::post(routes::conversations::activate),
         )
+        .route(
+            "/v1/digests",
+            get(routes::digests::list).post(routes::digests::create),
+        )
+        .route(
+            "/v1/digests/{id}",
+            get(routes::digests::get)
+                .put(routes::digests::replace)
+                .delete(routes::digests::remove),
+        )
+        .route(
+            "/v1/digests/{id}/run",
+            axum::routing::post(routes::digests::run_now),
+        )
+        .route("/v1/digests/{id}/runs", get(routes::digests::runs))
+        .route("/v1/digests/{id}/runs/{run_id}", get(routes::digests::run))
+        .route("/v1/digests/{id}/feed.atom", get(routes::digests::feed))
         .route("/v1/posts/stream", get(routes::live::stream))
         .route("/v1/trending", get(routes::live::trending))
         .route("/", get(web::index))
@@ -192,6 +209,10 @@ fn scope_for(route: &str, method: &axum::http::Method) -> Option<auth::Scope> {
         "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/" | "/assets/{file}" => None,
         "/v1/posts" if method == Method::POST => Some(auth::Scope::Ingest),
         "/v1/posts/{id}" if method == Method::DELETE => Some(auth::Scope::Ingest),
+        // Digests run the model on a schedule others set: changing them takes `admin`.
+        "/v1/digests" | "/v1/digests/{id}" | "/v1/digests/{id}/run" if method != Method::GET => {
+            Some(auth::Scope::Admin)
+        }
         _ => Some(auth::Scope::Read),
     }
 }

@@ -103,6 +103,17 @@ pub(crate) fn document() -> Value {
     generation["409"] = error_response(
         "This conversation is already answering (`conversation_busy`, with `Retry-After`)",
     );
+    let digest_errors = |ok: (&str, &str)| {
+        let mut r = errors(&[
+            ("404", "No such digest or run (`not_found`)"),
+            ("503", "No app database (`store_unavailable`)"),
+        ]);
+        r[ok.0] = json!({"description": ok.1});
+        r
+    };
+    let digest_ok = digest_errors(("200", "The digest, list, run or feed"));
+    let digest_created = digest_errors(("201", "The new digest"));
+    let digest_created_run = digest_errors(("201", "The stored run"));
     let mut live = errors(&[]);
     live["200"] = json!({"description": "text/event-stream of posts", "content": {"text/event-stream": {"schema": {"type": "string"}}}});
     let mut trending = errors(&[]);
@@ -202,6 +213,11 @@ pub(crate) fn document() -> Value {
                     "persona": {"type": "string"}, "search": {"$ref": "#/components/schemas/SearchSettings"},
                     "stream": {"type": "boolean", "default": true}, "answer": {"type": "boolean", "default": true},
                     "max_tokens": {"type": "integer"}}},
+                "Digest": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"},
+                    "scope": {"type": "object", "properties": {"query": {"type": "string"}, "handles": {"type": "array", "items": {"type": "string"}}, "hashtags": {"type": "array", "items": {"type": "string"}}, "sources": {"type": "array", "items": {"type": "string"}}, "langs": {"type": "array", "items": {"type": "string"}}}},
+                    "window": {"type": "string", "default": "24h"}, "persona": {"type": "string"},
+                    "max_stories": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5}}},
                 "ChatCompletion": {"type": "object", "properties": {
                     "id": {"type": "string"}, "object": {"const": "chat.completion"}, "model": {"type": "string"},
                     "choices": {"type": "array", "items": {"type": "object"}},
@@ -254,6 +270,32 @@ pub(crate) fn document() -> Value {
             "/v1/conversations/{id}/messages/{message_id}/activate": {
                 "parameters": [path_param("id"), path_param("message_id")],
                 "post": {"summary": "Make this version active; the active path continues below it", "security": read, "responses": conv_one}
+            },
+            "/v1/digests": {
+                "get": {"summary": "Digest definitions", "security": read, "responses": digest_ok.clone()},
+                "post": {"summary": "Create a digest: name, scope {query, handles, hashtags, sources, langs}, window, persona, max_stories (scope: admin)", "security": read, "requestBody": json_body("Digest"), "responses": digest_created}
+            },
+            "/v1/digests/{id}": {
+                "parameters": [path_param("id")],
+                "get": {"summary": "One digest", "security": read, "responses": digest_ok.clone()},
+                "put": {"summary": "Replace a digest's definition (scope: admin)", "security": read, "requestBody": json_body("Digest"), "responses": digest_ok.clone()},
+                "delete": {"summary": "Delete a digest and its runs (scope: admin)", "security": read, "responses": digest_ok.clone()}
+            },
+            "/v1/digests/{id}/run": {
+                "parameters": [path_param("id")],
+                "post": {"summary": "Run now, or `as_of` a past time; returns the stored run (`succeeded` with stories or an explicit quiet window, or `failed` with the error) (scope: admin)", "security": read, "responses": digest_created_run}
+            },
+            "/v1/digests/{id}/runs": {
+                "parameters": [path_param("id")],
+                "get": {"summary": "A digest's runs, newest first (`limit`)", "security": read, "responses": digest_ok.clone()}
+            },
+            "/v1/digests/{id}/runs/{run_id}": {
+                "parameters": [path_param("id"), path_param("run_id")],
+                "get": {"summary": "One run: status, output (stories with headline, summary, citations), markdown, error", "security": read, "responses": digest_ok.clone()}
+            },
+            "/v1/digests/{id}/feed.atom": {
+                "parameters": [path_param("id")],
+                "get": {"summary": "Atom 1.0 feed of the digest's runs", "security": read, "responses": digest_ok}
             },
             "/v1/posts/stream": {"get": {"summary": "Server-Sent Events: `post` for each newly indexed post (after a `backfill` of recent ones, then a `live` event); `lagged` when the client fell behind. Filters: q (all words), handles, sources, langs (comma-separated)", "security": read, "responses": live}},
             "/v1/trending": {"get": {"summary": "Topics many accounts post about in a window (`window` default 6h, `as_of`, `limit`), each with a starter question", "security": read, "responses": trending}},

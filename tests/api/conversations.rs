@@ -75,6 +75,7 @@ impl TestApp {
             "GET" => self.client.get(url),
             "POST" => self.client.post(url),
             "PATCH" => self.client.patch(url),
+            "PUT" => self.client.put(url),
             "DELETE" => self.client.delete(url),
             other => panic!("method {other}"),
         };

@@ -5,6 +5,7 @@ mod helpers;
 
 mod chat;
 mod conversations;
+mod digests;
 mod errors;
 mod keys;
 mod lifecycle;

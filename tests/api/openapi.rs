@@ -24,6 +24,7 @@ async fn every_documented_operation_is_routed() {
                 app.base,
                 path.replace("{id}", "no-such-post")
                     .replace("{message_id}", "no-such-message")
+                    .replace("{run_id}", "no-such-run")
             );
             let request = match method.as_str() {
                 "get" => app.client.get(&url),
@@ -33,6 +34,11 @@ async fn every_documented_operation_is_routed() {
                     .header("content-type", "application/json")
                     .body("{}"),
                 "delete" => app.client.delete(&url),
+                "put" => app
+                    .client
+                    .put(&url)
+                    .header("content-type", "application/json")
+                    .body("{}"),
                 "patch" => app
                     .client
                     .patch(&url)

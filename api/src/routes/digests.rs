@@ -1,0 +1,468 @@
+//! `/v1/digests`: digest definitions (CRUD), running one now (optionally `as_of` a past time),
+//! its stored runs, and an Atom feed of its runs.
+//!
+//! A run is stored as `running` before it starts and as `succeeded` (with its stories, or an
+//! explicit "no notable stories") or `failed` (with the error) when it ends: a failed search or
+//! model call is never reported as a quiet window.
+
+use crate::routes::chat::{check_persona, invalid};
+use crate::store::{DigestRow, RunRow, Store};
+use crate::time::{parse_duration, parse_time};
+use crate::{ApiError, AppState};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tidings_agent::digest::{self, DigestSpec};
+use tidings_agent::stories::StoryConfig;
+
+const MAX_STORIES: usize = 20;
+
+/// What a digest covers.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScopeBody {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    query: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    handles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hashtags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    langs: Vec<String>,
+}
+
+/// A digest definition as the API takes and stores it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DigestBody {
+    name: String,
+    #[serde(default)]
+    scope: ScopeBody,
+    /// The window before each run's `as_of` ("24h", "7d").
+    #[serde(default = "default_window")]
+    window: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    persona: Option<String>,
+    #[serde(default = "default_max_stories")]
+    max_stories: usize,
+}
+
+fn default_window() -> String {
+    "24h".into()
+}
+
+fn default_max_stories() -> usize {
+    5
+}
+
+impl DigestBody {
+    fn validate(&self, state: &AppState) -> Result<DigestSpec, ApiError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(invalid("`name` must be 1 to 200 characters"));
+        }
+        let window = parse_duration(&self.window).map_err(|e| invalid(format!("window: {e}")))?;
+        if window.as_secs() < 60 || window.as_secs() > 31 * 86_400 {
+            return Err(invalid("window must be between 1m and 31d"));
+        }
+        if !(1..=MAX_STORIES).contains(&self.max_stories) {
+            return Err(invalid(format!(
+                "max_stories must be between 1 and {MAX_STORIES}"
+            )));
+        }
+        if let (Some(p), Some(agent)) = (&self.persona, &state.agent) {
+            check_persona(agent, p)?;
+        }
+        Ok(DigestSpec {
+            name: name.to_string(),
+            query: self.scope.query.clone(),
+            handles: self
+                .scope
+                .handles
+                .iter()
+                .map(|h| h.trim_start_matches('@').to_lowercase())
+                .collect(),
+            hashtags: self.scope.hashtags.clone(),
+            sources: self.scope.sources.clone(),
+            langs: self.scope.langs.clone(),
+            window,
+            persona: self.persona.clone(),
+            max_stories: self.max_stories,
+            ..DigestSpec::default()
+        })
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(b)| b)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))
+}
+
+fn store(state: &AppState) -> Result<&Store, ApiError> {
+    state.store.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "this server runs without an app database, so it keeps no digests",
+        )
+    })
+}
+
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "app database");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        format!("the app database failed: {e}"),
+    )
+}
+
+fn digest_view(d: &DigestRow) -> Value {
+    let mut v = json!({
+        "id": d.id,
+        "object": "digest",
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    });
+    if let (Value::Object(o), Value::Object(spec)) = (&mut v, &d.spec) {
+        o.extend(spec.clone());
+    }
+    v["feed_url"] = json!(format!("/v1/digests/{}/feed.atom", d.id));
+    v
+}
+
+fn run_view(r: &RunRow) -> Value {
+    json!({
+        "id": r.id,
+        "object": "digest.run",
+        "digest_id": r.digest_id,
+        "status": r.status,
+        "reason": r.reason,
+        "as_of": r.as_of,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "output": r.output,
+        "markdown": r.markdown,
+        "error": r.error,
+    })
+}
+
+async fn load(store: &Store, id: &str) -> Result<DigestRow, ApiError> {
+    store
+        .digest(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("digest {id} does not exist")))
+}
+
+fn spec_of(state: &AppState, row: &DigestRow) -> Result<DigestSpec, ApiError> {
+    let body: DigestBody = serde_json::from_value(row.spec.clone()).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_digest",
+            format!("stored digest {} does not parse: {e}", row.id),
+        )
+    })?;
+    body.validate(state)
+}
+
+/// `POST /v1/digests`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<DigestBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let store = store(&state)?;
+    let body = json_body(body)?;
+    body.validate(&state)?;
+    let spec = serde_json::to_value(&body).unwrap_or(Value::Null);
+    let row = store
+        .create_digest(body.name.trim(), &spec)
+        .await
+        .map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(digest_view(&row))).into_response())
+}
+
+/// `GET /v1/digests`.
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let rows = store(&state)?.digests().await.map_err(store_error)?;
+    Ok(Json(json!({
+        "object": "list",
+        "data": rows.iter().map(digest_view).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /v1/digests/{id}`.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(digest_view(&load(store(&state)?, &id).await?)))
+}
+
+/// `PUT /v1/digests/{id}`: replaces the definition.
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<DigestBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    let body = json_body(body)?;
+    body.validate(&state)?;
+    let spec = serde_json::to_value(&body).unwrap_or(Value::Null);
+    let row = store
+        .update_digest(&id, body.name.trim(), &spec)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("digest {id} does not exist")))?;
+    Ok(Json(digest_view(&row)))
+}
+
+/// `DELETE /v1/digests/{id}`.
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !store(&state)?
+        .delete_digest(&id)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::not_found(format!("digest {id} does not exist")));
+    }
+    Ok(Json(json!({"id": id, "object": "digest", "deleted": true})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunBody {
+    /// End of the window (RFC 3339 or Unix seconds); default now. Past times replay history.
+    as_of: Option<String>,
+}
+
+/// Runs `spec` as of `as_of`, storing the run from start to end.
+pub(crate) async fn execute(
+    state: &AppState,
+    row: &DigestRow,
+    reason: &str,
+    as_of: chrono::DateTime<Utc>,
+) -> Result<RunRow, ApiError> {
+    let store = store(state)?;
+    let spec = spec_of(state, row)?;
+    let run = store
+        .start_run(&row.id, reason, as_of)
+        .await
+        .map_err(store_error)?;
+    let result = match &state.agent {
+        None => Err(
+            json!({"code": "model_unavailable", "message": "no chat model is configured on this server; digests need one for their summaries"}),
+        ),
+        Some(agent) => digest::run(agent, &spec, as_of, &StoryConfig::default())
+            .await
+            .map_err(|e| {
+                let err = crate::routes::chat::agent_error(e);
+                json!({"code": err.code, "message": err.message})
+            }),
+    };
+    let finished = match &result {
+        Ok(out) => {
+            let output = crate::digest_json(out);
+            store
+                .finish_run(&run.id, Ok((&output, &out.markdown())))
+                .await
+        }
+        Err(e) => {
+            tracing::warn!(digest = %row.id, error = %e, "digest run failed");
+            store.finish_run(&run.id, Err(e)).await
+        }
+    };
+    finished.map_err(store_error)
+}
+
+/// `POST /v1/digests/{id}/run`: runs the digest now (or `as_of` a past time) and returns the
+/// stored run (status `succeeded` or `failed`).
+pub(crate) async fn run_now(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<RunBody>>,
+) -> Result<Response, ApiError> {
+    let row = load(store(&state)?, &id).await?;
+    let as_of = match body.and_then(|Json(b)| b.as_of) {
+        Some(raw) => parse_time(&raw).map_err(|e| invalid(format!("as_of: {e}")))?,
+        None => Utc::now(),
+    };
+    let run = execute(&state, &row, "manual", as_of).await?;
+    Ok((StatusCode::CREATED, Json(run_view(&run))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunsQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /v1/digests/{id}/runs`: newest first.
+pub(crate) async fn runs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    load(store, &id).await?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=200).contains(&limit) {
+        return Err(invalid("limit must be between 1 and 200"));
+    }
+    let rows = store.runs(&id, limit).await.map_err(store_error)?;
+    Ok(Json(json!({
+        "object": "list",
+        "data": rows.iter().map(run_view).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /v1/digests/{id}/runs/{run_id}`.
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    Path((id, run_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    match store.run(&run_id).await.map_err(store_error)? {
+        Some(r) if r.digest_id == id => Ok(Json(run_view(&r))),
+        _ => Err(ApiError::not_found(format!(
+            "run {run_id} of digest {id} does not exist"
+        ))),
+    }
+}
+
+fn xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 forbids most control characters.
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One run as HTML for a feed entry (escaped; feed readers sanitise too).
+fn entry_html(run: &RunRow) -> String {
+    let mut html = String::new();
+    if run.status == "failed" {
+        let message = run
+            .error
+            .as_ref()
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or("unknown error");
+        html.push_str(&format!(
+            "<p><strong>This digest run failed</strong>: {}. It is not a quiet day: the stories could not be read.</p>",
+            xml(message)
+        ));
+        return html;
+    }
+    let Some(out) = &run.output else {
+        return "<p>Still running.</p>".into();
+    };
+    let stories = out["stories"].as_array().cloned().unwrap_or_default();
+    if stories.is_empty() {
+        html.push_str("<p>No notable stories in this window.</p>");
+    }
+    for s in stories {
+        html.push_str(&format!(
+            "<h2>{}</h2><p>{}</p><ul>",
+            xml(s["headline"].as_str().unwrap_or("")),
+            xml(s["summary"].as_str().unwrap_or(""))
+        ));
+        for c in s["citations"].as_array().cloned().unwrap_or_default() {
+            let text: String = c["text"].as_str().unwrap_or("").chars().take(200).collect();
+            let who = c["author"].as_str().map_or_else(
+                || c["source"].as_str().unwrap_or("post").to_string(),
+                |a| format!("@{a}"),
+            );
+            match c["url"].as_str().filter(|u| u.starts_with("http")) {
+                Some(url) => html.push_str(&format!(
+                    "<li>[{}] <a href=\"{}\">{}</a>: {}</li>",
+                    c["number"],
+                    xml(url),
+                    xml(&who),
+                    xml(&text)
+                )),
+                None => html.push_str(&format!(
+                    "<li>[{}] {}: {}</li>",
+                    c["number"],
+                    xml(&who),
+                    xml(&text)
+                )),
+            }
+        }
+        html.push_str("</ul>");
+    }
+    html
+}
+
+/// `GET /v1/digests/{id}/feed.atom`: the latest runs as an Atom 1.0 feed.
+pub(crate) async fn feed(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = store(&state)?;
+    let row = load(store, &id).await?;
+    let runs: Vec<RunRow> = store
+        .runs(&id, 30)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|r| r.status != "running")
+        .collect();
+    let updated = runs
+        .iter()
+        .filter_map(|r| r.finished_at)
+        .max()
+        .unwrap_or(row.updated_at);
+    let mut body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n  <id>urn:tidings:digest:{}</id>\n  <title>{}</title>\n  <updated>{}</updated>\n  <author><name>Tidings</name></author>\n  <generator>Tidings</generator>\n  <link rel=\"self\" href=\"/v1/digests/{}/feed.atom\"/>\n",
+        xml(&row.id),
+        xml(&row.name),
+        updated.to_rfc3339(),
+        xml(&row.id)
+    );
+    for r in &runs {
+        let when = r.finished_at.unwrap_or(r.started_at);
+        let title = if r.status == "failed" {
+            format!(
+                "{} — {} (failed)",
+                row.name,
+                r.as_of.format("%Y-%m-%d %H:%M UTC")
+            )
+        } else {
+            format!("{} — {}", row.name, r.as_of.format("%Y-%m-%d %H:%M UTC"))
+        };
+        body.push_str(&format!(
+            "  <entry>\n    <id>urn:tidings:run:{}</id>\n    <title>{}</title>\n    <updated>{}</updated>\n    <published>{}</published>\n    <link rel=\"alternate\" href=\"/v1/digests/{}/runs/{}\"/>\n    <content type=\"html\">{}</content>\n  </entry>\n",
+            xml(&r.id),
+            xml(&title),
+            when.to_rfc3339(),
+            r.started_at.to_rfc3339(),
+            xml(&row.id),
+            xml(&r.id),
+            xml(&entry_html(r))
+        ));
+    }
+    body.push_str("</feed>\n");
+    Ok((
+        [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+        body,
+    )
+        .into_response())
+}

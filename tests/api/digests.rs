@@ -1,0 +1,317 @@
+//! `/v1/digests`: definitions, runs (now and `as_of` a past time), stored runs, the Atom feed
+//! (read back with the `feedparser` library), and failures recorded as failures.
+
+use crate::chat::{app_with_feed, AS_OF};
+use crate::helpers::{post, settings, spawn_with_settings, TestApp};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// The feed parsed by Python's feedparser: (bozo flag, feed title, entry titles).
+fn parse_feed(xml: &str) -> (bool, String, Vec<String>) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "run `make setup` first: {} is missing",
+        python.display()
+    );
+    let script = r#"
+import json, sys, feedparser
+d = feedparser.parse(sys.stdin.read())
+print(json.dumps({"bozo": bool(d.bozo), "error": str(d.get("bozo_exception", "")), "version": d.version,
+                  "title": d.feed.get("title", ""), "entries": [e.title for e in d.entries],
+                  "content": [e.content[0].value for e in d.entries]}))
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(xml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).expect("feedparser output");
+    assert_eq!(v["version"], "atom10", "{v}");
+    assert_eq!(v["bozo"], false, "feedparser found the feed malformed: {v}");
+    (
+        v["bozo"].as_bool().unwrap(),
+        v["title"].as_str().unwrap().to_string(),
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_run_now_and_in_the_past_and_feed_their_runs() {
+    let (mut app, _temp) = app_with_feed("chat_feed.jsonl", 12).await;
+    let (status, d) = app
+        .call(
+            "POST",
+            "/v1/digests",
+            Some(json!({"name": "Riverton & co <daily>", "window": "24h", "max_stories": 3})),
+        )
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    assert_eq!(d["window"], "24h");
+    let (status, list) = app.call("GET", "/v1/digests", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    // A run over the fixture's day.
+    let (status, run) = app
+        .call(
+            "POST",
+            &format!("/v1/digests/{id}/run"),
+            Some(json!({"as_of": AS_OF})),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["as_of"], "2024-05-10T18:00:00Z");
+    let out = &run["output"];
+    assert_eq!(out["posts_seen"], 12);
+    let stories = out["stories"].as_array().unwrap();
+    assert!(!stories.is_empty(), "the flood is a story: {out}");
+    for s in stories {
+        assert!(!s["headline"].as_str().unwrap().is_empty());
+        let members: Vec<&str> = s["post_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        for c in s["citations"].as_array().unwrap() {
+            assert!(
+                members.contains(&c["id"].as_str().unwrap()),
+                "a summary cites only its story's posts: {s}"
+            );
+        }
+    }
+    let flood = stories
+        .iter()
+        .find(|s| {
+            s["post_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "fx:1")
+        })
+        .expect("the bridge post is in a story");
+    assert!(
+        !flood["post_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "fx:5"),
+        "the football result is not part of the flood story: {flood}"
+    );
+    assert!(run["markdown"].as_str().unwrap().contains("## 1."));
+
+    // A window with no posts is a quiet window, said explicitly.
+    let (status, quiet) = app
+        .call(
+            "POST",
+            &format!("/v1/digests/{id}/run"),
+            Some(json!({"as_of": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(quiet["status"], "succeeded");
+    assert_eq!(quiet["output"]["notable"], false);
+    assert!(quiet["markdown"]
+        .as_str()
+        .unwrap()
+        .contains("No notable stories"));
+
+    let (_, runs) = app
+        .call("GET", &format!("/v1/digests/{id}/runs"), None)
+        .await;
+    let ids: Vec<&str> = runs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let (status, one) = app
+        .call("GET", &format!("/v1/digests/{id}/runs/{}", ids[1]), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(one["id"], ids[1]);
+
+    // The Atom feed: one entry per run, accepted by a real feed parser.
+    let (status, xml) = app.get(&format!("/v1/digests/{id}/feed.atom")).await;
+    assert_eq!(status, 200);
+    let (_, title, entries) = parse_feed(&xml);
+    assert_eq!(title, "Riverton & co <daily>");
+    assert_eq!(entries.len(), 2, "{xml}");
+    assert!(entries
+        .iter()
+        .all(|e| e.starts_with("Riverton & co <daily> — ")));
+
+    // Replace, then delete.
+    let (status, d2) = app
+        .call(
+            "PUT",
+            &format!("/v1/digests/{id}"),
+            Some(
+                json!({"name": "Floods", "scope": {"hashtags": ["rivertonflood"]}, "window": "6h"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{d2}");
+    assert_eq!(d2["scope"]["hashtags"], json!(["rivertonflood"]));
+    let (status, run) = app
+        .call(
+            "POST",
+            &format!("/v1/digests/{id}/run"),
+            Some(json!({"as_of": AS_OF})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert!(
+        run["output"]["posts_seen"].as_u64().unwrap() < 12,
+        "the hashtag scope narrows the posts: {run}"
+    );
+    let (status, _) = app.call("DELETE", &format!("/v1/digests/{id}"), None).await;
+    assert_eq!(status, 200);
+    let (status, v) = app.call("GET", &format!("/v1/digests/{id}"), None).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str().unwrap()),
+        (404, "not_found")
+    );
+    app.stop().await;
+}
+
+async fn app_with_failing_model() -> (TestApp, tempfile::TempDir) {
+    // An upstream that always answers 500 (a test double for the failure path only).
+    let upstream = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":{"message":"upstream exploded"}}"#,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let temp = tempfile::tempdir().unwrap();
+    let mut s = settings(temp.path());
+    s.embedder.kind = "none".into();
+    s.model.kind = "openai".into();
+    s.model.url = Some(format!("http://{addr}/v1"));
+    s.model.max_retries = 0;
+    let app = spawn_with_settings(s).await;
+    (app, temp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_model_is_a_failed_run_not_a_quiet_day() {
+    let (mut app, _temp) = app_with_failing_model().await;
+    let posts: Vec<Value> = ["ann", "bob", "cy", "dee"]
+        .iter()
+        .enumerate()
+        .map(|(i, who)| {
+            let mut p = post(
+                &format!("f{i}"),
+                &format!("Flooding closes the Riverton bridge downtown, reports {who}"),
+                &format!("2024-05-10T1{i}:00:00Z"),
+            );
+            p["author"] = json!(who);
+            p
+        })
+        .collect();
+    let (status, _) = app.push(&json!(posts)).await;
+    assert_eq!(status, 200);
+    let (_, d) = app
+        .call("POST", "/v1/digests", Some(json!({"name": "Floods"})))
+        .await;
+    let id = d["id"].as_str().unwrap();
+    let (status, run) = app
+        .call(
+            "POST",
+            &format!("/v1/digests/{id}/run"),
+            Some(json!({"as_of": AS_OF})),
+        )
+        .await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"]["code"], "upstream_error");
+    assert!(run["output"].is_null() && run["markdown"].is_null());
+    let (_, xml) = app.get(&format!("/v1/digests/{id}/feed.atom")).await;
+    let (_, _, entries) = parse_feed(&xml);
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].ends_with("(failed)"), "{entries:?}");
+    assert!(xml.contains("failed"));
+    assert!(!xml.contains("No notable stories"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_requests_are_validated() {
+    let (mut app, _temp) = app_with_failing_model().await;
+    let cases = [
+        (json!({"name": ""}), "invalid_request"),
+        (json!({"name": "x", "window": "soon"}), "invalid_request"),
+        (json!({"name": "x", "window": "90d"}), "invalid_request"),
+        (json!({"name": "x", "max_stories": 0}), "invalid_request"),
+        (json!({"name": "x", "persona": "pirate"}), "unknown_persona"),
+        (json!({"name": "x", "colour": "red"}), "invalid_json"),
+        (
+            json!({"name": "x", "scope": {"colour": "red"}}),
+            "invalid_json",
+        ),
+    ];
+    for (body, code) in cases {
+        let (status, v) = app.call("POST", "/v1/digests", Some(body.clone())).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str().unwrap_or("")),
+            (400, code),
+            "{body}: {v}"
+        );
+    }
+    for path in [
+        "/v1/digests/nope",
+        "/v1/digests/nope/runs",
+        "/v1/digests/nope/feed.atom",
+    ] {
+        let (status, v) = app.call("GET", path, None).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str().unwrap_or("")),
+            (404, "not_found"),
+            "{path}"
+        );
+    }
+    let (status, _) = app
+        .call("POST", "/v1/digests/nope/run", Some(json!({})))
+        .await;
+    assert_eq!(status, 404);
+    let (_, d) = app
+        .call("POST", "/v1/digests", Some(json!({"name": "x"})))
+        .await;
+    let (status, v) = app
+        .call(
+            "POST",
+            &format!("/v1/digests/{}/run", d["id"].as_str().unwrap()),
+            Some(json!({"as_of": "yesterday-ish"})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str().unwrap()),
+        (400, "invalid_request")
+    );
+    app.stop().await;
+}
