@@ -38,7 +38,7 @@ pub async fn ask(
     }
 }
 
-fn is_connect(e: &anyhow::Error) -> bool {
+pub(crate) fn is_connect(e: &anyhow::Error) -> bool {
     e.downcast_ref::<reqwest::Error>()
         .is_some_and(|r| r.is_connect())
 }

@@ -9,5 +9,6 @@ pub mod ask;
 pub mod bench;
 pub mod bench_agent;
 pub mod config;
+pub mod digest_cli;
 pub mod eval;
 pub mod telemetry;

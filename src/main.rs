@@ -172,9 +172,52 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DigestCommand {
-    /// Runs a digest now over the local index (stop the server first: the index has one
-    /// writer) and prints it as markdown (or JSON).
+    /// Stores a digest definition (on the server, or in the local data dir without one).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        query: String,
+        #[arg(long)]
+        hashtag: Vec<String>,
+        #[arg(long)]
+        handle: Vec<String>,
+        #[arg(long, default_value = "24h")]
+        window: String,
+        #[arg(long, default_value_t = 5)]
+        max_stories: usize,
+        #[arg(long)]
+        persona: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long, env = "TIDINGS_API_KEY")]
+        api_key: Option<String>,
+    },
+    /// Lists the stored digests.
+    List {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long, env = "TIDINGS_API_KEY")]
+        api_key: Option<String>,
+    },
+    /// Shows a digest's latest run (markdown, or why it failed).
+    Show {
+        id: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long, env = "TIDINGS_API_KEY")]
+        api_key: Option<String>,
+    },
+    /// Runs a digest now and prints it as markdown (or JSON). With an ID: the stored digest,
+    /// through the server (or the local data dir). Without: an ad-hoc digest over the local
+    /// index (stop the server first: the index has one writer).
     Run {
+        /// A stored digest to run.
+        id: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long, env = "TIDINGS_API_KEY")]
+        api_key: Option<String>,
         /// Words the posts should match (default: every post in the window).
         #[arg(long, default_value = "")]
         query: String,
@@ -338,7 +381,112 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => keys(&settings, command),
         Command::Digest {
             command:
+                DigestCommand::Add {
+                    name,
+                    query,
+                    hashtag,
+                    handle,
+                    window,
+                    max_stories,
+                    persona,
+                    server,
+                    api_key,
+                },
+        } => {
+            let body = serde_json::json!({
+                "name": name,
+                "scope": {"query": query, "hashtags": hashtag, "handles": handle},
+                "window": window,
+                "max_stories": max_stories,
+                "persona": persona,
+            });
+            let d = tidings::digest_cli::call(
+                &settings,
+                &server,
+                api_key.as_deref(),
+                reqwest::Method::POST,
+                "/v1/digests",
+                Some(body),
+            )
+            .await?;
+            println!("{}", d["id"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        Command::Digest {
+            command: DigestCommand::List { server, api_key },
+        } => {
+            let list = tidings::digest_cli::call(
+                &settings,
+                &server,
+                api_key.as_deref(),
+                reqwest::Method::GET,
+                "/v1/digests",
+                None,
+            )
+            .await?;
+            tidings::digest_cli::print_list(&list);
+            Ok(())
+        }
+        Command::Digest {
+            command:
+                DigestCommand::Show {
+                    id,
+                    server,
+                    api_key,
+                },
+        } => {
+            let runs = tidings::digest_cli::call(
+                &settings,
+                &server,
+                api_key.as_deref(),
+                reqwest::Method::GET,
+                &format!("/v1/digests/{id}/runs?limit=1"),
+                None,
+            )
+            .await?;
+            match runs["data"].as_array().and_then(|r| r.first()) {
+                Some(run) => tidings::digest_cli::print_run(run),
+                None => {
+                    println!("digest {id} has not run yet; `tidings digest run {id}` runs it now")
+                }
+            }
+            Ok(())
+        }
+        Command::Digest {
+            command:
                 DigestCommand::Run {
+                    id: Some(id),
+                    server,
+                    api_key,
+                    as_of,
+                    json,
+                    ..
+                },
+        } => {
+            let body = serde_json::json!({"as_of": as_of});
+            let run = tidings::digest_cli::call(
+                &settings,
+                &server,
+                api_key.as_deref(),
+                reqwest::Method::POST,
+                &format!("/v1/digests/{id}/run"),
+                Some(body),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                tidings::digest_cli::print_run(&run);
+            }
+            if run["status"] == "failed" {
+                anyhow::bail!("the digest run failed");
+            }
+            Ok(())
+        }
+        Command::Digest {
+            command:
+                DigestCommand::Run {
+                    id: None,
                     query,
                     hashtag,
                     handle,
@@ -347,6 +495,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     max_stories,
                     persona,
                     json,
+                    ..
                 },
         } => {
             let spec = tidings_agent::digest::DigestSpec {
