@@ -11,6 +11,7 @@ mod error;
 mod metrics;
 mod openapi;
 mod routes;
+pub mod scheduler;
 pub mod store;
 mod time;
 mod web;
