@@ -317,6 +317,9 @@ impl App {
                 tracker.spawn(optimizer(store, stats, every, token));
             }
         }
+        if state.store.is_some() {
+            tracker.spawn(tidings_api::run_scheduler(state.clone(), shutdown.clone()));
+        }
         let token = shutdown.clone();
         let server = tokio::spawn(tidings_api::serve(listener, state, async move {
             token.cancelled().await

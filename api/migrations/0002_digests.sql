@@ -17,6 +17,9 @@ CREATE TABLE digest_runs (
     -- manual | schedule | startup (a missed run)
     reason      TEXT NOT NULL,
     as_of       BIGINT NOT NULL,
+    -- The schedule slot this run is for (NULL for manual runs); unique per digest, so
+    -- replicas sharing the database run each slot once.
+    scheduled_for BIGINT,
     started_at  BIGINT NOT NULL,
     finished_at BIGINT,
     -- JSON output (stories) or NULL
@@ -26,3 +29,4 @@ CREATE TABLE digest_runs (
 );
 
 CREATE INDEX digest_runs_digest ON digest_runs (digest_id, started_at);
+CREATE UNIQUE INDEX digest_runs_slot ON digest_runs (digest_id, scheduled_for);

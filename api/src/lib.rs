@@ -67,6 +67,8 @@ pub struct AppState {
     /// The app database (conversations); `None` serves no conversations.
     pub store: Option<store::Store>,
     pub(crate) generating: routes::conversations::Generating,
+    /// Wakes the digest scheduler when digests change.
+    pub digests_changed: Arc<tokio::sync::Notify>,
     pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
@@ -87,6 +89,7 @@ impl AppState {
             keys: Arc::new(auth::KeyStore::new(None)),
             store: None,
             generating: Default::default(),
+            digests_changed: Arc::new(tokio::sync::Notify::new()),
             metrics,
         }
     }
@@ -231,6 +234,13 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         }
     }
     next.run(request).await
+}
+
+/// Runs the digest scheduler until `shutdown` (see [`scheduler`]).
+pub async fn run_scheduler(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    let changed = state.digests_changed.clone();
+    let runner = Arc::new(routes::digests::ScheduledDigests(state));
+    scheduler::run(runner, scheduler::Clock::System, changed, shutdown).await;
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then drains open requests.

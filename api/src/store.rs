@@ -430,6 +430,7 @@ pub struct RunRow {
     pub status: String,
     pub reason: String,
     pub as_of: DateTime<Utc>,
+    pub scheduled_for: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub output: Option<Value>,
@@ -460,6 +461,7 @@ impl Store {
             status: row.try_get("status")?,
             reason: row.try_get("reason")?,
             as_of: time(row.try_get("as_of")?),
+            scheduled_for: row.try_get::<Option<i64>, _>("scheduled_for")?.map(time),
             started_at: time(row.try_get("started_at")?),
             finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(time),
             output: opt_json("output")?,
@@ -534,27 +536,44 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Records a run as started.
+    /// Records a run as started. A run for a schedule `slot` is claimed: `None` when a run for
+    /// that slot already exists (another replica, or before a restart).
     pub async fn start_run(
         &self,
         digest_id: &str,
         reason: &str,
         as_of: DateTime<Utc>,
-    ) -> Result<RunRow, StoreError> {
+        slot: Option<DateTime<Utc>>,
+    ) -> Result<Option<RunRow>, StoreError> {
         let id = new_id();
-        sqlx::query(
-            "INSERT INTO digest_runs (id, digest_id, status, reason, as_of, started_at) VALUES ($1, $2, 'running', $3, $4, $5)",
+        let done = sqlx::query(
+            "INSERT INTO digest_runs (id, digest_id, status, reason, as_of, scheduled_for, started_at) \
+             VALUES ($1, $2, 'running', $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(&id)
         .bind(digest_id)
         .bind(reason)
         .bind(millis(as_of))
+        .bind(slot.map(millis))
         .bind(millis(Utc::now()))
         .execute(&self.pool)
         .await?;
-        self.run(&id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("a run vanished after insert".into()))
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.run(&id).await
+    }
+
+    /// The latest schedule slot with a run, per digest.
+    pub async fn last_slots(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT digest_id, MAX(scheduled_for) AS slot FROM digest_runs WHERE scheduled_for IS NOT NULL GROUP BY digest_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("digest_id")?, time(r.try_get("slot")?))))
+            .collect()
     }
 
     /// Records how a run ended: its output (succeeded) or its error (failed).
@@ -672,6 +691,33 @@ mod tests {
         assert!(store.delete_conversation(&c.id).await.unwrap());
         assert!(store.messages(&c.id).await.unwrap().is_empty());
         assert!(!store.delete_conversation(&c.id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_schedule_slot_runs_once_across_replicas() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Store::default_url(dir.path());
+        let (a, b) = (
+            Store::connect(&url).await.unwrap(),
+            Store::connect(&url).await.unwrap(),
+        );
+        let d = a.create_digest("d", &json!({"name": "d"})).await.unwrap();
+        let slot: DateTime<Utc> = "2026-05-10T08:00:00Z".parse().unwrap();
+        let (ra, rb) = tokio::join!(
+            a.start_run(&d.id, "schedule", slot, Some(slot)),
+            b.start_run(&d.id, "schedule", slot, Some(slot))
+        );
+        let claimed = [ra.unwrap(), rb.unwrap()];
+        assert_eq!(claimed.iter().filter(|r| r.is_some()).count(), 1);
+        // Manual runs never collide.
+        for _ in 0..2 {
+            assert!(a
+                .start_run(&d.id, "manual", slot, None)
+                .await
+                .unwrap()
+                .is_some());
+        }
+        assert_eq!(a.last_slots().await.unwrap(), vec![(d.id.clone(), slot)]);
     }
 
     #[tokio::test]

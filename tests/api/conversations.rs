@@ -365,14 +365,14 @@ async fn tree_on_sqlite() {
 }
 
 /// A fresh database on the PostgreSQL server for this test, dropped at the end.
-struct PgDatabase {
+pub(crate) struct PgDatabase {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PgDatabase {
-    async fn create() -> PgDatabase {
+    pub(crate) async fn create() -> PgDatabase {
         let admin = std::env::var("TIDINGS_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("tidings_test_{}", uuid_like());
@@ -393,7 +393,7 @@ impl PgDatabase {
         PgDatabase { admin, name, url }
     }
 
-    async fn drop_it(self) {
+    pub(crate) async fn drop_it(self) {
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.admin)
             .await
             .expect("admin connection");

@@ -165,12 +165,14 @@ async fn digests_run_now_and_in_the_past_and_feed_their_runs() {
         .call(
             "PUT",
             &format!("/v1/digests/{id}"),
-            Some(
-                json!({"name": "Floods", "scope": {"hashtags": ["rivertonflood"]}, "window": "6h"}),
-            ),
+            Some(json!({
+                "name": "Floods", "scope": {"hashtags": ["rivertonflood"]}, "window": "6h",
+                "schedule": {"cron": "0 8 * * *", "timezone": "Europe/Berlin", "missed": "skip"}
+            })),
         )
         .await;
     assert_eq!(status, 200, "{d2}");
+    assert_eq!(d2["schedule"]["timezone"], "Europe/Berlin");
     assert_eq!(d2["scope"]["hashtags"], json!(["rivertonflood"]));
     let (status, run) = app
         .call(
@@ -271,6 +273,10 @@ async fn digest_requests_are_validated() {
         (json!({"name": "x", "persona": "pirate"}), "unknown_persona"),
         (json!({"name": "x", "colour": "red"}), "invalid_json"),
         (
+            json!({"name": "x", "schedule": {"cron": "0 8 * * *", "colour": 1}}),
+            "invalid_json",
+        ),
+        (
             json!({"name": "x", "scope": {"colour": "red"}}),
             "invalid_json",
         ),
@@ -314,4 +320,36 @@ async fn digest_requests_are_validated() {
         (400, "invalid_request")
     );
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_postgres_run_a_slot_once() {
+    let db = crate::conversations::PgDatabase::create().await;
+    let stores: Vec<tidings_api::store::Store> =
+        futures::future::join_all((0..3).map(|_| tidings_api::store::Store::connect(&db.url)))
+            .await
+            .into_iter()
+            .map(|s| s.expect("connect"))
+            .collect();
+    let d = stores[0]
+        .create_digest("d", &json!({"name": "d", "schedule": {"every": "1h"}}))
+        .await
+        .unwrap();
+    let slot: chrono::DateTime<chrono::Utc> = "2026-05-10T08:00:00Z".parse().unwrap();
+    let claims = futures::future::join_all(
+        stores
+            .iter()
+            .map(|s| s.start_run(&d.id, "schedule", slot, Some(slot))),
+    )
+    .await;
+    let won = claims
+        .into_iter()
+        .map(|c| c.expect("claim"))
+        .filter(|c| c.is_some())
+        .count();
+    assert_eq!(won, 1, "exactly one replica runs the slot");
+    for s in &stores {
+        s.close().await;
+    }
+    db.drop_it().await;
 }

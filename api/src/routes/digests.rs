@@ -6,6 +6,7 @@
 //! model call is never reported as a quiet window.
 
 use crate::routes::chat::{check_persona, invalid};
+use crate::scheduler::{Job, Missed, Runner, Schedule};
 use crate::store::{DigestRow, RunRow, Store};
 use crate::time::{parse_duration, parse_time};
 use crate::{ApiError, AppState};
@@ -15,6 +16,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tidings_agent::digest::{self, DigestSpec};
@@ -52,6 +54,48 @@ pub(crate) struct DigestBody {
     persona: Option<String>,
     #[serde(default = "default_max_stories")]
     max_stories: usize,
+    /// When it runs by itself; absent: only when asked (`POST /v1/digests/{id}/run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schedule: Option<ScheduleBody>,
+}
+
+/// `{"cron": "0 8 * * *", "timezone": "Europe/Berlin"}` or `{"every": "6h"}`, with
+/// `missed`: `run_once` (default: the latest slot missed while the server was down runs once
+/// at start) or `skip`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduleBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    every: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    missed: Option<String>,
+}
+
+impl ScheduleBody {
+    fn parse(&self) -> Result<(Schedule, Missed), ApiError> {
+        let every = self
+            .every
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| invalid(format!("schedule.every: {e}")))?;
+        let schedule = Schedule::parse(self.cron.as_deref(), self.timezone.as_deref(), every)
+            .map_err(|e| invalid(format!("schedule: {e}")))?;
+        let missed = match self.missed.as_deref() {
+            None | Some("run_once") => Missed::RunOnce,
+            Some("skip") => Missed::Skip,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "schedule.missed `{other}` is not one of run_once, skip"
+                )))
+            }
+        };
+        Ok((schedule, missed))
+    }
 }
 
 fn default_window() -> String {
@@ -79,6 +123,9 @@ impl DigestBody {
         }
         if let (Some(p), Some(agent)) = (&self.persona, &state.agent) {
             check_persona(agent, p)?;
+        }
+        if let Some(s) = &self.schedule {
+            s.parse()?;
         }
         Ok(DigestSpec {
             name: name.to_string(),
@@ -145,6 +192,7 @@ fn run_view(r: &RunRow) -> Value {
         "digest_id": r.digest_id,
         "status": r.status,
         "reason": r.reason,
+        "scheduled_for": r.scheduled_for,
         "as_of": r.as_of,
         "started_at": r.started_at,
         "finished_at": r.finished_at,
@@ -186,6 +234,7 @@ pub(crate) async fn create(
         .create_digest(body.name.trim(), &spec)
         .await
         .map_err(store_error)?;
+    state.digests_changed.notify_one();
     Ok((StatusCode::CREATED, Json(digest_view(&row))).into_response())
 }
 
@@ -221,6 +270,7 @@ pub(crate) async fn replace(
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("digest {id} does not exist")))?;
+    state.digests_changed.notify_one();
     Ok(Json(digest_view(&row)))
 }
 
@@ -236,6 +286,7 @@ pub(crate) async fn remove(
     {
         return Err(ApiError::not_found(format!("digest {id} does not exist")));
     }
+    state.digests_changed.notify_one();
     Ok(Json(json!({"id": id, "object": "digest", "deleted": true})))
 }
 
@@ -246,19 +297,24 @@ pub(crate) struct RunBody {
     as_of: Option<String>,
 }
 
-/// Runs `spec` as of `as_of`, storing the run from start to end.
+/// Runs `spec` as of `as_of`, storing the run from start to end. With a schedule `slot`,
+/// only when no run holds that slot yet (`Ok(None)` otherwise).
 pub(crate) async fn execute(
     state: &AppState,
     row: &DigestRow,
     reason: &str,
     as_of: chrono::DateTime<Utc>,
-) -> Result<RunRow, ApiError> {
+    slot: Option<chrono::DateTime<Utc>>,
+) -> Result<Option<RunRow>, ApiError> {
     let store = store(state)?;
     let spec = spec_of(state, row)?;
-    let run = store
-        .start_run(&row.id, reason, as_of)
+    let Some(run) = store
+        .start_run(&row.id, reason, as_of, slot)
         .await
-        .map_err(store_error)?;
+        .map_err(store_error)?
+    else {
+        return Ok(None);
+    };
     let result = match &state.agent {
         None => Err(
             json!({"code": "model_unavailable", "message": "no chat model is configured on this server; digests need one for their summaries"}),
@@ -282,7 +338,7 @@ pub(crate) async fn execute(
             store.finish_run(&run.id, Err(e)).await
         }
     };
-    finished.map_err(store_error)
+    finished.map(Some).map_err(store_error)
 }
 
 /// `POST /v1/digests/{id}/run`: runs the digest now (or `as_of` a past time) and returns the
@@ -297,7 +353,15 @@ pub(crate) async fn run_now(
         Some(raw) => parse_time(&raw).map_err(|e| invalid(format!("as_of: {e}")))?,
         None => Utc::now(),
     };
-    let run = execute(&state, &row, "manual", as_of).await?;
+    let run = execute(&state, &row, "manual", as_of, None)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "a manual run was not stored",
+            )
+        })?;
     Ok((StatusCode::CREATED, Json(run_view(&run))).into_response())
 }
 
@@ -465,4 +529,65 @@ pub(crate) async fn feed(
         body,
     )
         .into_response())
+}
+
+/// The scheduler's view of the app: scheduled digests from the database, runs through
+/// [`execute`].
+pub(crate) struct ScheduledDigests(pub(crate) AppState);
+
+impl Runner for ScheduledDigests {
+    fn jobs(&self) -> BoxFuture<'_, Vec<Job>> {
+        Box::pin(async move {
+            let Some(store) = &self.0.store else {
+                return Vec::new();
+            };
+            let (rows, slots) = match (store.digests().await, store.last_slots().await) {
+                (Ok(r), Ok(s)) => (r, s),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "the scheduler could not read digests");
+                    return Vec::new();
+                }
+            };
+            rows.into_iter()
+                .filter_map(|row| {
+                    let body: DigestBody = serde_json::from_value(row.spec.clone()).ok()?;
+                    let (schedule, missed) = body.schedule.as_ref()?.parse().ok()?;
+                    Some(Job {
+                        last_slot: slots.iter().find(|(id, _)| *id == row.id).map(|(_, t)| *t),
+                        digest_id: row.id,
+                        schedule,
+                        missed,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn run<'a>(
+        &'a self,
+        digest_id: &'a str,
+        slot: chrono::DateTime<Utc>,
+        reason: &'static str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(store) = &self.0.store else { return };
+            let row = match store.digest(digest_id).await {
+                Ok(Some(row)) => row,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, digest = digest_id, "the scheduler could not read a digest");
+                    return;
+                }
+            };
+            match execute(&self.0, &row, reason, slot, Some(slot)).await {
+                Ok(Some(run)) => {
+                    tracing::info!(digest = digest_id, run = %run.id, status = %run.status, %slot, "scheduled digest ran")
+                }
+                Ok(None) => tracing::debug!(digest = digest_id, %slot, "slot already claimed"),
+                Err(e) => {
+                    tracing::error!(digest = digest_id, error = %e.message, "scheduled digest could not run")
+                }
+            }
+        })
+    }
 }
