@@ -169,6 +169,13 @@ pub fn api_config(settings: &Settings) -> anyhow::Result<ApiConfig> {
         max_search_results: settings.search.max_results,
         default_half_life: settings.default_half_life()?,
         validation: ValidationConfig::default(),
+        webhooks: tidings_api::webhook::WebhookConfig {
+            allow: settings.digests.webhook_allow.clone(),
+            attempts: settings.digests.webhook_attempts.max(1),
+            backoff: Duration::from_millis(settings.digests.webhook_backoff_ms),
+            timeout: Duration::from_secs(settings.digests.webhook_timeout_secs.max(1)),
+            max_redirects: 3,
+        },
     })
 }
 
@@ -186,6 +193,7 @@ pub async fn digest_once(
     spec: tidings_agent::digest::DigestSpec,
     as_of: chrono::DateTime<chrono::Utc>,
     json: bool,
+    stories: &tidings_agent::stories::StoryConfig,
 ) -> anyhow::Result<()> {
     let service = tokio::task::block_in_place(|| open_index(settings, true))?;
     if service.search.has_vectors() {
@@ -194,13 +202,7 @@ pub async fn digest_once(
     }
     let agent = tokio::task::block_in_place(|| agent(settings, service.search.clone()))?
         .context("digests need a chat model for their summaries (model.kind is none)")?;
-    let out = tidings_agent::digest::run(
-        &agent,
-        &spec,
-        as_of,
-        &tidings_agent::stories::StoryConfig::default(),
-    )
-    .await;
+    let out = tidings_agent::digest::run(&agent, &spec, as_of, stories).await;
     service.shutdown().await;
     let out = out?;
     if json {

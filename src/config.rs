@@ -19,6 +19,32 @@ pub struct Settings {
     pub search: SearchSettings,
     pub model: ModelSettings,
     pub agent: AgentSettings,
+    pub digests: DigestSettings,
+}
+
+/// Digest delivery.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestSettings {
+    /// Hosts, addresses or CIDR blocks webhooks may reach although they are private, loopback
+    /// or link-local (refused otherwise).
+    pub webhook_allow: Vec<String>,
+    /// Attempts per delivery before it is dead-lettered.
+    pub webhook_attempts: u32,
+    /// Backoff before the first retry; doubles each time.
+    pub webhook_backoff_ms: u64,
+    pub webhook_timeout_secs: u64,
+}
+
+impl Default for DigestSettings {
+    fn default() -> Self {
+        DigestSettings {
+            webhook_allow: Vec::new(),
+            webhook_attempts: 5,
+            webhook_backoff_ms: 2000,
+            webhook_timeout_secs: 10,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -166,6 +192,7 @@ impl Default for Settings {
             search: SearchSettings::default(),
             model: ModelSettings::default(),
             agent: AgentSettings::default(),
+            digests: DigestSettings::default(),
         }
     }
 }

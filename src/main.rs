@@ -240,6 +240,9 @@ enum DigestCommand {
         /// Print JSON instead of markdown.
         #[arg(long)]
         json: bool,
+        /// Cosine to a story's centroid from which a post joins it (higher: finer stories).
+        #[arg(long)]
+        join_similarity: Option<f32>,
     },
 }
 
@@ -495,9 +498,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     max_stories,
                     persona,
                     json,
+                    join_similarity,
                     ..
                 },
         } => {
+            let mut stories = tidings_agent::stories::StoryConfig::default();
+            if let Some(j) = join_similarity {
+                stories.join_similarity = j;
+            }
             let spec = tidings_agent::digest::DigestSpec {
                 name: if query.is_empty() && hashtag.is_empty() {
                     "Top stories".into()
@@ -529,7 +537,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(t) => tidings_api::parse_time(&t).map_err(anyhow::Error::msg)?,
                 None => chrono::Utc::now(),
             };
-            tidings::app::digest_once(&settings, spec, as_of, json).await
+            tidings::app::digest_once(&settings, spec, as_of, json, &stories).await
         }
         Command::Search {
             query,

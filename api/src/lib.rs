@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod store;
 mod time;
 mod web;
+pub mod webhook;
 
 pub use digest::digest_json;
 pub use error::ApiError;
@@ -40,6 +41,8 @@ pub struct ApiConfig {
     /// Recency half-life when a search names none.
     pub default_half_life: Option<Duration>,
     pub validation: ValidationConfig,
+    /// Webhook delivery of digest runs.
+    pub webhooks: webhook::WebhookConfig,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +53,7 @@ impl Default for ApiConfig {
             max_search_results: 100,
             default_half_life: Some(Duration::from_secs(24 * 3600)),
             validation: ValidationConfig::default(),
+            webhooks: webhook::WebhookConfig::default(),
         }
     }
 }
@@ -173,6 +177,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/digests/{id}/runs", get(routes::digests::runs))
         .route("/v1/digests/{id}/runs/{run_id}", get(routes::digests::run))
         .route("/v1/digests/{id}/feed.atom", get(routes::digests::feed))
+        .route(
+            "/v1/digests/{id}/deliveries",
+            get(routes::digests::deliveries),
+        )
         .route("/v1/posts/stream", get(routes::live::stream))
         .route("/v1/trending", get(routes::live::trending))
         .route("/", get(web::index))

@@ -217,7 +217,9 @@ pub(crate) fn document() -> Value {
                     "name": {"type": "string"},
                     "scope": {"type": "object", "properties": {"query": {"type": "string"}, "handles": {"type": "array", "items": {"type": "string"}}, "hashtags": {"type": "array", "items": {"type": "string"}}, "sources": {"type": "array", "items": {"type": "string"}}, "langs": {"type": "array", "items": {"type": "string"}}}},
                     "window": {"type": "string", "default": "24h"}, "persona": {"type": "string"},
-                    "max_stories": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5}}},
+                    "max_stories": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+                    "schedule": {"type": "object", "description": "{cron, timezone} or {every}; missed: run_once | skip", "properties": {"cron": {"type": "string"}, "timezone": {"type": "string"}, "every": {"type": "string"}, "missed": {"enum": ["run_once", "skip"]}}},
+                    "webhooks": {"type": "array", "maxItems": 5, "items": {"type": "object", "required": ["url", "secret"], "properties": {"url": {"type": "string"}, "secret": {"type": "string", "minLength": 16, "writeOnly": true}}}}}},
                 "ChatCompletion": {"type": "object", "properties": {
                     "id": {"type": "string"}, "object": {"const": "chat.completion"}, "model": {"type": "string"},
                     "choices": {"type": "array", "items": {"type": "object"}},
@@ -292,6 +294,10 @@ pub(crate) fn document() -> Value {
             "/v1/digests/{id}/runs/{run_id}": {
                 "parameters": [path_param("id"), path_param("run_id")],
                 "get": {"summary": "One run: status, output (stories with headline, summary, citations), markdown, error", "security": read, "responses": digest_ok.clone()}
+            },
+            "/v1/digests/{id}/deliveries": {
+                "parameters": [path_param("id")],
+                "get": {"summary": "Webhook deliveries, newest first: delivered, or dead (the dead letters) with attempts, last status and error", "security": read, "responses": digest_ok.clone()}
             },
             "/v1/digests/{id}/feed.atom": {
                 "parameters": [path_param("id")],

@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0001_conversations.sql"),
     ),
     (2, "digests", include_str!("../migrations/0002_digests.sql")),
+    (
+        3,
+        "webhook deliveries",
+        include_str!("../migrations/0003_webhook_deliveries.sql"),
+    ),
 ];
 
 /// The checked-in migrations, compiled into the binary.
@@ -524,10 +529,12 @@ impl Store {
 
     pub async fn delete_digest(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM digest_runs WHERE digest_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        for table in ["webhook_deliveries", "digest_runs"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE digest_id = $1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let done = sqlx::query("DELETE FROM digests WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -620,6 +627,95 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(Self::run_row).collect()
+    }
+}
+
+/// A webhook delivery (or its dead-letter record).
+#[derive(Clone, Debug)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub digest_id: String,
+    pub run_id: String,
+    pub url: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Store {
+    fn delivery_row(row: &AnyRow) -> Result<DeliveryRow, StoreError> {
+        Ok(DeliveryRow {
+            id: row.try_get("id")?,
+            digest_id: row.try_get("digest_id")?,
+            run_id: row.try_get("run_id")?,
+            url: row.try_get("url")?,
+            status: row.try_get("status")?,
+            attempts: row.try_get("attempts")?,
+            last_status: row.try_get("last_status")?,
+            last_error: row.try_get("last_error")?,
+            created_at: time(row.try_get("created_at")?),
+            updated_at: time(row.try_get("updated_at")?),
+        })
+    }
+
+    /// Records a delivery as pending; returns its id.
+    pub async fn start_delivery(
+        &self,
+        digest_id: &str,
+        run_id: &str,
+        url: &str,
+    ) -> Result<String, StoreError> {
+        let id = new_id();
+        let now = millis(Utc::now());
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, digest_id, run_id, url, status, attempts, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+        )
+        .bind(&id)
+        .bind(digest_id)
+        .bind(run_id)
+        .bind(url)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Records how a delivery ended: `delivered`, or `dead` (the dead letter).
+    pub async fn finish_delivery(
+        &self,
+        id: &str,
+        delivered: bool,
+        attempts: u32,
+        last_status: Option<u16>,
+        last_error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, attempts = $2, last_status = $3, last_error = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(if delivered { "delivered" } else { "dead" })
+        .bind(i64::from(attempts))
+        .bind(last_status.map(i64::from))
+        .bind(last_error)
+        .bind(millis(Utc::now()))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A digest's deliveries, newest first.
+    pub async fn deliveries(&self, digest_id: &str) -> Result<Vec<DeliveryRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM webhook_deliveries WHERE digest_id = $1 ORDER BY created_at DESC, id LIMIT 200",
+        )
+        .bind(digest_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::delivery_row).collect()
     }
 }
 

@@ -353,3 +353,178 @@ async fn replicas_sharing_postgres_run_a_slot_once() {
     }
     db.drop_it().await;
 }
+
+/// What the webhook receiver saw: (path, signature valid, body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, bool, Value)>>>;
+
+const SECRET: &str = "a-long-shared-secret-123";
+
+async fn receiver(
+    axum::extract::State((seen, flaky_calls)): axum::extract::State<(
+        Seen,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    )>,
+    axum::extract::Path(kind): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let header = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let ts: i64 = header("x-tidings-timestamp").parse().unwrap_or(0);
+    let valid = header("x-tidings-signature") == tidings_api::webhook::signature(SECRET, ts, &body)
+        && (chrono::Utc::now().timestamp() - ts).abs() < 300;
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    seen.lock().unwrap().push((kind.clone(), valid, value));
+    match kind.as_str() {
+        "flaky" if flaky_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        "flaky" => axum::http::StatusCode::NO_CONTENT.into_response(),
+        "down" => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        "redirect" => (
+            axum::http::StatusCode::FOUND,
+            [("location", "http://10.255.255.1/hook")],
+        )
+            .into_response(),
+        _ => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_retried_and_dead_lettered() {
+    let seen: Seen = Default::default();
+    let app_router = axum::Router::new()
+        .route("/hook/{kind}", axum::routing::post(receiver))
+        .with_state((seen.clone(), Default::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app_router).await });
+
+    // The failing model makes the run fail: a failure is delivered as a failure.
+    let upstream = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "no") }),
+    );
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(up, upstream).await });
+    let temp = tempfile::tempdir().unwrap();
+    let mut s = settings(temp.path());
+    s.embedder.kind = "none".into();
+    s.model.kind = "openai".into();
+    s.model.url = Some(format!("http://{up_addr}/v1"));
+    s.model.max_retries = 0;
+    s.digests.webhook_allow = vec!["127.0.0.1".into()];
+    s.digests.webhook_attempts = 3;
+    s.digests.webhook_backoff_ms = 10;
+    let mut app = spawn_with_settings(s).await;
+    let posts: Vec<Value> = ["ann", "bob", "cy"]
+        .iter()
+        .enumerate()
+        .map(|(i, who)| {
+            let mut p = post(
+                &format!("w{i}"),
+                &format!("Flooding closes the Riverton bridge downtown, reports {who}"),
+                &format!("2024-05-10T1{i}:00:00Z"),
+            );
+            p["author"] = json!(who);
+            p
+        })
+        .collect();
+    app.push(&json!(posts)).await;
+
+    // A private address written in the URL is refused at once.
+    let (status, v) = app
+        .call(
+            "POST",
+            "/v1/digests",
+            Some(json!({"name": "x", "webhooks": [{"url": "http://192.168.1.20/hook", "secret": SECRET}]})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str().unwrap()),
+        (400, "webhook_refused"),
+        "{v}"
+    );
+
+    let hook = |kind: &str| json!({"url": format!("http://{addr}/hook/{kind}"), "secret": SECRET});
+    let (status, d) = app
+        .call(
+            "POST",
+            "/v1/digests",
+            Some(json!({"name": "Floods", "webhooks": [hook("flaky"), hook("down"), hook("redirect")]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{d}");
+    assert!(d["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|h| h.get("secret").is_none() && h["secret_set"] == true));
+    let id = d["id"].as_str().unwrap().to_string();
+    let (_, run) = app
+        .call(
+            "POST",
+            &format!("/v1/digests/{id}/run"),
+            Some(json!({"as_of": AS_OF})),
+        )
+        .await;
+    assert_eq!(run["status"], "failed");
+
+    // Wait until no delivery is pending (a condition, not a duration).
+    let mut deliveries = Value::Null;
+    for _ in 0..600 {
+        let (_, v) = app
+            .call("GET", &format!("/v1/digests/{id}/deliveries"), None)
+            .await;
+        let data = v["data"].as_array().cloned().unwrap_or_default();
+        if data.len() == 3 && data.iter().all(|d| d["status"] != "pending") {
+            deliveries = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let by_kind = |kind: &str| {
+        deliveries["data"]
+            .as_array()
+            .expect("deliveries finished")
+            .iter()
+            .find(|d| d["url"].as_str().unwrap().ends_with(kind))
+            .cloned()
+            .unwrap()
+    };
+    let flaky = by_kind("flaky");
+    assert_eq!(
+        (flaky["status"].as_str(), flaky["attempts"].as_i64()),
+        (Some("delivered"), Some(2)),
+        "{flaky}"
+    );
+    let down = by_kind("down");
+    assert_eq!(down["status"], "dead", "{down}");
+    assert_eq!(down["attempts"], 3);
+    assert_eq!(down["last_status"], 503);
+    let redirect = by_kind("redirect");
+    assert_eq!(redirect["status"], "dead");
+    assert!(
+        redirect["last_error"].as_str().unwrap().contains("private"),
+        "{redirect}"
+    );
+
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|(_, valid, _)| *valid),
+        "every request carries a valid signature"
+    );
+    let delivered = seen.iter().find(|(k, _, _)| k == "flaky").unwrap();
+    assert_eq!(delivered.2["event"], "digest.run");
+    assert_eq!(delivered.2["run"]["status"], "failed");
+    assert_eq!(delivered.2["run"]["error"]["code"], "upstream_error");
+    assert_eq!(seen.iter().filter(|(k, _, _)| k == "down").count(), 3);
+    app.stop().await;
+}

@@ -57,7 +57,20 @@ pub(crate) struct DigestBody {
     /// When it runs by itself; absent: only when asked (`POST /v1/digests/{id}/run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     schedule: Option<ScheduleBody>,
+    /// Where each run is POSTed, signed with the target's secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    webhooks: Vec<WebhookBody>,
 }
+
+/// A webhook target: its URL and the secret its signatures use (never shown back).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookBody {
+    url: String,
+    secret: String,
+}
+
+const MAX_WEBHOOKS: usize = 5;
 
 /// `{"cron": "0 8 * * *", "timezone": "Europe/Berlin"}` or `{"every": "6h"}`, with
 /// `missed`: `run_once` (default: the latest slot missed while the server was down runs once
@@ -127,6 +140,38 @@ impl DigestBody {
         if let Some(s) = &self.schedule {
             s.parse()?;
         }
+        if self.webhooks.len() > MAX_WEBHOOKS {
+            return Err(invalid(format!(
+                "at most {MAX_WEBHOOKS} webhooks per digest"
+            )));
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let url = reqwest::Url::parse(&w.url)
+                .map_err(|e| invalid(format!("webhooks[{i}].url: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(format!(
+                    "webhooks[{i}].url must be an http(s) URL with a host"
+                )));
+            }
+            // An address written in the URL is checked now; names are checked when resolved.
+            if let Some(ip) = url
+                .host_str()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+                .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+            {
+                if let Err(e) = crate::webhook::check_ip(ip, &state.config.webhooks.allow) {
+                    return Err(ApiError::bad_request(
+                        "webhook_refused",
+                        format!("webhooks[{i}]: {e}"),
+                    ));
+                }
+            }
+            if !(16..=256).contains(&w.secret.chars().count()) {
+                return Err(invalid(format!(
+                    "webhooks[{i}].secret must be 16 to 256 characters"
+                )));
+            }
+        }
         Ok(DigestSpec {
             name: name.to_string(),
             query: self.scope.query.clone(),
@@ -180,6 +225,14 @@ fn digest_view(d: &DigestRow) -> Value {
     });
     if let (Value::Object(o), Value::Object(spec)) = (&mut v, &d.spec) {
         o.extend(spec.clone());
+    }
+    if let Some(hooks) = v.get_mut("webhooks").and_then(Value::as_array_mut) {
+        for h in hooks {
+            if let Some(o) = h.as_object_mut() {
+                o.remove("secret");
+                o.insert("secret_set".into(), Value::Bool(true));
+            }
+        }
     }
     v["feed_url"] = json!(format!("/v1/digests/{}/feed.atom", d.id));
     v
@@ -338,7 +391,87 @@ pub(crate) async fn execute(
             store.finish_run(&run.id, Err(e)).await
         }
     };
-    finished.map(Some).map_err(store_error)
+    let run = finished.map_err(store_error)?;
+    deliver_run(state, row, &run);
+    Ok(Some(run))
+}
+
+/// POSTs a finished run to the digest's webhooks in the background, recording each delivery
+/// (delivered, or dead with the reason).
+fn deliver_run(state: &AppState, row: &DigestRow, run: &RunRow) {
+    let Ok(body) = serde_json::from_value::<DigestBody>(row.spec.clone()) else {
+        return;
+    };
+    if body.webhooks.is_empty() {
+        return;
+    }
+    let Some(store) = state.store.clone() else {
+        return;
+    };
+    let payload = json!({
+        "event": "digest.run",
+        "digest": {"id": row.id, "name": row.name},
+        "run": run_view(run),
+    })
+    .to_string();
+    for hook in body.webhooks {
+        let store = store.clone();
+        let config = state.config.webhooks.clone();
+        let payload = payload.clone();
+        let (digest_id, run_id) = (row.id.clone(), run.id.clone());
+        tokio::spawn(async move {
+            let id = match store.start_delivery(&digest_id, &run_id, &hook.url).await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record a webhook delivery");
+                    return;
+                }
+            };
+            let outcome = crate::webhook::deliver(
+                &config,
+                &hook.url,
+                &hook.secret,
+                "digest.run",
+                &id,
+                payload.as_bytes(),
+            )
+            .await;
+            if !outcome.delivered {
+                tracing::warn!(url = %hook.url, attempts = outcome.attempts, error = ?outcome.last_error, "webhook delivery failed; dead-lettered");
+            }
+            if let Err(e) = store
+                .finish_delivery(
+                    &id,
+                    outcome.delivered,
+                    outcome.attempts,
+                    outcome.last_status,
+                    outcome.last_error.as_deref(),
+                )
+                .await
+            {
+                tracing::error!(error = %e, "could not record a webhook outcome");
+            }
+        });
+    }
+}
+
+/// `GET /v1/digests/{id}/deliveries`: webhook deliveries, newest first (`dead` ones are the
+/// dead letters, with the last status and error).
+pub(crate) async fn deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    load(store, &id).await?;
+    let rows = store.deliveries(&id).await.map_err(store_error)?;
+    Ok(Json(json!({
+        "object": "list",
+        "data": rows.iter().map(|d| json!({
+            "id": d.id, "run_id": d.run_id, "url": d.url, "status": d.status,
+            "attempts": d.attempts, "last_status": d.last_status, "last_error": d.last_error,
+            "created_at": d.created_at, "updated_at": d.updated_at,
+        })).collect::<Vec<_>>(),
+    })))
 }
 
 /// `POST /v1/digests/{id}/run`: runs the digest now (or `as_of` a past time) and returns the
