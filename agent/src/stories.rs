@@ -282,6 +282,8 @@ pub fn detect(posts: Vec<StoryPost>, config: &StoryConfig) -> Vec<Story> {
         }
     }
 
+    drop_roundups(&mut groups, &distinct, config);
+
     let mut stories: Vec<Story> = groups
         .into_iter()
         .filter(|g| g.members.len() >= config.min_posts)
@@ -351,6 +353,127 @@ pub fn detect(posts: Vec<StoryPost>, config: &StoryConfig) -> Vec<Story> {
         .collect();
     sort(&mut stories);
     stories
+}
+
+/// Lowercased hashtags and names a post uses.
+fn keys_of(post: &Post) -> HashSet<String> {
+    let mut keys: HashSet<String> = post
+        .hashtags
+        .iter()
+        .map(|t| format!("#{}", t.trim_start_matches('#').to_lowercase()))
+        .collect();
+    for phrase in proper_phrases(&post.text) {
+        keys.insert(phrase.to_lowercase());
+    }
+    keys
+}
+
+/// Whether `text` (lowercased) names `key`: as a whole word, or (with `in_hashtags`) inside a
+/// hashtag (`#prayforboston` names `boston`).
+fn mentions(text: &str, key: &str, in_hashtags: bool) -> bool {
+    text.match_indices(key).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + key.len()..].chars().next();
+        let bounded =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        let in_hashtag = in_hashtags
+            && !key.starts_with('#')
+            && key.chars().count() >= 4
+            && text[..i]
+                .rsplit(char::is_whitespace)
+                .next()
+                .is_some_and(|token| token.starts_with('#'));
+        bounded || in_hashtag
+    })
+}
+
+/// Removes roundup posts ("this week: Boston bombs, a Texas explosion…") from stories: a post
+/// that names what sets another story apart from its own belongs to neither. What sets story B
+/// apart from story A: the hashtags and names at least a quarter of B's posts mention that are
+/// at least three times rarer in A.
+fn drop_roundups(groups: &mut [Group], distinct: &[StoryPost], config: &StoryConfig) {
+    let big: Vec<usize> = (0..groups.len())
+        .filter(|&g| groups[g].members.len() >= config.min_posts)
+        .collect();
+    if big.len() < 2 {
+        return;
+    }
+    let post_keys: HashMap<usize, HashSet<String>> = big
+        .iter()
+        .flat_map(|&g| groups[g].members.iter().copied())
+        .map(|i| (i, keys_of(&distinct[i].post)))
+        .collect();
+    // Candidate keys: what any post of a story names; a post "has" a key when its text
+    // mentions it anywhere (lowercase, sentence starts included).
+    let texts: HashMap<usize, String> = post_keys
+        .keys()
+        .map(|&i| (i, distinct[i].post.text.to_lowercase()))
+        .collect();
+    let has = |i: usize, k: &str| post_keys[&i].contains(k) || mentions(&texts[&i], k, false);
+    let names = |i: usize, k: &str| post_keys[&i].contains(k) || mentions(&texts[&i], k, true);
+    let candidates: HashSet<&str> = post_keys.values().flatten().map(String::as_str).collect();
+    let shares: Vec<HashMap<&str, f32>> = big
+        .iter()
+        .map(|&g| {
+            let n = groups[g].members.len() as f32;
+            candidates
+                .iter()
+                .map(|k| {
+                    let c = groups[g].members.iter().filter(|&&i| has(i, k)).count();
+                    (*k, c as f32 / n)
+                })
+                .filter(|(_, s)| *s > 0.0)
+                .collect()
+        })
+        .collect();
+    // What sets story b apart from story a: keys a quarter of b's posts name and that are at
+    // least three times rarer in a.
+    let apart = |a: usize, b: usize| -> Vec<&str> {
+        shares[b]
+            .iter()
+            .filter(|(k, s)| **s >= 0.25 && shares[a].get(*k).copied().unwrap_or(0.0) * 3.0 <= **s)
+            .map(|(k, _)| *k)
+            .collect()
+    };
+    // Only stories that are really different count (fragments of one story share a centroid).
+    let different = |a: usize, b: usize| {
+        let (ga, gb) = (&groups[big[a]], &groups[big[b]]);
+        if ga.sum.is_empty() || gb.sum.is_empty() {
+            return true;
+        }
+        cosine(&ga.sum, &gb.sum) < config.merge_similarity - 0.15
+    };
+    let pairs: Vec<(usize, usize, Vec<&str>, Vec<&str>)> = (0..big.len())
+        .flat_map(|a| (a + 1..big.len()).map(move |b| (a, b)))
+        .filter(|&(a, b)| different(a, b))
+        .map(|(a, b)| (a, b, apart(b, a), apart(a, b)))
+        .collect();
+    let roundup: Vec<Vec<usize>> = big
+        .iter()
+        .enumerate()
+        .map(|(a, &g)| {
+            let others: Vec<Vec<&str>> = (0..big.len())
+                .filter(|&b| b != a)
+                .map(|b| apart(a, b))
+                .collect();
+            groups[g]
+                .members
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    // Names what sets another story apart from this one.
+                    others.iter().any(|keys| keys.iter().any(|k| has(i, k)))
+                    // Or names two different stories at once (wherever it sits).
+                        || pairs.iter().any(|(_, _, x_keys, y_keys)| {
+                            x_keys.iter().any(|k| names(i, k)) && y_keys.iter().any(|k| names(i, k))
+                        })
+                })
+                .collect()
+        })
+        .collect();
+    for (&g, drop) in big.iter().zip(roundup) {
+        groups[g].members.retain(|i| !drop.contains(i));
+    }
 }
 
 /// Best story first.
@@ -481,6 +604,57 @@ mod tests {
             "{}",
             boston.headline()
         );
+    }
+
+    #[test]
+    fn roundup_posts_naming_two_stories_belong_to_neither() {
+        let mut posts = Vec::new();
+        for k in 0..6 {
+            posts.push(StoryPost {
+                post: post(
+                    &format!("t:w{k}"),
+                    None,
+                    &format!(
+                        "Fertilizer plant explosion in West Texas, witness {}",
+                        WORDS[k]
+                    ),
+                    k,
+                ),
+                vector: Some(axis(0, 0.02 * k as f32)),
+            });
+            posts.push(StoryPost {
+                post: post(
+                    &format!("t:b{k}"),
+                    None,
+                    &format!(
+                        "Manhunt in Watertown near Boston tonight, says {}",
+                        WORDS[k]
+                    ),
+                    k,
+                ),
+                vector: Some(axis(1, 0.02 * k as f32)),
+            });
+        }
+        // Close to the Boston posts in embedding space, but it names Texas too.
+        posts.push(StoryPost {
+            post: post(
+                "t:r1",
+                None,
+                "What a week: bombs in Boston, an explosion in Texas, a manhunt",
+                30,
+            ),
+            vector: Some(axis(1, 0.1)),
+        });
+        let stories = detect(posts, &StoryConfig::default());
+        assert_eq!(stories.len(), 2);
+        for s in &stories {
+            assert!(
+                s.posts.iter().all(|p| p.id.as_str() != "t:r1"),
+                "{:?}",
+                s.headline()
+            );
+            assert_eq!(s.posts.len(), 6);
+        }
     }
 
     #[test]
