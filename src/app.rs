@@ -279,6 +279,12 @@ impl App {
         if let Some(agent) = agent {
             state = state.with_agent(agent);
         }
+        let declared = tidings_api::apply_declared_digests(&state, &settings.digests.define)
+            .await
+            .map_err(|e| anyhow::anyhow!("digests in the settings: {e}"))?;
+        if declared > 0 {
+            tracing::info!(declared, "digests from the settings created or updated");
+        }
         let listener = tokio::net::TcpListener::bind(settings.server.bind)
             .await
             .with_context(|| format!("bind {}", settings.server.bind))?;

@@ -34,6 +34,9 @@ pub struct DigestSettings {
     /// Backoff before the first retry; doubles each time.
     pub webhook_backoff_ms: u64,
     pub webhook_timeout_secs: u64,
+    /// Digests declared here (`[[digests.define]]`, the same fields as `POST /v1/digests`):
+    /// created at start, or updated when one of that name differs.
+    pub define: Vec<serde_json::Value>,
 }
 
 impl Default for DigestSettings {
@@ -43,6 +46,7 @@ impl Default for DigestSettings {
             webhook_attempts: 5,
             webhook_backoff_ms: 2000,
             webhook_timeout_secs: 10,
+            define: Vec::new(),
         }
     }
 }

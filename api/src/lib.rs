@@ -19,6 +19,7 @@ pub mod webhook;
 
 pub use digest::digest_json;
 pub use error::ApiError;
+pub use routes::digests::apply_declared as apply_declared_digests;
 pub use time::{parse_duration, parse_time};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};

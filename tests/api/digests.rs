@@ -528,3 +528,36 @@ async fn webhooks_are_signed_retried_and_dead_lettered() {
     assert_eq!(seen.iter().filter(|(k, _, _)| k == "down").count(), 3);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_declared_in_the_settings_are_created_once_and_updated() {
+    let temp = tempfile::tempdir().unwrap();
+    let declare = |window: &str| {
+        let mut s = settings(temp.path());
+        s.digests.define = vec![json!({
+            "name": "Declared daily", "window": window,
+            "schedule": {"cron": "0 8 * * *", "timezone": "Europe/Berlin"}
+        })];
+        s
+    };
+    let mut app = spawn_with_settings(declare("24h")).await;
+    let (_, list) = app.call("GET", "/v1/digests", None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    app.stop().await;
+    // Restart with a changed window: the same digest, updated, not a second one.
+    let mut app = spawn_with_settings(declare("12h")).await;
+    let (_, list) = app.call("GET", "/v1/digests", None).await;
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["window"], "12h");
+    assert_eq!(data[0]["schedule"]["timezone"], "Europe/Berlin");
+    app.stop().await;
+    // A bad declaration stops the start with a clear message.
+    let mut bad = settings(temp.path());
+    bad.digests.define = vec![json!({"name": "Broken", "schedule": {"cron": "not cron"}})];
+    let err = tidings::app::App::build(&bad, None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("Broken"), "{err:#}");
+}

@@ -724,3 +724,42 @@ impl Runner for ScheduledDigests {
         })
     }
 }
+
+/// Digests declared in the settings file: each is created, or updated when a digest of that
+/// name exists with another definition. Digests created over the API are left alone.
+pub async fn apply_declared(state: &AppState, declared: &[Value]) -> Result<usize, String> {
+    let Some(store) = &state.store else {
+        return Ok(0);
+    };
+    let existing = store.digests().await.map_err(|e| e.to_string())?;
+    let mut changed = 0;
+    for (i, raw) in declared.iter().enumerate() {
+        let body: DigestBody =
+            serde_json::from_value(raw.clone()).map_err(|e| format!("digests.define[{i}]: {e}"))?;
+        body.validate(state)
+            .map_err(|e| format!("digests.define[{i}] ({}): {}", body.name, e.message))?;
+        let spec = serde_json::to_value(&body).map_err(|e| e.to_string())?;
+        let name = body.name.trim();
+        match existing.iter().find(|d| d.name == name) {
+            Some(d) if d.spec == spec => {}
+            Some(d) => {
+                store
+                    .update_digest(&d.id, name, &spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                changed += 1;
+            }
+            None => {
+                store
+                    .create_digest(name, &spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                changed += 1;
+            }
+        }
+    }
+    if changed > 0 {
+        state.digests_changed.notify_one();
+    }
+    Ok(changed)
+}
