@@ -1,9 +1,7 @@
 //! Digest output as JSON (the API's and `tidings digest run --json`'s shape).
 
-use crate::routes::search::PostDto;
 use serde_json::{json, Value};
 use tidings_agent::digest::DigestOutput;
-use tidings_agent::post_url;
 
 /// `{name, as_of, window, posts_seen, notable, stories: [{headline, summary, citations, ...}]}`.
 pub fn digest_json(out: &DigestOutput) -> Value {
@@ -15,14 +13,7 @@ pub fn digest_json(out: &DigestOutput) -> Value {
             let citations: Vec<Value> = s
                 .citations
                 .iter()
-                .map(|c| {
-                    let mut v = serde_json::to_value(PostDto::from(&c.post)).unwrap_or(Value::Null);
-                    v["number"] = json!(c.number);
-                    v["url"] = json!(post_url(&c.post));
-                    v["support"] = json!((c.support * 100.0).round() / 100.0);
-                    v["inferred"] = json!(c.inferred);
-                    v
-                })
+                .map(crate::routes::chat::citation_json)
                 .collect();
             json!({
                 "rank": i + 1,

@@ -384,20 +384,20 @@ fn citation_ref(c: &tidings_agent::Citation) -> String {
     c.url.clone().unwrap_or_else(|| c.post.id.to_string())
 }
 
+/// A cited post as the API shows it: the post, its number in the text, its link, how well the
+/// citing sentence is supported, and whether the agent inferred it.
+pub(crate) fn citation_json(c: &tidings_agent::Citation) -> Value {
+    let mut v = serde_json::to_value(PostDto::from(&c.post)).unwrap_or(Value::Null);
+    v["number"] = json!(c.number);
+    v["url"] = json!(post_url(&c.post));
+    v["support"] = json!((c.support * 100.0).round() / 100.0);
+    v["inferred"] = json!(c.inferred);
+    v
+}
+
 /// The extension fields shared by streamed and whole answers.
 pub(crate) fn extensions(answer: &Answer) -> Value {
-    let results: Vec<Value> = answer
-        .citations
-        .iter()
-        .map(|c| {
-            let mut v = serde_json::to_value(PostDto::from(&c.post)).unwrap_or(Value::Null);
-            v["number"] = json!(c.number);
-            v["url"] = json!(post_url(&c.post));
-            v["support"] = json!((c.support * 100.0).round() / 100.0);
-            v["inferred"] = json!(c.inferred);
-            v
-        })
-        .collect();
+    let results: Vec<Value> = answer.citations.iter().map(citation_json).collect();
     json!({
         "citations": answer.citations.iter().map(citation_ref).collect::<Vec<_>>(),
         "search_results": results,

@@ -13,6 +13,7 @@
 
 use crate::routes::chat::{agent_error, check_persona, extensions, invalid, SearchBody};
 use crate::routes::search::PostDto;
+use crate::routes::{json_body, store_error};
 use crate::store::{Conversation, ConversationPatch, NewMessage, Store, StoredMessage};
 use crate::{ApiError, AppState};
 use axum::extract::rejection::JsonRejection;
@@ -69,27 +70,6 @@ impl Drop for GeneratingGuard {
     }
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(b)| b).map_err(|e| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "payload_too_large", e.body_text())
-        } else {
-            ApiError::bad_request("invalid_json", e.body_text())
-        }
-    })
-}
-
-fn store(state: &AppState) -> Result<&Store, ApiError> {
-    state.store.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "this server runs without an app database, so it keeps no conversations",
-        )
-    })
-}
-
 fn agent(state: &AppState) -> Result<Agent, ApiError> {
     state.agent.clone().ok_or_else(|| {
         ApiError::new(
@@ -98,15 +78,6 @@ fn agent(state: &AppState) -> Result<Agent, ApiError> {
             "no chat model is configured on this server",
         )
     })
-}
-
-fn store_error(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "app database");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        format!("the app database failed: {e}"),
-    )
 }
 
 fn check_content(field: &str, text: &str) -> Result<(), ApiError> {
@@ -850,4 +821,8 @@ fn tokio_stream_from<T: Send + 'static>(
             yield item;
         }
     }
+}
+
+fn store(state: &AppState) -> Result<&Store, ApiError> {
+    crate::routes::app_store(state, "conversations")
 }

@@ -6,6 +6,7 @@
 //! model call is never reported as a quiet window.
 
 use crate::routes::chat::{check_persona, invalid};
+use crate::routes::{json_body, store_error};
 use crate::scheduler::{Job, Missed, Runner, Schedule};
 use crate::store::{DigestRow, RunRow, Store};
 use crate::time::{parse_duration, parse_time};
@@ -190,30 +191,6 @@ impl DigestBody {
             ..DigestSpec::default()
         })
     }
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(b)| b)
-        .map_err(|e| ApiError::bad_request("invalid_json", e.body_text()))
-}
-
-fn store(state: &AppState) -> Result<&Store, ApiError> {
-    state.store.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "this server runs without an app database, so it keeps no digests",
-        )
-    })
-}
-
-fn store_error(e: crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "app database");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        format!("the app database failed: {e}"),
-    )
 }
 
 fn digest_view(d: &DigestRow) -> Value {
@@ -762,4 +739,8 @@ pub async fn apply_declared(state: &AppState, declared: &[Value]) -> Result<usiz
         state.digests_changed.notify_one();
     }
     Ok(changed)
+}
+
+fn store(state: &AppState) -> Result<&Store, ApiError> {
+    crate::routes::app_store(state, "digests")
 }

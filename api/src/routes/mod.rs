@@ -26,3 +26,42 @@ where
     );
     response
 }
+
+/// The app database, or `503 store_unavailable` saying what this server therefore keeps none
+/// of (`what`: "conversations", "digests").
+pub(crate) fn app_store<'a>(
+    state: &'a crate::AppState,
+    what: &str,
+) -> Result<&'a crate::store::Store, crate::ApiError> {
+    state.store.as_ref().ok_or_else(|| {
+        crate::ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("this server runs without an app database, so it keeps no {what}"),
+        )
+    })
+}
+
+/// A failed database call as `503 store_unavailable` (logged).
+pub(crate) fn store_error(e: crate::store::StoreError) -> crate::ApiError {
+    tracing::error!(error = %e, "app database");
+    crate::ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        format!("the app database failed: {e}"),
+    )
+}
+
+/// A JSON body, or `400 invalid_json` (`413 payload_too_large` when over the limit).
+pub(crate) fn json_body<T>(
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, crate::ApiError> {
+    body.map(|axum::Json(b)| b).map_err(|e| {
+        let status = e.status();
+        if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            crate::ApiError::new(status, "payload_too_large", e.body_text())
+        } else {
+            crate::ApiError::bad_request("invalid_json", e.body_text())
+        }
+    })
+}
