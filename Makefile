@@ -13,7 +13,7 @@ CARGO ?= cargo
 # feature unification as the tests, whereas `cargo run` would rebuild half the dependencies.
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 
-.PHONY: run setup build test test-unit test-browser test-real bench bench-agent peers fmt clippy
+.PHONY: run setup build test test-unit test-browser test-real bench bench-nats bench-agent peers fmt clippy
 
 setup:
 	@bash scripts/setup.sh
@@ -47,6 +47,11 @@ test-real:
 
 bench: build
 	$(TARGET_DIR)/debug/tidings bench --shared $(SHARED)
+
+# Ingest from NATS JetStream at 127.0.0.1:4222: publish → searchable lag at 50 and 500 posts/s,
+# vector catch-up, backlog drain beside the writer alone.
+bench-nats: build
+	$(TARGET_DIR)/debug/tidings bench --nats --shared $(SHARED)
 
 # The answering path with the local model (TTFT, agent overhead, 8 concurrent askers).
 bench-agent: build

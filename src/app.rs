@@ -17,6 +17,7 @@ use tidings_index::{
     OpenAiEmbedder, OpenAiEmbedderConfig, VectorStore, VectorWorkerConfig, WriterConfig,
 };
 use tidings_ingest::replay::{replay_file, Pace, ReplayConfig};
+use tidings_ingest::sources::{run_source, DeadLetter, SourceEnv, SourceStatus};
 use tidings_ingest::ValidationConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -255,8 +256,18 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the index, binds `settings.server.bind` (port 0 picks one), and starts serving.
+    /// Opens the index, binds `settings.server.bind` (port 0 picks one), and starts serving
+    /// (without the live sources; see [`App::build_with_sources`]).
     pub async fn build(settings: &Settings, replay: Option<ReplayOptions>) -> anyhow::Result<App> {
+        App::build_with_sources(settings, replay, false).await
+    }
+
+    /// As [`App::build`], and with `live` also the configured live sources (`tidings serve`).
+    pub async fn build_with_sources(
+        settings: &Settings,
+        replay: Option<ReplayOptions>,
+        live: bool,
+    ) -> anyhow::Result<App> {
         let keys_file = keys_path(settings);
         let keys_on = auth::keys_configured(&keys_file);
         if !settings.server.bind.ip().is_loopback() && !keys_on {
@@ -279,6 +290,16 @@ impl App {
         if let Some(agent) = agent {
             state = state.with_agent(agent);
         }
+        let sources = if live && settings.sources.enabled {
+            settings.sources.define.clone()
+        } else {
+            Vec::new()
+        };
+        let statuses: Vec<Arc<SourceStatus>> = sources
+            .iter()
+            .map(|s| Arc::new(SourceStatus::new(&s.name(), s.kind())))
+            .collect();
+        state = state.with_sources(statuses.clone());
         let declared = tidings_api::apply_declared_digests(&state, &settings.digests.define)
             .await
             .map_err(|e| anyhow::anyhow!("digests in the settings: {e}"))?;
@@ -327,6 +348,31 @@ impl App {
         }
         if state.store.is_some() {
             tracker.spawn(tidings_api::run_scheduler(state.clone(), shutdown.clone()));
+        }
+        if !sources.is_empty() {
+            let dead_letter = settings
+                .sources
+                .dead_letter
+                .clone()
+                .unwrap_or_else(|| settings.data.dir.join("dead-letter.jsonl"));
+            let env = SourceEnv {
+                write: service.write.clone(),
+                stats: service.stats.clone(),
+                dead: Arc::new(DeadLetter::new(Some(&dead_letter))),
+                validation: ValidationConfig::default(),
+                limits: settings.sources.limits(),
+            };
+            for (spec, status) in sources.into_iter().zip(statuses) {
+                let resume = service.checkpoints().get(&spec.name()).cloned();
+                tracing::info!(source = %spec.name(), kind = spec.kind(), resume = ?resume, "starting live source");
+                tracker.spawn(run_source(
+                    spec,
+                    status,
+                    env.clone(),
+                    resume,
+                    shutdown.clone(),
+                ));
+            }
         }
         let token = shutdown.clone();
         let server = tokio::spawn(tidings_api::serve(listener, state, async move {

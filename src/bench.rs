@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tidings_index::{Embedder, LocalEmbedder, PostId, SearchFilter, SearchMode, SearchRequest};
 use tidings_ingest::ValidationConfig;
 
+#[derive(Clone, Debug)]
 pub struct BenchOptions {
     /// Also measure hybrid search at each size with synthetic vectors loaded straight into the
     /// vector index (embedding N real posts takes hours here).
@@ -37,7 +38,7 @@ pub struct BenchOptions {
 const WINDOW_END_MS: i64 = 1_711_843_200_000; // 2024-03-31T00:00:00Z, end of gen.py's window
 const DAY_MS: i64 = 86_400_000;
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -45,12 +46,12 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn summarize(mut xs: Vec<f64>) -> (f64, f64) {
+pub(crate) fn summarize(mut xs: Vec<f64>) -> (f64, f64) {
     xs.sort_by(f64::total_cmp);
     (pct(&xs, 50.0), pct(&xs, 99.0))
 }
 
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -61,7 +62,7 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn corpus(options: &BenchOptions, n: usize) -> anyhow::Result<PathBuf> {
+pub(crate) fn corpus(options: &BenchOptions, n: usize) -> anyhow::Result<PathBuf> {
     let path = options.peers_data.join(format!("posts_{n}.jsonl"));
     if !path.exists() || !options.peers_data.join("queries.txt").exists() {
         let gen = options.shared.join("../peers/gen.py");

@@ -20,6 +20,55 @@ pub struct Settings {
     pub model: ModelSettings,
     pub agent: AgentSettings,
     pub digests: DigestSettings,
+    pub sources: SourcesSettings,
+}
+
+/// Live sources `tidings serve` reads (`[sources]`, with `[[sources.define]]` entries).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesSettings {
+    /// Start the live sources with `tidings serve` (`--no-sources` turns them off for one run).
+    pub enabled: bool,
+    /// The sources; by default the Bluesky Jetstream firehose (no API key needed). Defining
+    /// any replaces the default.
+    pub define: Vec<tidings_ingest::sources::SourceSpec>,
+    /// Where unusable messages go with their reason (default `<data>/dead-letter.jsonl`).
+    pub dead_letter: Option<PathBuf>,
+    /// Largest message a source accepts.
+    pub max_message_bytes: usize,
+    /// Changes per batch, and the longest a batch waits to fill.
+    pub batch_changes: usize,
+    pub batch_wait_ms: u64,
+    /// Sources pause while more posts than this wait for their vectors (0: never pause).
+    pub max_vector_backlog: u64,
+}
+
+impl Default for SourcesSettings {
+    fn default() -> Self {
+        SourcesSettings {
+            enabled: true,
+            define: vec![tidings_ingest::sources::SourceSpec::Jetstream(
+                tidings_ingest::sources::jetstream::JetstreamSpec::default(),
+            )],
+            dead_letter: None,
+            max_message_bytes: 1 << 20,
+            batch_changes: 500,
+            batch_wait_ms: 50,
+            max_vector_backlog: 20_000,
+        }
+    }
+}
+
+impl SourcesSettings {
+    pub fn limits(&self) -> tidings_ingest::sources::SourceLimits {
+        tidings_ingest::sources::SourceLimits {
+            max_message_bytes: self.max_message_bytes.max(1024),
+            batch_changes: self.batch_changes.max(1),
+            batch_wait: Duration::from_millis(self.batch_wait_ms.max(1)),
+            max_vector_backlog: self.max_vector_backlog,
+            ..Default::default()
+        }
+    }
 }
 
 /// Digest delivery.
@@ -197,6 +246,7 @@ impl Default for Settings {
             model: ModelSettings::default(),
             agent: AgentSettings::default(),
             digests: DigestSettings::default(),
+            sources: SourcesSettings::default(),
         }
     }
 }
@@ -301,6 +351,16 @@ impl Settings {
         }
         if self.index.commit_interval_ms == 0 || self.index.commit_interval_ms > 60_000 {
             bail!("index.commit_interval_ms must be between 1 and 60000");
+        }
+        let mut names = std::collections::HashSet::new();
+        for source in &self.sources.define {
+            source.check().map_err(anyhow::Error::msg)?;
+            if !names.insert(source.name()) {
+                bail!(
+                    "two sources are named `{}`; give each a distinct `name`",
+                    source.name()
+                );
+            }
         }
         self.retention()?;
         self.default_half_life()?;

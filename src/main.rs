@@ -50,6 +50,9 @@ enum Command {
         /// Shift replayed timestamps so the feed starts now.
         #[arg(long)]
         shift_to_now: bool,
+        /// Do not start the live sources (`[sources]`) this time.
+        #[arg(long)]
+        no_sources: bool,
     },
     /// Load posts from a JSONL/NDJSON file (or `-` for stdin) into the index.
     Ingest {
@@ -105,6 +108,27 @@ enum Command {
         /// API key for the server (or TIDINGS_API_KEY).
         #[arg(long, env = "TIDINGS_API_KEY")]
         api_key: Option<String>,
+    },
+    /// Publish a JSONL file (or `-` for stdin) into a NATS JetStream subject, one post per
+    /// message, for the `nats` source to read.
+    Publish {
+        file: String,
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        url: String,
+        #[arg(long, default_value = "TIDINGS")]
+        stream: String,
+        #[arg(long, default_value = "tidings.posts")]
+        subject: String,
+        /// Posts per second (default: as fast as JetStream acknowledges).
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Check what the text and vector indexes hold and whether they agree (stop the server
+    /// first). Prints JSON; exits 1 when they disagree.
+    Verify {
+        /// List every id.
+        #[arg(long)]
+        ids: bool,
     },
     /// Digests: the top stories of a window (story detection + model summaries).
     Digest {
@@ -163,6 +187,12 @@ enum Command {
         /// Benchmark the answering path (local model, agent overhead, concurrency) instead.
         #[arg(long)]
         agent: bool,
+        /// Benchmark ingest from NATS JetStream (127.0.0.1:4222) instead: lag at the
+        /// --nats-rate rates (posts/s) for --fresh-secs each, and backlog drain.
+        #[arg(long)]
+        nats: bool,
+        #[arg(long = "nats-rate", default_values_t = [50.0f64, 500.0])]
+        nats_rates: Vec<f64>,
         /// With --agent: an existing data dir with the CrisisLex posts and their vectors
         /// (`tidings eval --keep-index DIR` makes one).
         #[arg(long)]
@@ -288,6 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             fast,
             shift_to_now,
+            no_sources,
         } => {
             if let Some(bind) = bind {
                 settings.server.bind = bind;
@@ -301,7 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 shift_to_now,
             });
-            serve(settings, replay).await
+            serve(settings, replay, !no_sources).await
         }
         Command::Ingest {
             file,
@@ -337,6 +368,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             fresh_secs,
             peers_data,
             agent,
+            nats,
+            nats_rates,
             index,
             synthetic_vectors,
             no_hnsw,
@@ -344,20 +377,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if agent {
                 return tidings::bench_agent::run(settings, &shared, index.as_deref()).await;
             }
-            tidings::bench::run(
-                settings,
-                tidings::bench::BenchOptions {
-                    synthetic_vectors,
-                    no_hnsw,
-                    shared,
-                    sizes,
-                    embed_n,
-                    fresh_rate,
-                    fresh_secs,
-                    peers_data,
-                },
-            )
-            .await
+            let options = tidings::bench::BenchOptions {
+                synthetic_vectors,
+                no_hnsw,
+                shared,
+                sizes,
+                embed_n,
+                fresh_rate,
+                fresh_secs,
+                peers_data,
+            };
+            if nats {
+                return tidings::bench_nats::run(settings, options, &nats_rates, fresh_secs).await;
+            }
+            tidings::bench::run(settings, options).await
         }
         Command::Ask {
             question,
@@ -382,6 +415,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tidings::ask::ask(settings, &server, api_key.as_deref(), body).await
         }
         Command::Keys { command } => keys(&settings, command),
+        Command::Publish {
+            file,
+            url,
+            stream,
+            subject,
+            rate,
+        } => {
+            let started = Instant::now();
+            let sent = tidings::live_cli::publish(&file, &url, &stream, &subject, rate).await?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "published {sent} posts to {subject} (stream {stream}) in {secs:.1} s ({:.0}/s)",
+                sent as f64 / secs.max(1e-9)
+            );
+            Ok(())
+        }
+        Command::Verify { ids } => {
+            let report = tokio::task::block_in_place(|| tidings::live_cli::verify(&settings, ids))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report["consistent"] != serde_json::Value::Bool(true) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Digest {
             command:
                 DigestCommand::Add {
@@ -625,8 +682,12 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: Settings, replay: Option<ReplayOptions>) -> anyhow::Result<()> {
-    let app = App::build(&settings, replay).await?;
+async fn serve(
+    settings: Settings,
+    replay: Option<ReplayOptions>,
+    live: bool,
+) -> anyhow::Result<()> {
+    let app = App::build_with_sources(&settings, replay, live).await?;
     println!("Tidings is serving on http://{} (Ctrl-C to stop)", app.addr);
     let token = app.shutdown_token();
     tokio::select! {

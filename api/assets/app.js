@@ -494,6 +494,193 @@ function startLive() {
     });
 }
 
+// Each live source's state (connected, lagging by how much, last error, retry in).
+function fmtSecs(s) {
+  if (s === null || s === undefined) return "";
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+async function loadSources() {
+  const ul = $("#sources");
+  try {
+    const list = await api("GET", "/v1/sources");
+    ul.replaceChildren(...list.data.map((s) => {
+      const bits = [s.state.replace("_", " ")];
+      if (s.connected && s.lag_secs !== null && s.lag_secs !== undefined) bits.push(`${fmtSecs(s.lag_secs)} behind`);
+      if (s.backlog) bits.push(`${s.backlog} waiting`);
+      if (s.retry_in_secs) bits.push(`retry in ${fmtSecs(s.retry_in_secs)}`);
+      bits.push(`${s.inserted} post${s.inserted === 1 ? "" : "s"}`);
+      if (s.rejected) bits.push(`${s.rejected} rejected`);
+      return el("li", { class: `source ${s.connected ? "ok" : "down"}`, "data-testid": "source", "data-state": s.state, title: s.last_error ? `last error: ${s.last_error}` : "" },
+        el("span", { class: "dot" }),
+        el("span", { class: "name", text: s.name }),
+        el("span", { class: "muted", text: ` ${bits.join(" · ")}` }));
+    }));
+  } catch {
+    ul.replaceChildren();
+  }
+}
+
+// ---------- digests ----------
+// A digest is a standing question answered on a schedule; this view lists them, shows a run's
+// stories (summary with citation buttons, cited posts), older runs, and runs one now.
+const digestView = { open: false, selected: null, runId: null, openCards: new Set(), running: false };
+
+function showDigests(open) {
+  digestView.open = open;
+  $("#digests").hidden = !open;
+  $("#tabs").hidden = open;
+  $("#panes").hidden = open;
+  const toggle = $("#digests-toggle");
+  toggle.textContent = open ? "Conversations" : "Digests";
+  toggle.classList.toggle("on", open);
+  if (open) loadDigests();
+}
+
+function scheduleText(d) {
+  const s = d.schedule;
+  const when = !s ? "on demand" : s.cron ? `cron ${s.cron} (${s.timezone || "UTC"})` : `every ${s.every}`;
+  const scope = d.scope || {};
+  const what = [scope.query ? `“${scope.query}”` : null, ...(scope.hashtags || []).map((h) => `#${h}`), ...(scope.handles || []).map((h) => `@${h}`)]
+    .filter(Boolean).join(" ");
+  return [when, `last ${d.window}`, what || "whole feed"].join(" · ");
+}
+
+async function loadDigests() {
+  const ul = $("#digest-items");
+  try {
+    const list = await api("GET", "/v1/digests");
+    ul.replaceChildren(...(list.data.length
+      ? list.data.map((d) => el("li", { class: d.id === digestView.selected ? "active" : null, "data-testid": "digest-item", "data-id": d.id, onclick: () => openDigest(d.id) },
+        el("div", { class: "name", text: d.name }),
+        el("div", { class: "muted", text: scheduleText(d) })))
+      : [el("li", { class: "muted", text: "No digests yet. Create one below, in tidings.toml, or with `tidings digest add`." })]));
+    if (!digestView.selected && list.data.length) openDigest(list.data[0].id);
+  } catch (e) {
+    ul.replaceChildren(el("li", { class: "bad", text: `Digests are unavailable: ${e.message}` }));
+  }
+}
+
+async function openDigest(id, runId) {
+  digestView.selected = id;
+  digestView.runId = runId || null;
+  digestView.openCards.clear();
+  for (const li of document.querySelectorAll("#digest-items li")) li.classList.toggle("active", li.dataset.id === id);
+  const detail = $("#digest-detail");
+  try {
+    const [d, runs] = await Promise.all([api("GET", `/v1/digests/${id}`), api("GET", `/v1/digests/${id}/runs?limit=30`)]);
+    if (digestView.selected !== id) return;
+    const run = runs.data.find((r) => r.id === digestView.runId) || runs.data[0] || null;
+    digestView.runId = run ? run.id : null;
+    detail.replaceChildren(digestDetail(d, runs.data, run));
+  } catch (e) {
+    detail.replaceChildren(el("div", { class: "banner", text: e.message }));
+  }
+}
+
+async function runDigest(d) {
+  digestView.running = true;
+  const button = $("[data-testid=digest-run]");
+  if (button) { button.disabled = true; button.textContent = "Running…"; }
+  const asOf = $("#as-of").value.trim();
+  try {
+    const run = await api("POST", `/v1/digests/${d.id}/run`, asOf ? { as_of: asOf } : {});
+    digestView.running = false;
+    await openDigest(d.id, run.id);
+  } catch (e) {
+    digestView.running = false;
+    await openDigest(d.id);
+    $("#digest-detail").prepend(el("div", { class: "banner", "data-testid": "digest-error", text: e.message }));
+  }
+}
+
+function digestDetail(d, runs, run) {
+  const asOf = $("#as-of").value.trim();
+  const feed = el("a", { href: d.feed_url, target: "_blank", rel: "noopener", "data-testid": "digest-feed" }, "Atom feed");
+  const runButton = el("button", { type: "button", "data-testid": "digest-run", disabled: digestView.running, onclick: () => runDigest(d) },
+    digestView.running ? "Running…" : asOf ? `Run as of ${asOf}` : "Run now");
+  const picker = el("select", { "data-testid": "digest-runs", title: "Earlier runs", onchange: (e) => openDigest(d.id, e.target.value) },
+    ...runs.map((r) => el("option", { value: r.id, selected: run && r.id === run.id, text: `${fmtTime(r.as_of)} · ${r.status}${r.reason === "scheduled" ? "" : ` · ${r.reason}`}` })));
+  const head = el("div", { class: "digest-head" },
+    el("h2", { text: d.name }),
+    el("div", { class: "muted", text: scheduleText(d) }),
+    el("div", { class: "digest-actions" }, runButton, runs.length ? picker : null, feed));
+  return el("div", {}, head, run ? runView(run) : el("p", { class: "muted", "data-testid": "digest-norun", text: "This digest has not run yet." }));
+}
+
+function runView(run) {
+  const box = el("div", { class: "digest-run", "data-testid": "digest-run-view", "data-status": run.status });
+  const out = run.output || {};
+  const bits = [`as of ${fmtTime(run.as_of)}`];
+  if (out.window) bits.push(`${fmtTime(out.window.from)} – ${fmtTime(out.window.to)}`);
+  if (out.posts_seen !== undefined) bits.push(`${out.posts_seen} posts read`);
+  if (run.started_at && run.finished_at) bits.push(`took ${((new Date(run.finished_at) - new Date(run.started_at)) / 1000).toFixed(1)} s`);
+  box.append(el("div", { class: "meta", "data-testid": "digest-run-meta", text: bits.join(" · ") }));
+  if (run.status === "failed") {
+    const err = run.error || {};
+    box.append(el("div", { class: "banner", "data-testid": "digest-failed", text: `This run failed (${err.code || "error"}): ${err.message || "no reason recorded"}. It is not a quiet window.` }));
+    return box;
+  }
+  if (run.status === "running") {
+    box.append(el("p", { class: "muted", text: "Running…" }));
+    return box;
+  }
+  const stories = out.stories || [];
+  if (!stories.length) {
+    box.append(el("p", { class: "quiet", "data-testid": "digest-quiet", text: out.message || "No notable stories in this window." }));
+    return box;
+  }
+  for (const s of stories) box.append(storyView(run, s));
+  return box;
+}
+
+function storyView(run, s) {
+  const cards = el("div", { class: "cards", "data-testid": "cards" });
+  const fill = () => cards.replaceChildren(...(s.citations || [])
+    .filter((c) => digestView.openCards.has(`${run.id}:${s.rank}:${c.number}`))
+    .map((c) => postCard(c, c.number)));
+  const toggle = (n) => {
+    const key = `${run.id}:${s.rank}:${n}`;
+    if (digestView.openCards.has(key)) digestView.openCards.delete(key); else digestView.openCards.add(key);
+    fill();
+  };
+  fill();
+  const stats = `${s.posts} posts${s.copies ? ` (${s.copies} copies)` : ""} · ${s.accounts} accounts · ${Number(s.burst).toFixed(1)}× its usual volume · ${(s.citations || []).length} cited`;
+  const all = el("button", { type: "button", class: "link", "data-testid": "story-sources", onclick: () => { for (const c of s.citations || []) digestView.openCards.add(`${run.id}:${s.rank}:${c.number}`); fill(); } }, "show sources");
+  return el("article", { class: "story", "data-testid": "story" },
+    el("h3", { "data-testid": "story-headline", text: `${s.rank}. ${s.headline}` }),
+    el("div", { class: "bubble", "data-testid": "story-summary" }, renderMarkdown(s.summary, toggle)),
+    el("div", { class: "meta" }, el("span", { text: stats }), " ", all),
+    cards);
+}
+
+async function createDigest(form) {
+  const f = new FormData(form);
+  const body = { name: f.get("name").trim(), window: f.get("window").trim() || "24h", max_stories: Number(f.get("max_stories")) || 5 };
+  const query = f.get("query").trim();
+  if (query) body.scope = { query };
+  const cron = f.get("cron").trim();
+  if (cron) {
+    body.schedule = { cron };
+    const tz = f.get("timezone").trim();
+    if (tz) body.schedule.timezone = tz;
+  }
+  const old = $("[data-testid=digest-error]");
+  if (old) old.remove();
+  try {
+    const d = await api("POST", "/v1/digests", body);
+    form.reset();
+    form.closest("details").open = false;
+    digestView.selected = d.id;
+    await loadDigests();
+    await openDigest(d.id);
+  } catch (e) {
+    form.append(el("div", { class: "banner", "data-testid": "digest-error", text: e.message }));
+  }
+}
+
 // ---------- start ----------
 function init() {
   if (params.get("as_of")) $("#as-of").value = params.get("as_of");
@@ -506,6 +693,8 @@ function init() {
   loadHistory();
   $("#layout").addEventListener("click", () => { state.sideBySide = !state.sideBySide; layout(); });
   $("#key").addEventListener("click", askForKey);
+  $("#digests-toggle").addEventListener("click", () => showDigests(!digestView.open));
+  $("#digest-form").addEventListener("submit", (e) => { e.preventDefault(); createDigest(e.target); });
   $("#persona").addEventListener("change", applySettings);
   $("#window").addEventListener("change", () => { applySettings(); const c = activeConv(); if (c && !c.id) render(c); });
   $("#as-of").addEventListener("change", () => { applySettings(); const c = activeConv(); if (c && !c.id) render(c); });
@@ -513,6 +702,9 @@ function init() {
   $("#live-filter").addEventListener("input", () => { clearTimeout(t); t = setTimeout(startLive, 300); });
   addConv(null);
   startLive();
+  if (params.get("view") === "digests") showDigests(true);
+  loadSources();
+  setInterval(loadSources, 5000);
 }
 
 document.addEventListener("DOMContentLoaded", init);

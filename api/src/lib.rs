@@ -75,6 +75,8 @@ pub struct AppState {
     /// Wakes the digest scheduler when digests change.
     pub digests_changed: Arc<tokio::sync::Notify>,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// The live sources `tidings serve` runs (empty elsewhere).
+    pub sources: Arc<Vec<Arc<tidings_ingest::sources::SourceStatus>>>,
 }
 
 impl AppState {
@@ -84,7 +86,7 @@ impl AppState {
         stats: Arc<IndexStats>,
         config: ApiConfig,
     ) -> AppState {
-        let metrics = Arc::new(metrics::Metrics::new(stats.clone()));
+        let metrics = Arc::new(metrics::Metrics::new(stats.clone(), Vec::new()));
         AppState {
             search,
             write,
@@ -96,12 +98,23 @@ impl AppState {
             generating: Default::default(),
             digests_changed: Arc::new(tokio::sync::Notify::new()),
             metrics,
+            sources: Arc::new(Vec::new()),
         }
     }
 
     /// Serves answers with `agent`.
     pub fn with_agent(mut self, agent: Agent) -> AppState {
         self.agent = Some(agent);
+        self
+    }
+
+    /// Reports these live sources in `/readyz`, `/metrics` and `/v1/sources`.
+    pub fn with_sources(
+        mut self,
+        sources: Vec<Arc<tidings_ingest::sources::SourceStatus>>,
+    ) -> AppState {
+        self.metrics = Arc::new(metrics::Metrics::new(self.stats.clone(), sources.clone()));
+        self.sources = Arc::new(sources);
         self
     }
 
@@ -125,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/v1/sources", get(routes::health::sources))
         .route("/openapi.json", get(openapi::spec))
         .route(
             "/v1/chat/completions",

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_index::IndexStats;
+use tidings_ingest::sources::SourceStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -126,8 +127,113 @@ impl prometheus_client::collector::Collector for IndexCollector {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+    kind: String,
+}
+
+/// Per-source counters and gauges (`source_*{source, kind}`).
+#[derive(Debug)]
+struct SourcesCollector(Vec<Arc<SourceStatus>>);
+
+impl prometheus_client::collector::Collector for SourcesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snaps: Vec<_> = self.0.iter().map(|s| s.snapshot()).collect();
+        let labels = |s: &tidings_ingest::sources::SourceSnapshot| SourceLabels {
+            source: s.name.clone(),
+            kind: s.kind.clone(),
+        };
+        type Pick = fn(&tidings_ingest::sources::SourceSnapshot) -> u64;
+        let counters: [(&str, &str, Pick); 10] = [
+            (
+                "source_messages_received",
+                "Messages read from the source",
+                |s| s.received,
+            ),
+            (
+                "source_posts_inserted",
+                "New posts committed from the source",
+                |s| s.inserted,
+            ),
+            (
+                "source_posts_updated",
+                "Edits committed from the source",
+                |s| s.updated,
+            ),
+            (
+                "source_posts_duplicate",
+                "Re-read posts the index already held",
+                |s| s.duplicates,
+            ),
+            (
+                "source_posts_deleted",
+                "Deletes applied from the source",
+                |s| s.deleted,
+            ),
+            (
+                "source_messages_filtered",
+                "Posts left out by the source's filter",
+                |s| s.filtered,
+            ),
+            (
+                "source_messages_rejected",
+                "Malformed or invalid messages (dead-lettered)",
+                |s| s.rejected,
+            ),
+            (
+                "source_messages_ignored",
+                "Messages of kinds that are not indexed",
+                |s| s.ignored,
+            ),
+            ("source_connects", "Connections made", |s| s.connects),
+            ("source_disconnects", "Connections lost", |s| s.disconnects),
+        ];
+        for (name, help, pick) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for s in &snaps {
+                ConstCounter::new(pick(s)).encode(family.encode_family(&labels(s))?)?;
+            }
+        }
+        let mut connected = encoder.encode_descriptor(
+            "source_connected",
+            "1 while the source is connected",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for s in &snaps {
+            ConstGauge::new(i64::from(s.connected)).encode(connected.encode_family(&labels(s))?)?;
+        }
+        let mut lag = encoder.encode_descriptor(
+            "source_lag_seconds",
+            "How far behind the source the last commit was",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for s in snaps.iter().filter(|s| s.lag_secs.is_some()) {
+            ConstGauge::new(s.lag_secs.unwrap_or(0.0)).encode(lag.encode_family(&labels(s))?)?;
+        }
+        let mut backlog = encoder.encode_descriptor(
+            "source_backlog_messages",
+            "Messages waiting at the source (NATS)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for s in snaps.iter().filter(|s| s.backlog.is_some()) {
+            ConstGauge::new(s.backlog.unwrap_or(0) as i64)
+                .encode(backlog.encode_family(&labels(s))?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    pub(crate) fn new(stats: Arc<IndexStats>) -> Metrics {
+    pub(crate) fn new(stats: Arc<IndexStats>, sources: Vec<Arc<SourceStatus>>) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -142,6 +248,7 @@ impl Metrics {
             search_seconds.clone(),
         );
         registry.register_collector(Box::new(IndexCollector(stats)));
+        registry.register_collector(Box::new(SourcesCollector(sources)));
         Metrics {
             registry,
             requests,

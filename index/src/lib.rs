@@ -30,7 +30,9 @@ pub use search::{
 pub use stats::IndexStats;
 pub use vector_worker::VectorWorkerConfig;
 pub use vectors::{EdgeVectorStore, VectorStore};
-pub use writer::{Checkpoint, UpsertOutcome, WriteHandle, WriterConfig};
+pub use writer::{
+    ApplyOutcome, Change, Checkpoint, Pending, UpsertOutcome, WriteHandle, WriterConfig,
+};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,6 +46,16 @@ pub struct IndexConfig {
     pub data_dir: PathBuf,
     pub writer: WriterConfig,
     pub vector_worker: VectorWorkerConfig,
+}
+
+/// What the two indexes hold (see [`IndexService::inventory`]).
+#[derive(Clone, Debug, Default)]
+pub struct Inventory {
+    /// Live post ids of the text index, each with the number of live documents that carry it
+    /// (more than one would be a duplicate).
+    pub text: BTreeMap<String, u32>,
+    /// Point ids (post ids) of the vector index; `None` without a dense half.
+    pub vectors: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The dense half: where vectors live and what makes them.
@@ -107,6 +119,22 @@ impl IndexService {
     /// Source checkpoints as of the last durable commit before start.
     pub fn checkpoints(&self) -> &BTreeMap<String, String> {
         &self.checkpoints
+    }
+
+    /// What both indexes hold, for `tidings verify` and the crash test: every live post id in
+    /// the text index (with how often each occurs) and every id in the vector index.
+    pub fn inventory(&self) -> Result<Inventory, IndexError> {
+        self.search
+            .text
+            .reader
+            .reload()
+            .map_err(IndexError::tantivy)?;
+        let text = self.search.text.live_ids()?;
+        let vectors = match &self.search.vectors {
+            Some(store) => Some(store.all_ids()?.into_iter().map(|(_, id)| id).collect()),
+            None => None,
+        };
+        Ok(Inventory { text, vectors })
     }
 
     /// Commits what is pending, stops the writer, then the vector worker (posts still waiting for

@@ -164,6 +164,19 @@ impl TextIndex {
         Ok(map)
     }
 
+    /// Every live post id with the number of live documents holding it.
+    pub(crate) fn live_ids(&self) -> Result<BTreeMap<String, u32>, IndexError> {
+        let searcher = self.reader.searcher();
+        let mut out = BTreeMap::new();
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            for doc in segment.doc_ids_alive() {
+                let post = load_post(&searcher, &self.fields, DocAddress::new(ord as u32, doc))?;
+                *out.entry(post.id.to_string()).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// Every live post whose id hash is in `wanted`, in no particular order.
     pub(crate) fn posts_with_hashes(
         &self,

@@ -33,6 +33,49 @@ pub enum UpsertOutcome {
     Duplicate,
 }
 
+/// One change a live source asks for, applied in order within its batch.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Insert, or replace when the content differs (an edit).
+    Upsert(Post),
+    /// Remove from both indexes (a no-op when the post is not there).
+    Delete(PostId),
+}
+
+/// What a batch of [`Change`]s did, once committed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    pub deleted: u64,
+    /// Deletes of posts the index did not hold.
+    pub missing: u64,
+}
+
+/// A batch handed to the writer, waiting for the commit that makes it durable.
+#[must_use = "a submitted batch is durable only once `committed` resolves"]
+pub struct Pending<T>(oneshot::Receiver<Result<T, IndexError>>);
+
+impl<T> Pending<T> {
+    /// Resolves once the batch (and its checkpoint) is committed.
+    pub async fn committed(self) -> Result<T, IndexError> {
+        self.0.await.map_err(|_| IndexError::writer_gone())?
+    }
+}
+
+impl<T> std::future::Future for Pending<T> {
+    type Output = Result<T, IndexError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.map_err(|_| IndexError::writer_gone()).and_then(|r| r))
+    }
+}
+
 /// A source position to store with the commit that covers a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -73,6 +116,11 @@ enum Command {
         ids: Vec<PostId>,
         reply: Reply<Vec<bool>>,
     },
+    Apply {
+        changes: Vec<Change>,
+        checkpoint: Option<Checkpoint>,
+        reply: Reply<ApplyOutcome>,
+    },
     DeleteOlderThan {
         cutoff: DateTime<Utc>,
         reply: Reply<u64>,
@@ -105,6 +153,27 @@ impl WriteHandle {
             reply,
         })
         .await
+    }
+
+    /// Hands a source's batch to the writer and returns at once (batches are applied in the
+    /// order they are submitted); the returned [`Pending`] resolves after the commit that holds
+    /// the batch and its checkpoint. The checkpoint is stored only with its batch, so a restart
+    /// resumes from the last batch that is durable.
+    pub async fn submit(
+        &self,
+        changes: Vec<Change>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Pending<ApplyOutcome>, IndexError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Apply {
+                changes,
+                checkpoint,
+                reply,
+            })
+            .await
+            .map_err(|_| IndexError::writer_gone())?;
+        Ok(Pending(rx))
     }
 
     /// Deletes posts by id from both indexes; `true` where the post existed.
@@ -157,6 +226,7 @@ enum Waiting {
     Upsert(Reply<Vec<UpsertOutcome>>, Vec<UpsertOutcome>),
     Delete(Reply<Vec<bool>>, Vec<bool>),
     Count(Reply<u64>, u64),
+    Apply(Reply<ApplyOutcome>, ApplyOutcome),
     Unit(Reply<()>),
 }
 
@@ -169,6 +239,9 @@ struct Writer {
     /// Changes since the last commit: Some = upserted, None = deleted.
     staged: HashMap<u64, Option<(u64, u64)>>,
     checkpoints: BTreeMap<String, String>,
+    /// The checkpoints of the last successful commit (restored when a commit fails, so a
+    /// position is never stored without its batch).
+    durable_checkpoints: BTreeMap<String, String>,
     waiting: Vec<Waiting>,
     changed_docs: usize,
     first_change: Option<Instant>,
@@ -209,6 +282,7 @@ pub(crate) fn spawn(
         config,
         committed,
         staged: HashMap::new(),
+        durable_checkpoints: checkpoints.clone(),
         checkpoints,
         waiting: Vec::new(),
         changed_docs: 0,
@@ -266,6 +340,22 @@ impl Writer {
                         }
                         self.mark_changed();
                         self.waiting.push(Waiting::Upsert(reply, outcomes));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                Some(Command::Apply {
+                    changes,
+                    checkpoint,
+                    reply,
+                }) => match self.apply(changes) {
+                    Ok(outcome) => {
+                        if let Some(c) = checkpoint {
+                            self.checkpoints.insert(c.source, c.position);
+                        }
+                        self.mark_changed();
+                        self.waiting.push(Waiting::Apply(reply, outcome));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -344,6 +434,28 @@ impl Writer {
         Ok(outcomes)
     }
 
+    fn apply(&mut self, changes: Vec<Change>) -> Result<ApplyOutcome, IndexError> {
+        let mut out = ApplyOutcome::default();
+        for change in changes {
+            match change {
+                Change::Upsert(post) => match self.upsert(vec![post])?.first() {
+                    Some(UpsertOutcome::Inserted) => out.inserted += 1,
+                    Some(UpsertOutcome::Updated) => out.updated += 1,
+                    Some(UpsertOutcome::Duplicate) => out.duplicates += 1,
+                    None => {}
+                },
+                Change::Delete(id) => {
+                    if self.delete(vec![id]).first() == Some(&true) {
+                        out.deleted += 1;
+                    } else {
+                        out.missing += 1;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn delete(&mut self, ids: Vec<PostId>) -> Vec<bool> {
         ids.into_iter()
             .map(|id| {
@@ -392,6 +504,7 @@ impl Writer {
                         }
                     }
                 }
+                self.durable_checkpoints.clone_from(&self.checkpoints);
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .posts
@@ -420,6 +533,7 @@ impl Writer {
                 tracing::error!(error = %e, "index commit failed; the uncommitted changes were rolled back");
                 self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
                 self.staged.clear();
+                self.checkpoints.clone_from(&self.durable_checkpoints);
                 self.to_embed.clear();
                 self.to_unembed.clear();
                 if let Err(e) = self.writer.rollback() {
@@ -452,6 +566,16 @@ impl Writer {
                 }
                 Waiting::Count(r, n) => {
                     let _ = r.send(err().map_or(Ok(n), Err));
+                }
+                Waiting::Apply(r, o) => {
+                    if result.is_ok() {
+                        self.stats.inserted.fetch_add(o.inserted, Ordering::Relaxed);
+                        self.stats.updated.fetch_add(o.updated, Ordering::Relaxed);
+                        self.stats
+                            .duplicates
+                            .fetch_add(o.duplicates, Ordering::Relaxed);
+                    }
+                    let _ = r.send(err().map_or(Ok(o), Err));
                 }
                 Waiting::Unit(r) => {
                     let _ = r.send(err().map_or(Ok(()), Err));

@@ -10,6 +10,7 @@
 pub mod jsonl;
 pub mod pipeline;
 pub mod replay;
+pub mod sources;
 pub mod validate;
 
 pub use pipeline::{run_pipeline, IngestSummary, RejectedRecord};

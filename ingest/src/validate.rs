@@ -369,12 +369,18 @@ fn take_list(
     obj: &mut Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<Vec<String>>, Rejection> {
+    // Hashtags and mentions compare case-insensitively; links keep their case (paths and
+    // query strings are case-sensitive).
+    let lowercase = field != "links";
     match obj.remove(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|i| match i {
-                Value::String(s) => Ok(s.trim_start_matches(['#', '@']).to_lowercase()),
+                Value::String(s) if lowercase => {
+                    Ok(s.trim_start_matches(['#', '@']).to_lowercase())
+                }
+                Value::String(s) => Ok(s.trim().to_string()),
                 _ => Err(Rejection::invalid(field, "must be a list of strings")),
             })
             .collect::<Result<Vec<_>, _>>()
@@ -433,7 +439,7 @@ pub fn parse_time(v: &Value) -> Result<DateTime<Utc>, String> {
     }
 }
 
-/// `@Alice` → `alice`; handles are 1-100 chars of letters, digits, `_ . - :`.
+/// `@Alice` → `alice`; handles are 1-100 chars of letters, digits, `_ . - :` and an inner `@`.
 pub fn normalize_handle(raw: &str) -> Result<String, String> {
     let h = raw.trim().trim_start_matches('@').to_lowercase();
     if h.is_empty() || h.len() > 100 {
@@ -441,7 +447,8 @@ pub fn normalize_handle(raw: &str) -> Result<String, String> {
     }
     if !h
         .chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
+        // `@` inside: fediverse accounts (`user@example.social`).
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | ':' | '@'))
     {
         return Err(format!("`{raw}` has characters a handle cannot have"));
     }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod chat;
 mod conversations;
+mod crash;
 mod digests;
 mod errors;
 mod keys;

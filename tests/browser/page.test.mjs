@@ -4,13 +4,15 @@
 // embedder) on a free loopback port with the fixture feed replayed, then drives the page as a
 // person would: ask, watch the answer stream, open a citation, regenerate and step between
 // versions, edit an answer and continue from it, two conversations streaming side by side,
-// a pushed post appearing in the live sidebar, and hostile markup rendered inert.
+// a pushed post and a post published to NATS appearing in the live sidebar (with the source's
+// status), hostile markup rendered inert, and the digest
+// view (create, run over the replayed feed, stories with their sources, a quiet window).
 // Screenshots go to the folder printed at the start (TIDINGS_SCREENSHOTS overrides it).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { createServer } from "node:net";
@@ -26,6 +28,9 @@ const binary = process.env.TIDINGS_BIN ||
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 
 let server, browser, base, dataDir, serverLog = "";
+// A live NATS JetStream source (the local server at 127.0.0.1:4222), on a stream of this run.
+const natsStream = `TIDINGS_BROWSER_${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+const natsSubject = `tidings.browser.${natsStream.toLowerCase()}`;
 
 function freePort() {
   return new Promise((ok, fail) => {
@@ -64,7 +69,9 @@ before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "tidings-browser-"));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  server = spawn(binary, ["--data-dir", dataDir, "serve", "--bind", `127.0.0.1:${port}`,
+  const config = join(dataDir, "tidings.toml");
+  writeFileSync(config, `[[sources.define]]\nkind = "nats"\nstream = "${natsStream}"\nsubjects = ["${natsSubject}"]\n`);
+  server = spawn(binary, ["--config", config, "--data-dir", dataDir, "serve", "--bind", `127.0.0.1:${port}`,
     "--replay", join(repo, "tests/fixtures/chat_feed.jsonl"), "--fast"], {
     cwd: repo,
     env: { ...process.env, RUST_LOG: "warn", TIDINGS__MODEL__CONTEXT_TOKENS: "2048" },
@@ -238,6 +245,19 @@ test("pushed posts appear in the live sidebar, hostile markup stays inert", asyn
   await item.waitFor({ timeout: 30_000 });
   assert.match(await item.textContent(), /Route 9 barriers/);
 
+  // The NATS source shows as connected, and a post published to its subject reaches the sidebar.
+  const source = page.locator('[data-testid="source"][data-state="connected"]');
+  await source.waitFor({ timeout: 30_000 });
+  assert.match(await source.textContent(), new RegExp(natsStream));
+  const feed = join(dataDir, "nats-post.jsonl");
+  writeFileSync(feed, JSON.stringify({ id: "nats:1", author: "gauge_bot", text: "Gauge at Miller Street reads 6.1 m via NATS", created_at: now }) + "\n");
+  const published = spawnSync(binary, ["publish", feed, "--stream", natsStream, "--subject", natsSubject], { encoding: "utf8" });
+  assert.equal(published.status, 0, published.stderr);
+  const viaNats = page.locator('[data-testid="live-post"][data-id="nats:1"]');
+  await viaNats.waitFor({ timeout: 30_000 });
+  assert.match(await viaNats.textContent(), /via NATS/);
+  await page.waitForFunction(() => /1 post\b/.test(document.querySelector('[data-testid="source"]')?.textContent || ""));
+
   const hostile = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><a href="javascript:window.__xss=3">click</a> flood kayak`;
   await push([{ id: "web:2", author: "mallory", text: hostile, created_at: now }]);
   const bad = page.locator('[data-testid="live-post"][data-id="web:2"]');
@@ -271,5 +291,84 @@ test("pushed posts appear in the live sidebar, hostile markup stays inert", asyn
   assert.equal(await page.evaluate(() => window.__xss), undefined, "no injected script ran");
   await shot(page, "08-live-and-inert");
   assert.deepEqual(errors.filter((e) => !/Content Security Policy|ERR_|favicon/.test(e)), []);
+  await page.close();
+});
+
+test("digests: create, run over the replayed feed, read stories and sources, quiet window", async () => {
+  const { page, errors } = await openPage();
+  await page.locator('[data-testid="digests-toggle"]').click();
+  await page.locator('[data-testid="digests"]').waitFor();
+  assert.equal(await page.locator("#panes").isVisible(), false, "conversations are hidden");
+
+  // A bad schedule is refused with the server's message, and nothing is created.
+  const form = page.locator('[data-testid="digest-new"]');
+  await form.locator("summary").click();
+  await page.locator('[data-testid="digest-name"]').fill("Riverton morning");
+  await page.locator('[data-testid="digest-cron"]').fill("not a cron");
+  await page.locator('[data-testid="digest-create"]').click();
+  const error = page.locator('[data-testid="digest-error"]');
+  await error.waitFor();
+  assert.match(await error.textContent(), /cron/i);
+  assert.equal(await page.locator('[data-testid="digest-item"]').count(), 0);
+
+  await page.locator('[data-testid="digest-cron"]').fill("0 8 * * *");
+  await page.locator('[data-testid="digest-tz"]').fill("Europe/Berlin");
+  await page.locator('[data-testid="digest-create"]').click();
+  const item = page.locator('[data-testid="digest-item"]');
+  await item.waitFor();
+  assert.match(await item.textContent(), /Riverton morning.*cron 0 8 \* \* \* \(Europe\/Berlin\).*last 24h/);
+  await page.locator('[data-testid="digest-norun"]').waitFor();
+
+  // Run it as of the feed's time (the header's "as of" field): the flood is a story.
+  const run = page.locator('[data-testid="digest-run"]');
+  assert.match(await run.textContent(), /Run as of 2024-05-10/);
+  await run.click();
+  const view = page.locator('[data-testid="digest-run-view"][data-status="succeeded"]');
+  await view.waitFor({ timeout: 240_000 });
+  const headlines = await page.locator('[data-testid="story-headline"]').allTextContents();
+  assert.ok(headlines.length >= 1, "at least one story");
+  assert.match(await page.locator('[data-testid="digest-run-meta"]').textContent(), /as of 2024-05-10 18:00 UTC/);
+  const flood = page.locator('[data-testid="story"]', { hasText: /flood|riverton|bridge/i }).first();
+  await flood.waitFor();
+  // Its sources open as post cards; every card is a post of the feed, shown as text.
+  await flood.locator('[data-testid="story-sources"]').click();
+  const cards = flood.locator('[data-testid="post-card"]');
+  assert.ok(await cards.count() >= 1, "the flood story cites posts");
+  const cardText = (await cards.allTextContents()).join("\n");
+  assert.match(cardText, /flood|Riverton|bridge|water/i);
+  assert.doesNotMatch(cardText, /touchdown|football/i, "no off-story post is cited");
+  const cite = flood.locator('[data-testid="story-summary"] [data-testid="cite"]');
+  if (await cite.count()) {
+    // A citation button in the summary toggles its card (all are open now, so it closes one).
+    const before = await cards.count();
+    await cite.first().click();
+    assert.equal(await cards.count(), before - 1);
+    await cite.first().click();
+    assert.equal(await cards.count(), before);
+  }
+  await shot(page, "09-digest");
+
+  // A quiet window says so explicitly; the earlier run stays one pick away.
+  await page.locator('[data-testid="as-of"]').fill("2020-01-01T00:00:00Z");
+  await page.locator('[data-testid="as-of"]').dispatchEvent("change");
+  await page.locator('[data-testid="digest-item"]').click();
+  await page.locator('[data-testid="digest-run"]', { hasText: "Run as of 2020-01-01" }).click();
+  const quiet = page.locator('[data-testid="digest-quiet"]');
+  await quiet.waitFor({ timeout: 60_000 });
+  assert.equal(await quiet.textContent(), "No notable stories in this window.");
+  const runs = page.locator('[data-testid="digest-runs"] option');
+  assert.equal(await runs.count(), 2);
+  const first = await runs.nth(1).getAttribute("value");
+  await page.locator('[data-testid="digest-runs"]').selectOption(first);
+  await page.locator('[data-testid="story-headline"]').first().waitFor();
+  assert.deepEqual(await page.locator('[data-testid="story-headline"]').allTextContents(), headlines);
+  await shot(page, "10-digest-runs");
+
+  // Back to conversations.
+  await page.locator('[data-testid="digests-toggle"]').click();
+  assert.equal(await page.locator('[data-testid="digests"]').isVisible(), false);
+  assert.ok(await pane(page).isVisible());
+  // The one 400 is the refused cron expression above.
+  assert.deepEqual(errors.filter((e) => !/Content Security Policy|ERR_|favicon|status of 400/.test(e)), []);
   await page.close();
 });

@@ -19,8 +19,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
         }
         None => serde_json::json!({"backend": null, "ok": null}),
     };
+    let sources: Vec<_> = state.sources.iter().map(|s| s.snapshot()).collect();
+    let all_connected = sources.iter().all(|s| s.connected);
     let body = serde_json::json!({
-        "status": if writer_ok { "ready" } else { "not_ready" },
+        // "degraded": serving, but a live source is not connected (search still answers).
+        "status": if !writer_ok { "not_ready" } else if all_connected { "ready" } else { "degraded" },
         "checks": {
             "text_index": { "ok": writer_ok, "posts": stats.posts.load(Ordering::Relaxed) },
             "vector_index": {
@@ -29,6 +32,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
                 "pending": stats.vectors_pending.load(Ordering::Relaxed),
             },
             "database": database,
+            "sources": sources,
         },
     });
     let status = if writer_ok {
@@ -37,6 +41,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// `GET /v1/sources`: each live source's state, lag, position and counters.
+pub(crate) async fn sources(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let data: Vec<_> = state.sources.iter().map(|s| s.snapshot()).collect();
+    Json(serde_json::json!({"object": "list", "data": data}))
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

@@ -1,0 +1,119 @@
+//! `tidings publish` (a JSONL file into a NATS JetStream subject) and `tidings verify` (what the
+//! text and vector indexes hold, and whether they agree).
+
+use crate::config::Settings;
+use anyhow::Context;
+use serde_json::json;
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+use tidings_index::{EdgeVectorStore, IndexConfig, IndexService, VectorStore};
+use tidings_ingest::sources::nats::{open_stream, NatsSpec};
+use tokio::io::AsyncBufReadExt;
+
+/// Publishes every non-empty line of `file` (`-`: stdin) as one message, waiting for JetStream's
+/// acknowledgement of each (a few hundred in flight). `rate` paces it (posts per second).
+pub async fn publish(
+    file: &str,
+    url: &str,
+    stream: &str,
+    subject: &str,
+    rate: Option<f64>,
+) -> anyhow::Result<u64> {
+    let spec = NatsSpec {
+        url: url.to_string(),
+        stream: stream.to_string(),
+        subjects: vec![subject.to_string()],
+        ..serde_json::from_value(json!({})).context("default NATS settings")?
+    };
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("connect to NATS at {url}"))?;
+    let js = async_nats::jetstream::new(client);
+    open_stream(&js, &spec).await.map_err(anyhow::Error::msg)?;
+    let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if file == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        Box::new(
+            tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("open {file}"))?,
+        )
+    };
+    let mut lines = tokio::io::BufReader::new(input).lines();
+    let started = Instant::now();
+    let mut in_flight = VecDeque::new();
+    let mut sent = 0u64;
+    while let Some(line) = lines.next_line().await.context("read input")? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Some(rate) = rate.filter(|r| *r > 0.0) {
+            let due = started + Duration::from_secs_f64(sent as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let ack = js
+            .publish(subject.to_string(), line.into_bytes().into())
+            .await
+            .context("publish")?;
+        in_flight.push_back(ack);
+        sent += 1;
+        if in_flight.len() >= 256 {
+            if let Some(ack) = in_flight.pop_front() {
+                ack.await.context("publish acknowledgement")?;
+            }
+        }
+    }
+    for ack in in_flight {
+        ack.await.context("publish acknowledgement")?;
+    }
+    Ok(sent)
+}
+
+/// What the indexes hold, as JSON; `ids` adds every id. Needs the data dir to itself (stop the
+/// server first); it reads, and repairs nothing.
+pub fn verify(settings: &Settings, ids: bool) -> anyhow::Result<serde_json::Value> {
+    let config = IndexConfig {
+        data_dir: settings.data.dir.clone(),
+        writer: Default::default(),
+        vector_worker: Default::default(),
+    };
+    let service = IndexService::start(&config, None)
+        .with_context(|| format!("open the index in {}", settings.data.dir.display()))?;
+    let inventory = service.inventory()?;
+    let checkpoints = service.checkpoints().clone();
+    let vectors_dir = settings.data.dir.join("vectors");
+    let vectors: Option<BTreeSet<String>> = if vectors_dir.exists() {
+        let dim = crate::app::embedder(settings)?.map_or(384, |e| e.dim());
+        let store = EdgeVectorStore::open(&vectors_dir, dim)?;
+        Some(store.all_ids()?.into_iter().map(|(_, id)| id).collect())
+    } else {
+        None
+    };
+    let text: BTreeSet<String> = inventory.text.keys().cloned().collect();
+    let duplicates: Vec<&String> = inventory
+        .text
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    let (missing, stray): (Vec<&String>, Vec<&String>) = match &vectors {
+        Some(v) => (text.difference(v).collect(), v.difference(&text).collect()),
+        None => (Vec::new(), Vec::new()),
+    };
+    let mut out = json!({
+        "text_posts": text.len(),
+        "text_documents": inventory.text.values().map(|n| u64::from(*n)).sum::<u64>(),
+        "duplicate_ids": duplicates,
+        "vector_points": vectors.as_ref().map(BTreeSet::len),
+        "missing_vectors": missing.len(),
+        "stray_vectors": stray.len(),
+        "consistent": duplicates.is_empty() && missing.is_empty() && stray.is_empty(),
+        "checkpoints": checkpoints,
+    });
+    if ids {
+        out["ids"] = json!(text);
+        out["missing_vector_ids"] = json!(missing);
+        out["stray_vector_ids"] = json!(stray);
+    }
+    Ok(out)
+}
