@@ -122,16 +122,22 @@ async fn steady(base: &Settings, texts: &[String], rate: f64, secs: u64) -> anyh
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = tokio::time::Instant::now();
     let mut sent: Vec<Instant> = Vec::with_capacity(total);
-    let mut acks = Vec::with_capacity(total);
+    // Acknowledgements are awaited as they come (JetStream caps how many may be pending).
+    let mut acks = std::collections::VecDeque::new();
     for i in 0..total {
         tokio::time::sleep_until(started + interval * i as u32).await;
         sent.push(Instant::now());
         let body = post(i, &texts[i % texts.len()]);
-        acks.push(
+        acks.push_back(
             run.js
                 .publish(run.subject.clone(), body.into_bytes().into())
                 .await?,
         );
+        while acks.len() > 256 {
+            if let Some(a) = acks.pop_front() {
+                a.await?;
+            }
+        }
     }
     for a in acks {
         a.await?;
@@ -182,7 +188,7 @@ async fn drain(
                 .publish(run.subject.clone(), body.into_bytes().into())
                 .await?,
         );
-        if acks.len() >= 1000 {
+        if acks.len() >= 256 {
             for a in acks.drain(..) {
                 a.await?;
             }

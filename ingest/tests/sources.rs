@@ -26,6 +26,10 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+fn fixture_lines(name: &str) -> Vec<String> {
+    fixture(name).lines().map(String::from).collect()
+}
+
 struct Harness {
     dir: tempfile::TempDir,
     service: IndexService,
@@ -180,10 +184,7 @@ fn cursor_of(uri: &str) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_posts_deletes_resume_and_garbage() {
-    let lines: Vec<String> = fixture("jetstream.jsonl")
-        .lines()
-        .map(String::from)
-        .collect();
+    let lines: Vec<String> = fixture_lines("jetstream.jsonl");
     let events: Vec<Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).expect("fixture json"))
@@ -600,10 +601,7 @@ async fn mastodon_updates_edits_deletes_reconnect_and_garbage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x_filtered_stream_rules_keepalives_disconnects_and_garbage() {
-    let lines: Vec<String> = fixture("x_stream.jsonl")
-        .lines()
-        .map(String::from)
-        .collect();
+    let lines: Vec<String> = fixture_lines("x_stream.jsonl");
     let truncated = fixture("x_truncated_line.jsonl");
     let disconnect_at = lines
         .iter()
@@ -732,10 +730,7 @@ async fn x_filtered_stream_rules_keepalives_disconnects_and_garbage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_pauses_while_the_embedder_is_behind() {
-    let lines: Vec<String> = fixture("jetstream.jsonl")
-        .lines()
-        .map(String::from)
-        .collect();
+    let lines: Vec<String> = fixture_lines("jetstream.jsonl");
     let (url, _) = ws_server(vec![lines.into_iter().map(Frame::Text).collect()]).await;
     let mut h = Harness::new();
     h.env.limits.max_vector_backlog = 10;

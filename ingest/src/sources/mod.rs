@@ -165,7 +165,10 @@ pub struct SourceLimits {
     pub batch_wait: Duration,
     /// Batches queued between the connector and the writer.
     pub channel_batches: usize,
-    /// Batches handed to the writer and not yet committed.
+    /// Batches handed to the writer and not yet committed. Each waits for a commit (every
+    /// `index.commit_interval_ms`), so this bounds throughput at about
+    /// `in_flight_batches × batch size` per commit interval: at 4, a 500 posts/s stream of small
+    /// batches queued up (p50 550 ms); at 32 it does not.
     pub in_flight_batches: usize,
     /// Pause reading while more posts than this wait for their vectors (0: never).
     pub max_vector_backlog: u64,
@@ -178,7 +181,7 @@ impl Default for SourceLimits {
             batch_changes: 500,
             batch_wait: Duration::from_millis(50),
             channel_batches: 8,
-            in_flight_batches: 4,
+            in_flight_batches: 32,
             max_vector_backlog: 20_000,
         }
     }

@@ -99,36 +99,27 @@ pub async fn run(spec: XSpec, ctx: SourceCtx, stop: CancellationToken) -> Result
     loop {
         let url = format!("{base}/2/tweets/search/stream?{FIELDS}");
         ctx.status.connecting(&url);
-        let ended = if rules_set {
-            session(
-                &client,
-                &url,
-                &token,
-                &spec,
-                &ctx,
-                &stop,
-                &mut batch,
-                &mut got_data,
-            )
-            .await
+        let rules = if rules_set {
+            Ok(())
         } else {
-            match sync_rules(&client, &base, &token, &spec.rules).await {
-                Ok(()) => {
-                    rules_set = true;
-                    session(
-                        &client,
-                        &url,
-                        &token,
-                        &spec,
-                        &ctx,
-                        &stop,
-                        &mut batch,
-                        &mut got_data,
-                    )
-                    .await
-                }
-                Err(e) => Some(e),
+            sync_rules(&client, &base, &token, &spec.rules).await
+        };
+        let ended = match rules {
+            Ok(()) => {
+                rules_set = true;
+                session(
+                    &client,
+                    &url,
+                    &token,
+                    &spec,
+                    &ctx,
+                    &stop,
+                    &mut batch,
+                    &mut got_data,
+                )
+                .await
             }
+            Err(e) => Some(e),
         };
         let Some(ended) = ended else { return Ok(()) };
         if got_data {
