@@ -118,6 +118,8 @@ pub(crate) fn document() -> Value {
     live["200"] = json!({"description": "text/event-stream of posts", "content": {"text/event-stream": {"schema": {"type": "string"}}}});
     let mut trending = errors(&[]);
     trending["200"] = json!({"description": "`{as_of, window, posts_seen, topics: [{label, posts, authors, question}]}`"});
+    let mut sources = errors(&[]);
+    sources["200"] = json!({"description": "`{object: list, data: [{name, kind, state (connecting|connected|backoff|throttled|failed|stopped), connected, endpoint, since, last_error, last_error_at, retry_at, retry_in_secs, position, lag_secs, newest_event, backlog, committed_at, received, inserted, updated, duplicates, deleted, filtered, rejected, ignored, connects, disconnects}]}`"});
     let search_params: Vec<Value> = [
         ("q", "Query text"),
         ("since", "Window ending at as_of: 30m, 2h, 7d"),
@@ -305,7 +307,8 @@ pub(crate) fn document() -> Value {
             },
             "/v1/posts/stream": {"get": {"summary": "Server-Sent Events: `post` for each newly indexed post (after a `backfill` of recent ones, then a `live` event); `lagged` when the client fell behind. Filters: q (all words), handles, sources, langs (comma-separated)", "security": read, "responses": live}},
             "/v1/trending": {"get": {"summary": "Topics many accounts post about in a window (`window` default 6h, `as_of`, `limit`), each with a starter question", "security": read, "responses": trending}},
-            "/": {"get": {"summary": "The web page (conversations, live sidebar)", "responses": {"200": {"description": "text/html"}}}}
+            "/v1/sources": {"get": {"summary": "Each live source's state, lag, position, last error, retry time and counters (Bluesky Jetstream, Mastodon, X, NATS)", "security": read, "responses": sources}},
+            "/": {"get": {"summary": "The web page (conversations, digests, live sidebar with source status)", "responses": {"200": {"description": "text/html"}}}}
         }
     })
 }

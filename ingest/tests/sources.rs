@@ -129,24 +129,25 @@ enum Frame {
     Binary(Vec<u8>),
 }
 
-/// A WebSocket server: connection `i` gets `script[i]`, then is dropped without a close frame
-/// (a forced disconnect) — except the last, which stays open. Records each request URI.
-async fn ws_server(script: Vec<Vec<Frame>>) -> (String, Arc<Mutex<Vec<String>>>) {
+/// A WebSocket server: connection `i` gets `script[i].0`, then stays open when `script[i].1`
+/// (until the client leaves) or is dropped without a close frame (a forced disconnect).
+/// Connections beyond the script get nothing and stay open. Records each request URI.
+async fn ws_server(script: Vec<(Vec<Frame>, bool)>) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let uris = Arc::new(Mutex::new(Vec::new()));
     let seen = uris.clone();
     tokio::spawn(async move {
         let mut script = script.into_iter();
-        let mut n = 0usize;
         loop {
             let Ok((socket, _)) = listener.accept().await else {
                 return;
             };
             let uris = seen.clone();
-            let frames = script.next();
-            let last = script.len() == 0;
-            n += 1;
+            let (frames, hold) = match script.next() {
+                Some((frames, hold)) => (Some(frames), hold),
+                None => (None, true),
+            };
             tokio::spawn(async move {
                 let callback = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                                 resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
@@ -165,12 +166,11 @@ async fn ws_server(script: Vec<Vec<Frame>>) -> (String, Arc<Mutex<Vec<String>>>)
                         return;
                     }
                 }
-                if last {
+                if hold {
                     while let Some(Ok(_)) = ws.next().await {}
                 }
                 // Otherwise: dropped here, mid-stream.
             });
-            let _ = n;
         }
     });
     (format!("ws://{addr}/subscribe"), uris)
@@ -238,7 +238,7 @@ async fn jetstream_posts_deletes_resume_and_garbage() {
         .cloned()
         .map(Frame::Text)
         .collect();
-    let (url, uris) = ws_server(vec![first, second, third]).await;
+    let (url, uris) = ws_server(vec![(first, false), (second, true), (third, true)]).await;
 
     let mut h = Harness::new();
     h.env.limits.max_message_bytes = 64 * 1024;
@@ -731,7 +731,7 @@ async fn x_filtered_stream_rules_keepalives_disconnects_and_garbage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_pauses_while_the_embedder_is_behind() {
     let lines: Vec<String> = fixture_lines("jetstream.jsonl");
-    let (url, _) = ws_server(vec![lines.into_iter().map(Frame::Text).collect()]).await;
+    let (url, _) = ws_server(vec![(lines.into_iter().map(Frame::Text).collect(), true)]).await;
     let mut h = Harness::new();
     h.env.limits.max_vector_backlog = 10;
     // As if 500 posts were waiting for their vectors.

@@ -246,11 +246,12 @@ ack_wait_secs = 3
             "post {i} is searchable once: {r}"
         );
     }
+    // The source's status is in /readyz (its counters are per process: the malformed
+    // messages may all have been handled by a run that was killed, so they are checked in the
+    // dead-letter file below).
     let source = &ready.as_ref().expect("readyz")["checks"]["sources"][0];
-    assert!(
-        source["rejected"].as_u64().unwrap_or(0) >= 1,
-        "malformed messages were counted: {source}"
-    );
+    assert_eq!(source["connected"], json!(true), "{source}");
+    assert!(source["rejected"].is_u64(), "{source}");
     let metrics = client
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
