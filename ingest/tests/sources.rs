@@ -522,7 +522,19 @@ async fn mastodon_updates_edits_deletes_reconnect_and_garbage() {
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = connections.clone();
     let scripts = Arc::new(Mutex::new(vec![Some(first), Some(second)]));
+    // A status posted while the source was disconnected, served by the REST timeline.
+    let missed = json!([{"id": "109348677773283999", "created_at": "2022-11-15T16:07:40.000Z",
+        "content": "<p>Posted while the stream was down <a href=\"https://m.example/tags/test\" class=\"mention hashtag\">#<span>test</span></a></p>",
+        "language": "en", "account": {"acct": "gauge@m.example", "display_name": "Gauge"},
+        "tags": [{"name": "test"}], "mentions": [], "reblog": null}]);
+    let backfills = Arc::new(AtomicUsize::new(0));
+    let served = backfills.clone();
     let handler: Handler = Arc::new(move |line: &str, _headers: &str, _body: &[u8]| {
+        if line.starts_with("GET /api/v1/timelines/tag/test?") {
+            let first = served.fetch_add(1, Ordering::SeqCst) == 0;
+            let body = if first { missed.clone() } else { json!([]) };
+            return Reply::Json(200, body.to_string());
+        }
         assert!(
             line.starts_with("GET /api/v1/streaming/hashtag?tag=test "),
             "{line}"
@@ -545,12 +557,38 @@ async fn mastodon_updates_edits_deletes_reconnect_and_garbage() {
     let running = h.start(json!({"kind": "mastodon", "url": url, "timeline": "hashtag", "tag": "#test", "access_token": "tok123"}), None);
     let host = url.trim_start_matches("http://").to_string();
     let status = running.status.clone();
-    // The transcript holds 9 updates and edits and 3 deletes (one of a status never seen).
+    // The transcript holds 9 updates and edits and 3 deletes (one of a status never seen);
+    // the backfill adds one.
     wait_until("the whole transcript applied", || {
         let s = status.snapshot();
-        s.inserted + s.updated + s.duplicates >= 9 && s.deleted >= 2
+        s.inserted + s.updated + s.duplicates >= 10 && s.deleted >= 2
     })
     .await;
+    // After the forced disconnect the REST timeline was read from the newest id seen before it.
+    let log = requests.lock().expect("lock").clone();
+    let backfill: Vec<&String> = log
+        .iter()
+        .filter(|r| r.contains("/api/v1/timelines/"))
+        .collect();
+    assert_eq!(
+        backfill.len(),
+        1,
+        "one backfill page (it was short): {backfill:?}"
+    );
+    assert!(
+        backfill[0]
+            .starts_with("GET /api/v1/timelines/tag/test?min_id=109348677773283527&limit=40 "),
+        "{backfill:?}"
+    );
+    let p = h
+        .post(&format!("mastodon:{host}:109348677773283999"))
+        .expect("the missed status was backfilled");
+    assert_eq!(p.text, "Posted while the stream was down #test");
+    assert_eq!(
+        status.committed_position().as_deref(),
+        Some("109348699525106378"),
+        "the newest id is the checkpoint"
+    );
     let snap = status.snapshot();
     assert_eq!(snap.connects, 2, "{snap:?}");
     assert!(snap.rejected >= 1, "the broken event was counted: {snap:?}");

@@ -3,8 +3,9 @@
 //! Public, local, hashtag and list timelines, with an optional access token. `update` adds a
 //! status, `status.update` replaces it (an edit), `delete` removes it; other events are counted
 //! and skipped. HTML content becomes text; a boost indexes the boosted status. The streaming API
-//! has no resume position, so a reconnect picks up from the live stream (posts missed while
-//! disconnected are not fetched back).
+//! has no resume position, so the newest status id seen is the checkpoint, and after a
+//! reconnect or restart the matching REST timeline is read from it (`min_id`, up to 400
+//! statuses) while the new stream buffers; what both deliver is a duplicate.
 
 use super::{html, Backoff, Batcher, Filter, SourceCtx};
 use eventsource_stream::Eventsource;
@@ -63,6 +64,25 @@ impl MastodonSpec {
             return Err(format!("url `{}` is not an http(s) URL", self.url));
         }
         self.path().map(|_| ())
+    }
+
+    /// The REST timeline matching the streamed one (for backfill after a disconnect).
+    fn rest_path(&self) -> Option<String> {
+        let tag = || {
+            self.tag
+                .as_deref()
+                .map(|t| t.trim_start_matches('#').to_string())
+        };
+        Some(match self.timeline.as_str() {
+            "public" => "/api/v1/timelines/public".to_string(),
+            "public:local" => "/api/v1/timelines/public?local=true".to_string(),
+            "public:remote" => "/api/v1/timelines/public?remote=true".to_string(),
+            "hashtag" => format!("/api/v1/timelines/tag/{}", tag()?),
+            "hashtag:local" => format!("/api/v1/timelines/tag/{}?local=true", tag()?),
+            "list" => format!("/api/v1/timelines/list/{}", self.list.as_deref()?),
+            "user" => "/api/v1/timelines/home".to_string(),
+            _ => return None,
+        })
     }
 
     /// The streaming path and query for the timeline.
@@ -125,6 +145,8 @@ pub async fn run(
     let host = spec.host();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut batch = Batcher::new();
+    // The newest status id seen: stored as the checkpoint, and where backfill starts.
+    let mut last_id = ctx.resume_from.clone();
     loop {
         ctx.status.connecting(&url);
         let error = match session(
@@ -136,6 +158,7 @@ pub async fn run(
             &stop,
             &mut batch,
             &mut backoff,
+            &mut last_id,
         )
         .await
         {
@@ -165,6 +188,7 @@ async fn session(
     stop: &CancellationToken,
     batch: &mut Batcher,
     backoff: &mut Backoff,
+    last_id: &mut Option<String>,
 ) -> Result<(), String> {
     let mut request = client.get(url).header("accept", "text/event-stream");
     if let Some(token) = &spec.access_token {
@@ -185,6 +209,18 @@ async fn session(
     ctx.status.connected();
     tracing::info!(source = %ctx.name, %url, "mastodon stream connected");
     let mut events = response.bytes_stream().eventsource();
+    // The stream is open (and buffering): fetch what was missed since the last status seen.
+    if last_id.is_some() {
+        match backfill(client, spec, host, ctx, batch, last_id).await {
+            Ok(n) if n > 0 => tracing::info!(source = %ctx.name, statuses = n, "mastodon backfill"),
+            Ok(_) => {}
+            Err(e) => {
+                // Not fatal: some instances refuse anonymous timelines; the stream goes on.
+                ctx.status.set_error(&e);
+                tracing::warn!(source = %ctx.name, error = %e, "mastodon backfill failed");
+            }
+        }
+    }
     let idle = Duration::from_secs(spec.idle_timeout_secs.max(1));
     loop {
         let deadline = batch.deadline(ctx.limits.batch_wait);
@@ -224,7 +260,14 @@ async fn session(
             Ok(Some(Ok(ev))) => ev,
         };
         backoff.reset();
-        handle(&ev_name(&event.event), &event.data, host, ctx, batch);
+        handle(
+            &ev_name(&event.event),
+            &event.data,
+            host,
+            ctx,
+            batch,
+            last_id,
+        );
         if batch.len() >= ctx.limits.batch_changes && !batch.flush(ctx).await {
             return Ok(());
         }
@@ -240,7 +283,14 @@ fn ev_name(name: &str) -> String {
 }
 
 /// Applies one streaming event to the batch.
-pub fn handle(event: &str, data: &str, host: &str, ctx: &SourceCtx, batch: &mut Batcher) {
+fn handle(
+    event: &str,
+    data: &str,
+    host: &str,
+    ctx: &SourceCtx,
+    batch: &mut Batcher,
+    last_id: &mut Option<String>,
+) {
     let Some(data) = ctx.admit(data.as_bytes()) else {
         return;
     };
@@ -258,22 +308,7 @@ pub fn handle(event: &str, data: &str, host: &str, ctx: &SourceCtx, batch: &mut 
                     return;
                 }
             };
-            let status = match status.get("reblog") {
-                Some(inner) if inner.is_object() => inner.clone(),
-                _ => status,
-            };
-            let Some(record) = status_record(&status, host) else {
-                ctx.status.count(|c| &c.ignored);
-                return;
-            };
-            let created = status
-                .get("created_at")
-                .and_then(Value::as_str)
-                .and_then(|t| t.parse().ok());
-            if let Some(post) = ctx.post(record, data.as_bytes()) {
-                batch.push(Change::Upsert(post));
-                batch.at(None, created);
-            }
+            apply_status(status, data.as_bytes(), host, ctx, batch, last_id);
         }
         "delete" => {
             let id = data.trim().trim_matches('"');
@@ -287,6 +322,93 @@ pub fn handle(event: &str, data: &str, host: &str, ctx: &SourceCtx, batch: &mut 
         }
         _ => ctx.status.count(|c| &c.ignored),
     }
+}
+
+/// Indexes one status (a boost indexes the boosted one) and moves the position to its id.
+fn apply_status(
+    status: Value,
+    raw: &[u8],
+    host: &str,
+    ctx: &SourceCtx,
+    batch: &mut Batcher,
+    last_id: &mut Option<String>,
+) {
+    let outer_id = status.get("id").and_then(Value::as_str).map(String::from);
+    let status = match status.get("reblog") {
+        Some(inner) if inner.is_object() => inner.clone(),
+        _ => status,
+    };
+    let created = status
+        .get("created_at")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse().ok());
+    match status_record(&status, host) {
+        Some(record) => {
+            if let Some(post) = ctx.post(record, raw) {
+                batch.push(Change::Upsert(post));
+            }
+        }
+        None => ctx.status.count(|c| &c.ignored),
+    }
+    if let Some(id) = outer_id {
+        if last_id.as_deref().is_none_or(|last| newer(&id, last)) {
+            *last_id = Some(id);
+        }
+    }
+    batch.at(last_id.clone(), created);
+}
+
+/// Mastodon ids are decimal numbers in strings (snowflake-like): longer is newer.
+fn newer(a: &str, b: &str) -> bool {
+    (a.len(), a) > (b.len(), b)
+}
+
+/// Fetches what the timeline got since `last_id` (while disconnected, or before a restart)
+/// through the REST timeline, oldest first, up to 10 pages of 40.
+async fn backfill(
+    client: &reqwest::Client,
+    spec: &MastodonSpec,
+    host: &str,
+    ctx: &SourceCtx,
+    batch: &mut Batcher,
+    last_id: &mut Option<String>,
+) -> Result<usize, String> {
+    let Some(path) = spec.rest_path() else {
+        return Ok(0);
+    };
+    let base = spec.url.trim_end_matches('/');
+    let mut added = 0;
+    for _ in 0..10 {
+        let Some(min) = last_id.clone() else { break };
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut request = client.get(format!("{base}{path}{sep}min_id={min}&limit=40"));
+        if let Some(token) = &spec.access_token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| format!("backfill: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("backfill: HTTP {status}"));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("backfill: {e}"))?;
+        let statuses: Vec<Value> = serde_json::from_slice(&body)
+            .map_err(|e| format!("backfill: not a status list: {e}"))?;
+        let page = statuses.len();
+        // Newest first on the wire; applied oldest first.
+        for status in statuses.into_iter().rev() {
+            ctx.status.count(|c| &c.received);
+            let raw = status.to_string();
+            apply_status(status, raw.as_bytes(), host, ctx, batch, last_id);
+            added += 1;
+        }
+        if !batch.flush(ctx).await || page < 40 {
+            break;
+        }
+    }
+    Ok(added)
 }
 
 /// A status in Tidings' shape; `None` when it has no text.
