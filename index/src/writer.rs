@@ -333,34 +333,18 @@ impl Writer {
                     posts,
                     checkpoint,
                     reply,
-                }) => match self.upsert(posts) {
-                    Ok(outcomes) => {
-                        if let Some(c) = checkpoint {
-                            self.checkpoints.insert(c.source, c.position);
-                        }
-                        self.mark_changed();
-                        self.waiting.push(Waiting::Upsert(reply, outcomes));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                },
+                }) => {
+                    let staged = self.upsert(posts);
+                    self.stage(staged, checkpoint, reply, Waiting::Upsert);
+                }
                 Some(Command::Apply {
                     changes,
                     checkpoint,
                     reply,
-                }) => match self.apply(changes) {
-                    Ok(outcome) => {
-                        if let Some(c) = checkpoint {
-                            self.checkpoints.insert(c.source, c.position);
-                        }
-                        self.mark_changed();
-                        self.waiting.push(Waiting::Apply(reply, outcome));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                },
+                }) => {
+                    let staged = self.apply(changes);
+                    self.stage(staged, checkpoint, reply, Waiting::Apply);
+                }
                 Some(Command::Delete { ids, reply }) => {
                     let found = self.delete(ids);
                     self.mark_changed();
@@ -432,6 +416,29 @@ impl Writer {
             outcomes.push(outcome);
         }
         Ok(outcomes)
+    }
+
+    /// After a batch is staged: its checkpoint moves with it and the reply waits for the commit
+    /// (a batch that could not be staged is answered at once, and its checkpoint is dropped).
+    fn stage<T>(
+        &mut self,
+        staged: Result<T, IndexError>,
+        checkpoint: Option<Checkpoint>,
+        reply: Reply<T>,
+        waiting: fn(Reply<T>, T) -> Waiting,
+    ) {
+        match staged {
+            Ok(outcome) => {
+                if let Some(c) = checkpoint {
+                    self.checkpoints.insert(c.source, c.position);
+                }
+                self.mark_changed();
+                self.waiting.push(waiting(reply, outcome));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
     }
 
     fn apply(&mut self, changes: Vec<Change>) -> Result<ApplyOutcome, IndexError> {

@@ -413,6 +413,34 @@ enum Reply {
 
 type Handler = Arc<dyn Fn(&str, &str, &[u8]) -> Reply + Send + Sync>;
 
+/// Stream bodies handed to connections in order; a connection past the end gets none.
+struct Scripts {
+    next: AtomicUsize,
+    bodies: Mutex<Vec<Option<Vec<Vec<u8>>>>>,
+}
+
+impl Scripts {
+    fn new(bodies: Vec<Vec<Vec<u8>>>) -> Arc<Scripts> {
+        Arc::new(Scripts {
+            next: AtomicUsize::new(0),
+            bodies: Mutex::new(bodies.into_iter().map(Some).collect()),
+        })
+    }
+
+    /// This connection's index and its chunks.
+    fn take(&self) -> (usize, Vec<Vec<u8>>) {
+        let i = self.next.fetch_add(1, Ordering::SeqCst);
+        let chunks = self
+            .bodies
+            .lock()
+            .expect("lock")
+            .get_mut(i)
+            .and_then(Option::take)
+            .unwrap_or_default();
+        (i, chunks)
+    }
+}
+
 /// A small HTTP/1.1 server; `handler(request line, headers, body)` decides each reply.
 /// Records every request line with its Authorization header.
 async fn http_server(handler: Handler) -> (String, Arc<Mutex<Vec<String>>>) {
@@ -519,9 +547,7 @@ async fn mastodon_updates_edits_deletes_reconnect_and_garbage() {
     first.push(b"event: update\ndata: {\"id\": \"broken\n\n".to_vec());
     let mut second = to_bytes(&blocks[cut..]);
     second.insert(1, b":thump\n\n".to_vec());
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    let scripts = Arc::new(Mutex::new(vec![Some(first), Some(second)]));
+    let scripts = Scripts::new(vec![first, second]);
     // A status posted while the source was disconnected, served by the REST timeline.
     let missed = json!([{"id": "109348677773283999", "created_at": "2022-11-15T16:07:40.000Z",
         "content": "<p>Posted while the stream was down <a href=\"https://m.example/tags/test\" class=\"mention hashtag\">#<span>test</span></a></p>",
@@ -539,13 +565,7 @@ async fn mastodon_updates_edits_deletes_reconnect_and_garbage() {
             line.starts_with("GET /api/v1/streaming/hashtag?tag=test "),
             "{line}"
         );
-        let i = counter.fetch_add(1, Ordering::SeqCst);
-        let chunks = scripts
-            .lock()
-            .expect("lock")
-            .get_mut(i)
-            .and_then(Option::take)
-            .unwrap_or_default();
+        let (i, chunks) = scripts.take();
         Reply::Stream {
             content_type: "text/event-stream",
             chunks,
@@ -660,9 +680,7 @@ async fn x_filtered_stream_rules_keepalives_disconnects_and_garbage() {
     ];
     second.push(vec![0xde, 0xad, 0xbe, 0xef, 0xff, b'\r', b'\n']);
     second.extend(lines[disconnect_at + 1..].iter().map(|l| chunk(l)));
-    let streams = Arc::new(AtomicUsize::new(0));
-    let counter = streams.clone();
-    let scripts = Arc::new(Mutex::new(vec![Some(first), Some(second)]));
+    let scripts = Scripts::new(vec![first, second]);
     let handler: Handler = Arc::new(move |line: &str, _h: &str, body: &[u8]| {
         if line.starts_with("GET /2/tweets/search/stream/rules") {
             return Reply::Json(200, json!({"data": [{"id": "111", "value": "old rule"}, {"id": "222", "value": "flood OR storm"}], "meta": {"result_count": 2}}).to_string());
@@ -677,13 +695,7 @@ async fn x_filtered_stream_rules_keepalives_disconnects_and_garbage() {
         }
         assert!(line.starts_with("GET /2/tweets/search/stream?"), "{line}");
         assert!(line.contains("expansions=author_id"));
-        let i = counter.fetch_add(1, Ordering::SeqCst);
-        let chunks = scripts
-            .lock()
-            .expect("lock")
-            .get_mut(i)
-            .and_then(Option::take)
-            .unwrap_or_default();
+        let (_, chunks) = scripts.take();
         Reply::Stream {
             content_type: "application/json",
             chunks,
