@@ -13,7 +13,7 @@ CARGO ?= cargo
 # feature unification as the tests, whereas `cargo run` would rebuild half the dependencies.
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 
-.PHONY: run setup build test test-unit test-browser test-real bench bench-nats bench-agent peers fmt clippy
+.PHONY: run setup build test test-unit test-browser test-real bench bench-nats bench-agent peers fuzz fmt clippy
 
 setup:
 	@bash scripts/setup.sh
@@ -59,6 +59,12 @@ bench-agent: build
 
 peers:
 	bash bench/peers/run.sh
+
+# Coverage-guided fuzzing of the parsers and the prompt builder (cargo-fuzz, nightly): every
+# target for FUZZ_SECONDS each. `make test` replays the seed corpus on stable instead.
+FUZZ_SECONDS ?= 600
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 fmt:
 	$(CARGO) fmt --all

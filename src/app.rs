@@ -306,12 +306,14 @@ impl App {
         if declared > 0 {
             tracing::info!(declared, "digests from the settings created or updated");
         }
+        let tracker = TaskTracker::new();
+        state = state.with_tasks(tracker.clone());
+        tidings_api::recover(&state).await;
         let listener = tokio::net::TcpListener::bind(settings.server.bind)
             .await
             .with_context(|| format!("bind {}", settings.server.bind))?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
         if let Some(replay) = replay {
             let write = service.write.clone();
             let token = shutdown.clone();
@@ -398,11 +400,23 @@ impl App {
         self.shutdown.clone()
     }
 
-    /// Stops sources, drains HTTP (up to the grace period), then commits and closes the index.
+    /// Stops in order: sources, the scheduler and new requests first; then background work
+    /// (generations, digest runs, webhook deliveries) and open requests get up to the grace
+    /// period to finish; then the index commits and closes (the vector worker drains there).
+    /// Work still running after the grace period is dropped; what it left half done is
+    /// recovered at the next start ([`tidings_api::recover`]).
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.tracker.close();
-        let _ = tokio::time::timeout(self.grace, self.tracker.wait()).await;
+        if tokio::time::timeout(self.grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.tracker.len(),
+                "background work did not finish within the grace period; it is recovered at the next start"
+            );
+        }
         match tokio::time::timeout(self.grace, self.server).await {
             Ok(joined) => joined.context("server task")?.context("server")?,
             Err(_) => tracing::warn!("open requests did not finish within the grace period"),

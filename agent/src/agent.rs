@@ -13,7 +13,8 @@ use crate::suggest;
 use crate::when::TimeWindow;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidings_index::{
@@ -164,6 +165,10 @@ pub enum AgentError {
     Search(#[from] IndexError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A bug: the answer panicked. The panic is contained to this answer (see [`Agent::ask`]);
+    /// the message is for the log, not for clients.
+    #[error("the answer failed inside the server: {0}")]
+    Panicked(String),
 }
 
 impl AgentError {
@@ -172,8 +177,32 @@ impl AgentError {
             AgentError::InvalidRequest(_) => "invalid_request",
             AgentError::Search(_) => "search_failed",
             AgentError::Model(e) => e.code(),
+            AgentError::Panicked(_) => "internal",
         }
     }
+
+    fn from_panic(panic: Box<dyn std::any::Any + Send>) -> AgentError {
+        let message = crate::panic_message(panic.as_ref());
+        tracing::error!(panic = %message, "an answer panicked; the failure is contained to it");
+        AgentError::Panicked(message)
+    }
+}
+
+/// `stream` with any panic while polling it turned into one `Err` item that ends it.
+fn contain_panics(mut stream: AgentStream) -> AgentStream {
+    async_stream::stream! {
+        loop {
+            match AssertUnwindSafe(stream.next()).catch_unwind().await {
+                Ok(Some(item)) => yield item,
+                Ok(None) => break,
+                Err(panic) => {
+                    yield Err(AgentError::from_panic(panic));
+                    break;
+                }
+            }
+        }
+    }
+    .boxed()
 }
 
 pub type AgentStream = BoxStream<'static, Result<AgentEvent, AgentError>>;
@@ -442,7 +471,22 @@ impl Agent {
 
     /// Answers a question as a stream: `Retrieved`, then `Delta`s, then one `Done`. Errors
     /// that happen before any output (bad persona, search down, model busy) come back as `Err`.
+    ///
+    /// A panic anywhere in the answer (a bug, e.g. in text handling) never reaches the caller
+    /// as a panic: before the stream it is `Err(AgentError::Panicked)`, inside it the last
+    /// item, so every caller can store or answer the failure.
     pub async fn ask(&self, request: AskRequest) -> Result<AgentStream, AgentError> {
+        match AssertUnwindSafe(self.ask_unguarded(request))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(stream)) => Ok(contain_panics(stream)),
+            Ok(Err(e)) => Err(e),
+            Err(panic) => Err(AgentError::from_panic(panic)),
+        }
+    }
+
+    async fn ask_unguarded(&self, request: AskRequest) -> Result<AgentStream, AgentError> {
         let started = Instant::now();
         let question = request.question.trim().to_string();
         if question.is_empty() {
@@ -875,6 +919,25 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_inside_the_answer_stream_ends_it_with_an_error() {
+        let events: AgentStream = futures::stream::iter(vec![Ok(AgentEvent::Delta("a".into()))])
+            .chain(futures::stream::poll_fn(
+                |_| -> std::task::Poll<Option<_>> { panic!("byte index 4 is not a char boundary") },
+            ))
+            .boxed();
+        let items: Vec<_> = contain_panics(events).collect().await;
+        assert_eq!(items.len(), 2);
+        assert!(matches!(items[0], Ok(AgentEvent::Delta(_))));
+        match &items[1] {
+            Err(e @ AgentError::Panicked(m)) => {
+                assert!(m.contains("char boundary"));
+                assert_eq!(e.code(), "internal");
+            }
+            other => panic!("expected a contained panic, got {other:?}"),
+        }
+    }
 
     #[test]
     fn earlier_posts_carry_over_when_they_still_apply() {

@@ -10,6 +10,7 @@
 use regex::Regex;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::LazyLock;
+use tidings_index::script::terms;
 
 static MARKER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\[\s*(?:posts?\s*)?#?(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*(?:posts?\s*)?#?\d{1,3})*)\s*\]$")
@@ -141,30 +142,35 @@ const STOP: &[&str] = &[
     "who", "will", "with", "you",
 ];
 
-/// Content words, lowercased and crudely stemmed (trailing "s" dropped).
+/// Content words, lowercased and crudely stemmed (trailing "s" dropped). Words come from
+/// [`tidings_index::script::terms`]: marks stay in their word, CJK runs become bigrams.
 pub fn content_words(text: &str) -> HashSet<String> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '#' || c == '@' || c == '$'))
-        .filter(|w| !w.is_empty())
-        .map(|w| w.trim_start_matches(['#', '@', '$']).to_lowercase())
+    terms(text)
+        .into_iter()
         .filter(|w| w.chars().count() > 1 && !STOP.contains(&w.as_str()))
-        .map(|w| {
+        .map(|mut w| {
+            // `s` is one byte, so the cut is on a char boundary.
             if w.len() > 3 && w.ends_with('s') {
-                w[..w.len() - 1].to_string()
-            } else {
-                w
+                w.pop();
             }
+            w
         })
         .collect()
 }
 
+/// Whether `c` ends a sentence on its own (CJK full stops need no space after them).
+fn ends_sentence_alone(c: char) -> bool {
+    matches!(c, '\n' | '。' | '！' | '？' | '｡' | '۔' | '؟' | '।' | '॥')
+}
+
 /// Sentences of `text` with their byte ranges.
-fn sentences(text: &str) -> Vec<(usize, usize)> {
+pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     let bytes: Vec<(usize, char)> = text.char_indices().collect();
     for (i, (pos, c)) in bytes.iter().enumerate() {
         let next_is_space = bytes.get(i + 1).map_or(true, |(_, n)| n.is_whitespace());
-        if (matches!(c, '.' | '!' | '?') && next_is_space) || *c == '\n' {
+        if (matches!(c, '.' | '!' | '?') && next_is_space) || ends_sentence_alone(*c) {
             let end = pos + c.len_utf8();
             if text[start..end].trim().len() > 1 {
                 out.push((start, end));
@@ -313,7 +319,53 @@ mod tests {
         assert!(infer("Nothing relevant at all.", &posts, 0.3).is_empty());
     }
 
+    #[test]
+    fn japanese_sentences_and_support() {
+        let posts = ["地震です 東京で大きな揺れ #earthquake", "Flood in Calgary"];
+        let s = support(
+            "東京で大きな揺れがありました[1]。カルガリーで洪水[2]。",
+            &posts,
+        );
+        assert!(s.iter().any(|(n, v)| *n == 1 && *v > 0.3), "{s:?}");
+        assert_eq!(sentences("東京で揺れ。大阪は無事！ok").len(), 3);
+        assert_eq!(
+            infer("東京で大きな揺れがありました。", &posts, 0.3),
+            vec![1]
+        );
+    }
+
     proptest! {
+        /// Any script, any chunking: the filter never cites outside the prompt, and the
+        /// scores name posts that exist and lie in 0..=1.
+        #[test]
+        fn any_script_citations(
+            text in tidings_index::testing::any_text(),
+            posts in prop::collection::vec(tidings_index::testing::any_text(), 0..5),
+            cut in 0usize..400,
+        ) {
+            let mut cut = cut.min(text.len());
+            while !text.is_char_boundary(cut) { cut -= 1; }
+            let mut f = CitationFilter::new(posts.len());
+            let mut out = f.push(&text[..cut]);
+            out.push_str(&f.push(&text[cut..]));
+            out.push_str(&f.finish());
+            for n in cited_numbers(&out) {
+                prop_assert!(n >= 1 && n <= posts.len());
+            }
+            let refs: Vec<&str> = posts.iter().map(String::as_str).collect();
+            for (n, s) in support(&text, &refs) {
+                prop_assert!(n >= 1 && n <= posts.len() && (0.0..=1.0).contains(&s));
+            }
+            for n in infer(&text, &refs, 0.3) {
+                prop_assert!(n >= 1 && n <= posts.len());
+            }
+            let mut last = 0;
+            for (s, e) in sentences(&text) {
+                prop_assert!(s >= last && s < e && text.is_char_boundary(s) && text.is_char_boundary(e));
+                last = e;
+            }
+        }
+
         /// Whatever the model writes and however it is chunked, every marker that comes out
         /// names a post that was in the prompt.
         #[test]

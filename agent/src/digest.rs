@@ -265,7 +265,7 @@ impl DigestOutput {
                     .author
                     .as_deref()
                     .map_or_else(|| c.post.source.clone(), |a| format!("@{a}"));
-                let text: String = c.post.text.chars().take(200).collect();
+                let text = tidings_index::script::shorten(&c.post.text, 200);
                 let link = crate::post_url(&c.post).unwrap_or_else(|| c.post.id.to_string());
                 md.push_str(&format!(
                     "- [{}] {} ({}): {} — {}\n",

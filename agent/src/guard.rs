@@ -121,6 +121,29 @@ impl EchoGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However the text is split, what passes is a prefix of the input, and all of it when
+        /// the guard did not stop.
+        #[test]
+        fn passes_a_prefix_of_any_text(text in tidings_index::testing::any_text(), cuts in prop::collection::vec(0usize..400, 0..6)) {
+            let mut bounds: Vec<usize> = cuts.into_iter().map(|c| {
+                let mut c = c.min(text.len());
+                while !text.is_char_boundary(c) { c -= 1; }
+                c
+            }).collect();
+            bounds.push(0);
+            bounds.push(text.len());
+            bounds.sort_unstable();
+            let parts: Vec<&str> = bounds.windows(2).map(|w| &text[w[0]..w[1]]).collect();
+            let (out, stopped) = run(&parts);
+            prop_assert!(text.starts_with(&out), "{out:?} is not a prefix of {text:?}");
+            if !stopped {
+                prop_assert_eq!(out, text);
+            }
+        }
+    }
 
     fn run(parts: &[&str]) -> (String, bool) {
         let mut g = EchoGuard::default();

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod cite;
 pub mod conversation;
 pub mod digest;
+pub mod ground;
 mod guard;
 pub mod model;
 pub mod plan;
@@ -30,6 +31,15 @@ pub use model::{
 };
 pub use plan::{SearchModeOption, SearchOptions};
 pub use prompt::Personas;
+
+/// The message a panic carried (`panic!("…")` payloads are `&str` or `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
 
 #[cfg(test)]
 pub(crate) fn suggest_test_post(id: &str) -> tidings_index::Post {

@@ -70,7 +70,7 @@ pub fn neutralize(text: &str) -> String {
         .replace("<s>", "‹s›")
 }
 
-/// Posts longer than this (in characters) are cut in the prompt.
+/// Posts longer than this (in grapheme clusters) are cut in the prompt.
 const MAX_POST_CHARS: usize = 500;
 
 /// Post text as the model reads it: links and a leading "RT @user:" removed (noise to a small
@@ -85,15 +85,24 @@ pub fn prompt_text(text: &str) -> String {
                 || lower.starts_with("www."))
         })
         .collect();
-    let mut joined = without_links.join(" ");
-    if joined.len() > 4 && joined[..4].eq_ignore_ascii_case("rt @") {
-        if let Some(colon) = joined.find(": ") {
-            if !joined[3..colon].contains(' ') {
-                joined = joined[colon + 2..].to_string();
-            }
-        }
+    let joined = without_links.join(" ");
+    neutralize(strip_retweet_prefix(&joined))
+}
+
+/// `text` without a leading "RT @user: " (only when the handle is one word). Byte offsets
+/// come from `get`, `strip_prefix` and `find`, so any script is safe here.
+fn strip_retweet_prefix(text: &str) -> &str {
+    let Some(head) = text.get(..4) else {
+        return text;
+    };
+    if !head.eq_ignore_ascii_case("rt @") {
+        return text;
     }
-    neutralize(&joined)
+    let rest = &text[4..];
+    match rest.split_once(": ") {
+        Some((handle, after)) if !handle.is_empty() && !handle.contains(' ') => after,
+        _ => text,
+    }
 }
 
 /// One numbered post line.
@@ -104,10 +113,8 @@ pub fn post_block(n: usize, post: &Post, as_of: DateTime<Utc>) -> String {
         .map(|a| format!("@{} ", neutralize(a)))
         .unwrap_or_default();
     let age = describe_age(as_of - post.created_at);
-    let mut text = prompt_text(&post.text);
-    if text.chars().count() > MAX_POST_CHARS {
-        text = text.chars().take(MAX_POST_CHARS).collect::<String>() + "…";
-    }
+    let full = prompt_text(&post.text);
+    let text = tidings_index::script::shorten(&full, MAX_POST_CHARS);
     let when = if post.created_at.date_naive() == as_of.date_naive() {
         post.created_at.format("%H:%M").to_string()
     } else {
@@ -249,6 +256,109 @@ fn neutralize_user(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{GenerationParams, ModelError, ModelStream};
+    use futures::future::BoxFuture;
+    use proptest::prelude::*;
+    use tidings_index::testing::{any_posts, any_text, post};
+
+    /// Counts tokens as a byte-level tokenizer would (one per 3 bytes); never generates. The
+    /// prompt builder only asks a model for its window and token counts.
+    struct Counter;
+
+    impl ChatModel for Counter {
+        fn id(&self) -> &str {
+            "counter"
+        }
+        fn context_tokens(&self) -> usize {
+            2048
+        }
+        fn count_tokens(&self, text: &str) -> usize {
+            text.len().div_ceil(3)
+        }
+        fn stream(
+            &self,
+            _messages: Vec<ChatMessage>,
+            _params: GenerationParams,
+        ) -> BoxFuture<'_, Result<ModelStream, ModelError>> {
+            Box::pin(async {
+                Err(ModelError::Internal(
+                    "a token counter does not generate".into(),
+                ))
+            })
+        }
+    }
+
+    #[test]
+    fn japanese_post_from_the_issue_builds() {
+        let p = post(
+            1,
+            "地震です 東京で大きな揺れ #earthquake https://t.co/x",
+            Some("tokyo"),
+            3,
+        );
+        assert_eq!(
+            prompt_text(&p.text),
+            "地震です 東京で大きな揺れ #earthquake"
+        );
+        for text in [
+            "地震",
+            "RT",
+            "RT @",
+            "RT @地震: 東京",
+            "ＲＴ @x: y",
+            "🔥🔥🔥",
+            "RT @é: ok",
+        ] {
+            let _ = prompt_text(text);
+        }
+        assert_eq!(prompt_text("RT @地震: 東京で揺れ"), "東京で揺れ");
+    }
+
+    proptest! {
+        /// Any post text in any script: the post line is one line, starts with its number,
+        /// holds no fence or template token, and cuts long text on a grapheme boundary.
+        #[test]
+        fn any_script_post_line(text in any_text(), author in tidings_index::testing::short_text()) {
+            let p = post(3, &text, Some(author.as_str()), 5);
+            let as_of = p.created_at + chrono::Duration::minutes(5);
+            let line = post_block(3, &p, as_of);
+            prop_assert!(line.starts_with("[3] "));
+            prop_assert!(!line.contains('\n') && !line.contains('\r'));
+            prop_assert!(!line.contains("\"\"\"") && !line.contains("<|") && !line.contains("|>"));
+            let n = neutralize(&text);
+            prop_assert!(!n.contains("\"\"\"") && !n.contains("[INST]") && !n.contains('\n'));
+        }
+
+        /// The whole prompt from arbitrary posts, history and question: every post that made it
+        /// in is one numbered line inside the fence, and the budget holds.
+        #[test]
+        fn any_script_prompt(posts in any_posts(10), question in any_text(), earlier in any_text()) {
+            let question = if question.trim().is_empty() { "?".to_string() } else { question };
+            let as_of = "2024-05-10T18:00:00Z".parse::<DateTime<Utc>>().expect("a time");
+            let window = crate::when::default_window(as_of);
+            let history = vec![
+                ChatMessage::new(Role::User, earlier.clone()),
+                ChatMessage::new(Role::Assistant, earlier),
+            ];
+            let input = PromptInput {
+                persona: "regular",
+                question: &question,
+                history: &history,
+                posts: &posts,
+                as_of,
+                window: &window,
+                searched: true,
+            };
+            let built = build(&Counter, &input, 1500);
+            prop_assert!(built.posts_used <= posts.len());
+            let user = &built.messages.last().expect("a user message").content;
+            for n in 1..=built.posts_used {
+                let marker = format!("\n[{n}] ");
+                prop_assert!(user.contains(&marker), "post {} missing", n);
+            }
+            prop_assert!(!user.contains("<|im_start|>"));
+        }
+    }
 
     #[test]
     fn neutralize_removes_markers_and_template_tokens() {

@@ -89,11 +89,7 @@ impl Story {
                 .join(" · ");
         }
         let text = self.posts.first().map_or("", |p| p.text.as_str());
-        let mut out: String = text.chars().take(80).collect();
-        if text.chars().count() > 80 {
-            out.push('…');
-        }
-        out
+        tidings_index::script::shorten(text, 80).into_owned()
     }
 
     /// Sets the baseline and derives burst and score.
@@ -527,6 +523,74 @@ fn labels_of<'a>(posts: impl Iterator<Item = &'a Post>) -> Vec<String> {
 mod tests {
     use super::*;
     use chrono::{Duration, Utc};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Story detection over posts in any script, with and without vectors: no panic,
+        /// every story's posts come from the input, headlines stay short, and the digest's
+        /// markdown renders.
+        #[test]
+        fn any_script_stories_and_markdown(
+            posts in tidings_index::testing::any_posts(16),
+            with_vectors in any::<bool>(),
+            summary in tidings_index::testing::any_text(),
+        ) {
+            let input: Vec<StoryPost> = posts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| StoryPost {
+                    post: p.clone(),
+                    vector: with_vectors.then(|| {
+                        let mut v = vec![0.0f32; 8];
+                        v[i % 8] = 1.0;
+                        v
+                    }),
+                })
+                .collect();
+            let config = StoryConfig { min_posts: 2, min_authors: 1, ..StoryConfig::default() };
+            let mut found = detect(input, &config);
+            sort(&mut found);
+            for s in &found {
+                for p in &s.posts {
+                    prop_assert!(posts.iter().any(|q| q.id == p.id));
+                }
+                let headline = s.headline();
+                if s.labels.is_empty() {
+                    prop_assert_eq!(tidings_index::script::prefix_graphemes(&headline, 81), headline.as_str());
+                }
+            }
+            let output = crate::digest::DigestOutput {
+                name: "any".into(),
+                as_of: Utc::now(),
+                from: Utc::now() - Duration::hours(1),
+                to: Utc::now(),
+                posts_seen: posts.len(),
+                stories: found
+                    .into_iter()
+                    .map(|story| crate::digest::DigestStory {
+                        headline: story.headline(),
+                        summary: summary.clone(),
+                        citations: story
+                            .posts
+                            .iter()
+                            .enumerate()
+                            .map(|(i, p)| crate::Citation {
+                                number: i + 1,
+                                post: p.clone(),
+                                url: None,
+                                support: 1.0,
+                                inferred: false,
+                            })
+                            .collect(),
+                        story,
+                    })
+                    .collect(),
+                took: std::time::Duration::ZERO,
+            };
+            let md = output.markdown();
+            prop_assert!(md.starts_with("# any"));
+        }
+    }
 
     fn post(id: &str, author: Option<&str>, text: &str, minutes: usize) -> Post {
         let mut p = crate::suggest_test_post(id);

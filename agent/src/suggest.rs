@@ -229,7 +229,30 @@ pub fn trending(posts: &[Post], limit: usize) -> Vec<Trend> {
 mod tests {
     use super::*;
     use chrono::Utc;
+    use proptest::prelude::*;
     use tidings_index::PostId;
+
+    proptest! {
+        /// Any script: at most three follow-ups, none empty; trends within the limit, each
+        /// with a label and a question.
+        #[test]
+        fn any_script_follow_ups_and_trends(
+            question in tidings_index::testing::any_text(),
+            posts in tidings_index::testing::any_posts(12),
+        ) {
+            let related = related_questions(&question, &posts);
+            prop_assert!(related.len() <= 3);
+            prop_assert!(related.iter().all(|q| !q.trim().is_empty()));
+            let trends = trending(&posts, 5);
+            prop_assert!(trends.len() <= 5);
+            for t in trends {
+                prop_assert!(!t.label.is_empty() && !t.question.is_empty());
+            }
+            for p in &posts {
+                let _ = proper_phrases(&p.text);
+            }
+        }
+    }
 
     fn post(text: &str, tags: &[&str], mentions: &[&str]) -> Post {
         Post {

@@ -161,7 +161,7 @@ function postCard(p, n) {
       el("span", { text: p.author ? `@${p.author}` : (p.source || "post") }),
       el("span", { text: fmtTime(p.created_at) }),
       link),
-    el("div", { class: "text", text: p.text || "" }));
+    el("div", { class: "text", dir: "auto", text: p.text || "" }));
 }
 
 // ---------- conversations ----------
@@ -343,7 +343,7 @@ function answerView(c, msg, live) {
   for (const r of live ? live.posts : results) {
     if (c.open.has(`${msg.id || "live"}:${r.number}`)) cards.append(postCard(r, r.number));
   }
-  const wrap = el("div", { class: "bubble", "data-testid": "answer-text" }, body);
+  const wrap = el("div", { class: "bubble", dir: "auto", "data-testid": "answer-text" }, body);
   const view = el("div", {}, wrap, cards);
   if (!live) {
     const t = msg.tidings || {};
@@ -371,7 +371,7 @@ function messageView(c, msg) {
     node.append(editor(c, msg));
     return node;
   }
-  node.append(isUser ? el("div", { class: "bubble", text: msg.content }) : answerView(c, msg, null));
+  node.append(isUser ? el("div", { class: "bubble", dir: "auto", text: msg.content }) : answerView(c, msg, null));
   const tools = el("div", { class: "tools" }, versionSwitcher(c, msg));
   tools.append(el("button", { type: "button", "data-testid": "edit", disabled: c.streaming, onclick: () => { c.editing = { id: msg.id, text: msg.content }; render(c); } }, "Edit"));
   if (!isUser) tools.append(el("button", { type: "button", "data-testid": "regenerate", disabled: c.streaming, onclick: () => regenerate(c, msg) }, "Regenerate"));
@@ -414,7 +414,7 @@ function render(c) {
     if (m) list.append(messageView(c, m));
   }
   if (c.pending) {
-    if (c.pending.user) list.append(el("div", { class: "msg user", "data-testid": "msg-user" }, el("div", { class: "bubble", text: c.pending.user })));
+    if (c.pending.user) list.append(el("div", { class: "msg user", "data-testid": "msg-user" }, el("div", { class: "bubble", dir: "auto", text: c.pending.user })));
     const live = el("div", { class: "msg assistant streaming", "data-testid": "msg-streaming" },
       answerView(c, { content: c.pending.text || "…" }, c.pending));
     if (c.pending.error) live.append(el("div", { class: "meta", text: `failed: ${c.pending.error}` }));
@@ -479,7 +479,7 @@ function startLive() {
         if (name === "post") {
           const li = el("li", { class: "fresh", "data-testid": "live-post", "data-id": data.id },
             el("div", { class: "head", text: `${data.author ? "@" + data.author : data.source} · ${fmtTime(data.created_at)}` }),
-            el("div", { class: "text", text: data.text || "" }));
+            el("div", { class: "text", dir: "auto", text: data.text || "" }));
           list.prepend(li);
           while (list.children.length > 200) list.lastChild.remove();
         } else if (name === "live") status.textContent = "live";

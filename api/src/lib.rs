@@ -10,6 +10,7 @@ mod digest;
 mod error;
 mod metrics;
 mod openapi;
+pub mod recover;
 mod routes;
 pub mod scheduler;
 pub mod store;
@@ -19,6 +20,7 @@ pub mod webhook;
 
 pub use digest::digest_json;
 pub use error::ApiError;
+pub use recover::{recover, Recovered};
 pub use routes::digests::apply_declared as apply_declared_digests;
 pub use time::{parse_duration, parse_time};
 
@@ -77,6 +79,9 @@ pub struct AppState {
     pub(crate) metrics: Arc<metrics::Metrics>,
     /// The live sources `tidings serve` runs (empty elsewhere).
     pub sources: Arc<Vec<Arc<tidings_ingest::sources::SourceStatus>>>,
+    /// Background work started by requests (generations, digest runs, webhook deliveries):
+    /// the app closes and waits for it, up to its grace period, when it stops.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 impl AppState {
@@ -99,7 +104,14 @@ impl AppState {
             digests_changed: Arc::new(tokio::sync::Notify::new()),
             metrics,
             sources: Arc::new(Vec::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// Tracks background work with `tasks` (the app's tracker, so that stopping waits for it).
+    pub fn with_tasks(mut self, tasks: tokio_util::task::TaskTracker) -> AppState {
+        self.tasks = tasks;
+        self
     }
 
     /// Serves answers with `agent`.
@@ -212,7 +224,24 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(limit))
+        // Last line of defence: a handler that panics answers 500 `internal` (JSON, like every
+        // other error) instead of dropping the connection; the panic is logged.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    use axum::response::IntoResponse;
+    let message = tidings_agent::panic_message(panic.as_ref());
+    tracing::error!(panic = %message, "a request handler panicked");
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the server log",
+    )
+    .into_response()
 }
 
 /// Counts requests by route, method and status.

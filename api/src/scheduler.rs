@@ -136,6 +136,23 @@ pub trait Runner: Send + Sync + 'static {
     ) -> BoxFuture<'a, ()>;
 }
 
+/// Runs one slot; a panic in it is logged and the loop goes on with every other digest.
+async fn run_contained(
+    runner: &Arc<dyn Runner>,
+    digest_id: &str,
+    slot: DateTime<Utc>,
+    reason: &'static str,
+) {
+    use futures::FutureExt;
+    if let Err(panic) = std::panic::AssertUnwindSafe(runner.run(digest_id, slot, reason))
+        .catch_unwind()
+        .await
+    {
+        let message = tidings_agent::panic_message(panic.as_ref());
+        tracing::error!(digest = digest_id, %slot, panic = %message, "a scheduled digest run panicked; the scheduler goes on");
+    }
+}
+
 /// "Now" for the scheduler: the wall clock, or (tests) a start time advanced by tokio's clock,
 /// which `tokio::time::pause` controls.
 #[derive(Clone, Copy, Debug)]
@@ -189,7 +206,7 @@ pub async fn run(
                 if let Some(slot) = job.schedule.last_at_or_before(now) {
                     let ran = job.last_slot.is_some_and(|l| l >= slot);
                     if !ran && job.last_slot.is_some() {
-                        runner.run(&job.digest_id, slot, "missed").await;
+                        run_contained(&runner, &job.digest_id, slot, "missed").await;
                     }
                 }
             }
@@ -207,7 +224,7 @@ pub async fn run(
             .collect();
         due.sort_by_key(|(_, t)| *t);
         for (id, slot) in due {
-            runner.run(&id, slot, "schedule").await;
+            run_contained(&runner, &id, slot, "schedule").await;
             if let Some(job) = jobs.iter().find(|j| j.digest_id == id) {
                 // Continue after now: a late scheduler does not burst through a backlog.
                 match job.schedule.next_after(slot.max(clock.now())) {

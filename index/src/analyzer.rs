@@ -4,8 +4,15 @@
 //! Each `#tag` / `@handle` / `$CASH` yields two tokens at the same position: the marked form
 //! (`#boston`) and the bare word (`boston`), so a query for `boston` finds `#Boston` posts while
 //! a query for `#boston` prefers them. A URL yields its host without `www.` (`bbc.co.uk`); its
-//! path is dropped. Words are runs of alphanumeric characters (apostrophes inside words kept out).
+//! path is dropped. Words are runs of alphanumeric characters with their combining marks and
+//! zero-width joiners (apostrophes inside words kept out). Chinese, Japanese and Korean runs
+//! are split into overlapping character bigrams (`東京で` → `東京`, `京で`), as Lucene's CJK
+//! analyzer does: whitespace tokenization would make a whole Japanese sentence one token, and
+//! bigrams need no dictionary (a dictionary tokenizer such as lindera would add ~50 MB of
+//! dictionary for better precision on Japanese alone). A query runs through the same analyzer,
+//! so `地震` finds `地震です`.
 
+use crate::script::{cjk_bigrams, continues_word, split_cjk_runs, starts_word};
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
@@ -67,7 +74,7 @@ impl TokenStream for SocialTokenStream<'_> {
 }
 
 fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    continues_word(c)
 }
 
 /// Writes token number `*used` (reusing an old entry's string when there is one).
@@ -150,6 +157,29 @@ fn tokenize_into(text: &str, tokens: &mut Vec<Token>) -> usize {
             if valid {
                 push(tokens, &mut used, text, i, end, position);
                 push(tokens, &mut used, text, start, end, position);
+                // `#東京地震` is also found by `地震`: its CJK bigrams share the position.
+                let pieces = split_cjk_runs(&text[start..end]);
+                if pieces.iter().any(|p| p.2) {
+                    for (from, to, cjk) in pieces {
+                        let spans = if cjk {
+                            cjk_bigrams(&text[start + from..start + to])
+                        } else {
+                            vec![(0, to - from)]
+                        };
+                        for (a, b) in spans {
+                            if (start + from + a, start + from + b) != (start, end) {
+                                push(
+                                    tokens,
+                                    &mut used,
+                                    text,
+                                    start + from + a,
+                                    start + from + b,
+                                    position,
+                                );
+                            }
+                        }
+                    }
+                }
                 position += 1;
                 i = end;
                 continue;
@@ -157,12 +187,30 @@ fn tokenize_into(text: &str, tokens: &mut Vec<Token>) -> usize {
             i += c.len_utf8();
             continue;
         }
-        if is_word_char(c) {
+        if starts_word(c) {
             let end = text[i..]
-                .find(|ch: char| !is_word_char(ch))
+                .find(|ch: char| !continues_word(ch))
                 .map_or(text.len(), |n| i + n);
-            push(tokens, &mut used, text, i, end, position);
-            position += 1;
+            // CJK runs inside the word become overlapping bigrams at consecutive positions
+            // (so phrase queries still work); the other pieces are words of their own.
+            for (from, to, cjk) in split_cjk_runs(&text[i..end]) {
+                if cjk {
+                    for (a, b) in cjk_bigrams(&text[i + from..i + to]) {
+                        push(
+                            tokens,
+                            &mut used,
+                            text,
+                            i + from + a,
+                            i + from + b,
+                            position,
+                        );
+                        position += 1;
+                    }
+                } else {
+                    push(tokens, &mut used, text, i + from, i + to, position);
+                    position += 1;
+                }
+            }
             i = end;
             continue;
         }
@@ -251,7 +299,50 @@ mod tests {
         assert_eq!(tokens[2].position, tokens[0].position + 1);
     }
 
+    #[test]
+    fn cjk_runs_become_bigrams_and_marks_stay_in_words() {
+        assert_eq!(
+            analyze("地震です 東京で大きな揺れ #earthquake"),
+            vec![
+                "地震",
+                "震で",
+                "です",
+                "東京",
+                "京で",
+                "で大",
+                "大き",
+                "きな",
+                "な揺",
+                "揺れ",
+                "#earthquak",
+                "earthquak"
+            ]
+        );
+        assert_eq!(
+            analyze("서울에서 지진"),
+            vec!["서울", "울에", "에서", "지진"]
+        );
+        assert_eq!(analyze("नमस्ते दुनिया"), vec!["नमस्ते", "दुनिया"]);
+        assert_eq!(analyze("Tokyo東京"), vec!["tokyo", "東京"]);
+        assert_eq!(
+            analyze("#東京地震"),
+            vec!["#東京地震", "東京地震", "東京", "京地", "地震"]
+        );
+    }
+
     proptest! {
+        #[test]
+        fn never_panics_on_any_script(text in crate::testing::any_text()) {
+            let mut tokens = Vec::new();
+            let n = tokenize_into(&text, &mut tokens);
+            for t in &tokens[..n] {
+                prop_assert!(t.offset_from < t.offset_to && t.offset_to <= text.len());
+                prop_assert!(text.is_char_boundary(t.offset_from) && text.is_char_boundary(t.offset_to));
+                prop_assert!(!t.text.is_empty());
+            }
+            let _ = analyze(&text);
+        }
+
         #[test]
         fn never_panics_and_offsets_are_valid(text in "\\PC{0,200}") {
             // Reuse a buffer holding an earlier text's tokens, as the analyzer does.

@@ -165,5 +165,17 @@ mod tests {
         fn key_never_panics(text in ".{0,300}") {
             let _ = near_duplicate_key(&text);
         }
+
+        /// Any script: no panic, no empty word, and a retweet of the text keys like the text.
+        #[test]
+        fn any_script_keys_like_its_retweet(text in crate::testing::any_text()) {
+            let words = normalized_words(&text);
+            prop_assert!(words.iter().all(|w| !w.is_empty()));
+            let plain = text.trim();
+            let starts_rt = plain.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("rt "));
+            if !starts_rt && !plain.is_empty() {
+                prop_assert_eq!(near_duplicate_key(plain), near_duplicate_key(&format!("RT @someone: {plain}")));
+            }
+        }
     }
 }

@@ -13,8 +13,11 @@ pub mod dedup;
 pub mod embed;
 mod error;
 pub mod post;
+pub mod script;
 pub mod search;
 mod stats;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod text;
 mod thread;
 mod vector_worker;

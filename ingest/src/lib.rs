@@ -7,6 +7,7 @@
 //! counts what happened. A live source (firehose, broker) is one more producer of
 //! [`SourceEvent`]s with a checkpoint `position`.
 
+pub mod fuzz;
 pub mod jsonl;
 pub mod pipeline;
 pub mod replay;

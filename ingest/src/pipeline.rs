@@ -8,7 +8,7 @@ use crate::validate::Rejection;
 use crate::SourceEvent;
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
-use tidings_index::{Checkpoint, IndexError, UpsertOutcome, WriteHandle};
+use tidings_index::{ApplyOutcome, Change, Checkpoint, IndexError, Pending, WriteHandle};
 use tokio::sync::mpsc;
 
 /// A refused record, for the report.
@@ -34,14 +34,10 @@ pub struct IngestSummary {
 }
 
 impl IngestSummary {
-    fn add(&mut self, outcomes: &[UpsertOutcome]) {
-        for o in outcomes {
-            match o {
-                UpsertOutcome::Inserted => self.accepted += 1,
-                UpsertOutcome::Updated => self.updated += 1,
-                UpsertOutcome::Duplicate => self.duplicates += 1,
-            }
-        }
+    fn add(&mut self, outcome: &ApplyOutcome) {
+        self.accepted += outcome.inserted;
+        self.updated += outcome.updated;
+        self.duplicates += outcome.duplicates;
     }
 }
 
@@ -59,10 +55,7 @@ pub async fn run_pipeline(
 ) -> Result<IngestSummary, IndexError> {
     let mut summary = IngestSummary::default();
     let mut waiting_posts = 0usize;
-    let mut pending: VecDeque<(
-        usize,
-        tokio::task::JoinHandle<Result<Vec<UpsertOutcome>, IndexError>>,
-    )> = VecDeque::new();
+    let mut pending: VecDeque<(usize, Pending<ApplyOutcome>)> = VecDeque::new();
     while let Some(event) = rx.recv().await {
         match event {
             SourceEvent::Rejected {
@@ -99,38 +92,28 @@ pub async fn run_pipeline(
                     }),
                     _ => None,
                 };
-                let write = write.clone();
                 waiting_posts += posts.len();
                 let n = posts.len();
-                pending.push_back((
-                    n,
-                    tokio::spawn(async move { write.upsert(posts, checkpoint).await }),
-                ));
+                // Handed to the writer here, one batch after the other, so batches are applied
+                // in the order they were read (a later copy of a post wins); only the wait for
+                // the commit overlaps.
+                let changes = posts.into_iter().map(Change::Upsert).collect();
+                pending.push_back((n, write.submit(changes, checkpoint).await?));
                 while waiting_posts >= in_flight_posts.max(1) {
                     let Some((n, done)) = pending.pop_front() else {
                         break;
                     };
                     waiting_posts -= n;
-                    let outcomes = join(done).await?;
-                    summary.add(&outcomes);
+                    summary.add(&done.committed().await?);
                     progress(&summary);
                 }
             }
         }
     }
     while let Some((_, done)) = pending.pop_front() {
-        let outcomes = join(done).await?;
-        summary.add(&outcomes);
+        summary.add(&done.committed().await?);
         progress(&summary);
     }
     progress(&summary);
     Ok(summary)
-}
-
-async fn join(
-    handle: tokio::task::JoinHandle<Result<Vec<UpsertOutcome>, IndexError>>,
-) -> Result<Vec<UpsertOutcome>, IndexError> {
-    handle
-        .await
-        .map_err(|e| IndexError::Internal(format!("ingest task failed: {e}")))?
 }

@@ -2,8 +2,11 @@
 //!
 //! The feed is read and validated up front (bad lines are reported, not replayed), sorted by
 //! `created_at`, then emitted with the original gaps divided by `speed` (capped at `max_gap`),
-//! or at a fixed `rate` of posts per second. With `shift_to_now`, timestamps move so that the
-//! first post is "now", which makes an old feed look live to time-aware questions.
+//! or at a fixed `rate` of posts per second. With `shift_to_now`, each post is stamped with the
+//! wall-clock moment it is replayed: the feed's gaps shrink with the speed, the first post is
+//! "now" when the replay starts and every later one "now" when it arrives, so an old feed looks
+//! live to time-aware questions ("what is happening right now?") and no post is ever dated in
+//! the future. At unlimited pace the original gaps are kept and the last post is "now".
 
 use crate::validate::{record_id, validate, Rejection, ValidationConfig};
 use crate::SourceEvent;
@@ -68,10 +71,13 @@ pub async fn replay_file(
         }
     }
     posts.sort_by_key(|p| p.created_at);
-    let shift = match (config.shift_to_now, posts.first()) {
-        (true, Some(first)) => now - first.created_at,
+    // Unlimited pace: keep the feed's gaps, ending now.
+    let shift = match (config.shift_to_now, &config.pace, posts.last()) {
+        (true, Pace::Unlimited, Some(last)) => now - last.created_at,
         _ => chrono::Duration::zero(),
     };
+    // Paced: a post is stamped with the moment it is due (wall clock at start + its offset).
+    let stamp_when_due = config.shift_to_now && !matches!(config.pace, Pace::Unlimited);
     let start = tokio::time::Instant::now();
     let mut at = start;
     let mut previous = posts.first().map(|p| p.created_at);
@@ -89,9 +95,14 @@ pub async fn replay_file(
             Pace::Unlimited => Duration::ZERO,
         };
         previous = Some(post.created_at);
-        post.created_at += shift;
-        post.ingested_at = Utc::now();
         at += gap;
+        if stamp_when_due {
+            let offset = chrono::Duration::from_std(at - start).unwrap_or_default();
+            post.created_at = now + offset;
+        } else {
+            post.created_at += shift;
+        }
+        post.ingested_at = Utc::now();
         if at > tokio::time::Instant::now() + Duration::from_millis(2) {
             if !batch.is_empty() {
                 let posts = std::mem::take(&mut batch);
@@ -224,7 +235,70 @@ mod tests {
         .unwrap();
         drop(tx);
         let (posts, _) = collect(rx).await;
-        assert!(posts[0].2 >= before - chrono::Duration::seconds(1));
+        // Unlimited pace: the feed's gaps, the last post now.
+        assert!(posts[2].2 >= before && posts[2].2 <= Utc::now());
         assert_eq!(posts[2].2 - posts[0].2, chrono::Duration::seconds(20));
+    }
+
+    /// At 10× a feed's 10 s gaps become 1 s, and each post is stamped when it is replayed:
+    /// the feed's "now" is the wall clock's now, never ahead of it.
+    #[tokio::test(start_paused = true)]
+    async fn shifted_times_compress_with_the_speed() {
+        let f = feed();
+        let (tx, rx) = mpsc::channel(16);
+        let config = ReplayConfig {
+            pace: Pace::Speed(10.0),
+            max_gap: Duration::from_secs(60),
+            shift_to_now: true,
+        };
+        let before = Utc::now();
+        let path = f.path().to_path_buf();
+        let producer = tokio::spawn(async move {
+            replay_file(&path, "replay", &ValidationConfig::default(), &config, &tx).await
+        });
+        let (posts, _) = collect(rx).await;
+        producer.await.unwrap().unwrap();
+        let start = posts[0].2;
+        assert!(start >= before - chrono::Duration::seconds(1) && start <= Utc::now());
+        assert_eq!(posts[1].2 - start, chrono::Duration::seconds(1));
+        assert_eq!(posts[2].2 - start, chrono::Duration::seconds(2));
+    }
+
+    /// A day of feed at 600×: 144 s of replay, and the newest post is dated no later than the
+    /// moment it arrived (the old shift dated posts up to a day ahead of the wall clock).
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_replay_never_dates_posts_in_the_future() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        for h in 0..24 {
+            writeln!(
+                f,
+                r#"{{"id":"h{h}","text":"hour {h}","created_at":"2024-03-01T{h:02}:00:00Z"}}"#
+            )
+            .unwrap();
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let config = ReplayConfig {
+            pace: Pace::Speed(600.0),
+            max_gap: Duration::from_secs(60),
+            shift_to_now: true,
+        };
+        let path = f.path().to_path_buf();
+        let replay_start = tokio::time::Instant::now();
+        let wall_start = Utc::now();
+        let producer = tokio::spawn(async move {
+            replay_file(&path, "replay", &ValidationConfig::default(), &config, &tx).await
+        });
+        let (posts, _) = collect(rx).await;
+        producer.await.unwrap().unwrap();
+        for (_, arrived, stamped) in &posts {
+            let wall_at_arrival =
+                wall_start + chrono::Duration::from_std(*arrived - replay_start).unwrap();
+            assert!(
+                *stamped <= wall_at_arrival + chrono::Duration::seconds(1),
+                "a post dated in the future"
+            );
+        }
+        let span = posts[23].2 - posts[0].2;
+        assert_eq!(span, chrono::Duration::seconds(23 * 3600 / 600));
     }
 }

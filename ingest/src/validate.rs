@@ -500,7 +500,7 @@ fn clean_text(s: &str) -> String {
 }
 
 fn truncate_chars(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
+    tidings_index::script::prefix_graphemes(s, n).to_string()
 }
 
 #[cfg(test)]
@@ -631,6 +631,41 @@ mod tests {
         #[test]
         fn never_panics_on_arbitrary_text(text in "\\PC{0,400}", id in "\\PC{0,40}") {
             let _ = check(json!({"id": id, "text": text, "created_at": "2024-03-01T00:00:00Z"}));
+        }
+
+        /// Any script in any field: validation answers (accept or a coded rejection), never
+        /// panics, and an accepted post keeps its invariants.
+        #[test]
+        fn any_script_in_any_field(
+            text in tidings_index::testing::any_text(),
+            author in tidings_index::testing::short_text(),
+            tag in tidings_index::testing::short_text(),
+            lang in tidings_index::testing::short_text(),
+            id in tidings_index::testing::short_text(),
+            url in tidings_index::testing::short_text(),
+        ) {
+            let record = json!({
+                "id": id, "text": text, "author": author, "hashtags": [tag.clone()],
+                "mentions": [author.clone()], "lang": lang, "url": format!("https://x.y/{url}"),
+                "links": [url], "labels": {tag: text.clone()},
+                "created_at": "2024-03-01T00:00:00Z",
+            });
+            match check(record.clone()) {
+                Ok(p) => {
+                    prop_assert!(!p.text.trim().is_empty());
+                    prop_assert!(!p.text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
+                    prop_assert!(p.text.chars().count() <= 10_000);
+                }
+                Err(e) => prop_assert!(!e.code.is_empty() && !e.message.is_empty()),
+            }
+            // The same record as a JSON line, and cut at any byte: a rejection, never a panic.
+            let line = record.to_string();
+            let _ = validate_json(&line, "push", &ValidationConfig::default(), now());
+            for cut in [1usize, 7, line.len() / 2] {
+                let mut end = cut.min(line.len());
+                while !line.is_char_boundary(end) { end -= 1; }
+                let _ = validate_json(&line[..end], "push", &ValidationConfig::default(), now());
+            }
         }
 
         #[test]

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Events of one SSE response: (event name, JSON data).
-fn parse_sse(text: &str) -> Vec<(String, Value)> {
+pub(crate) fn parse_sse(text: &str) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for block in text.replace("\r\n", "\n").split("\n\n") {
         let mut name = "message".to_string();
@@ -64,7 +64,7 @@ async fn read_rest(
     }
 }
 
-fn event<'a>(events: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
+pub(crate) fn event<'a>(events: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
     events.iter().find(|(n, _)| n == name).map(|(_, v)| v)
 }
 
@@ -88,7 +88,7 @@ impl TestApp {
     }
 
     /// A streamed generation: status and its events, read to the end.
-    async fn generate(&self, path: &str, body: Value) -> (u16, Vec<(String, Value)>) {
+    pub(crate) async fn generate(&self, path: &str, body: Value) -> (u16, Vec<(String, Value)>) {
         let r = self
             .client
             .post(format!("{}{path}", self.base))

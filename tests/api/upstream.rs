@@ -292,3 +292,77 @@ async fn upstream_failures_map_to_clear_errors() {
         "{v}"
     );
 }
+
+/// A conversation whose model fails mid-answer: the failure is stored as an answer with
+/// `status: error` and its code, so the conversation can go on (a new question under it), and
+/// the failed answer can be regenerated. Never a question left without an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_generation_leaves_a_conversation_that_goes_on() {
+    let (base, _calls) = start_fake().await;
+    let temp = tempfile::tempdir().unwrap();
+    let mut s = settings(temp.path());
+    s.embedder.kind = "none".into();
+    s.model.kind = "openai".into();
+    s.model.url = Some(format!("{base}/cut/v1"));
+    s.model.read_timeout_secs = 1;
+    s.model.max_retries = 0;
+    let mut app = spawn_with_settings(s).await;
+    app.push(&json!([post(
+        "p1",
+        "地震です 東京で大きな揺れ #earthquake — the Miller Street bridge is closed",
+        "2024-05-10T17:00:00Z"
+    )]))
+    .await;
+    let (status, c) = app
+        .call(
+            "POST",
+            "/v1/conversations",
+            Some(json!({"search": {"as_of": "2024-05-10T18:00:00Z"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let mut parent = None::<String>;
+    for q in ["東京で何が起きていますか？", "And the bridge?"] {
+        let mut body = json!({"content": q, "stream": false});
+        if let Some(p) = &parent {
+            body["parent_id"] = json!(p);
+        }
+        let (status, v) = app
+            .call(
+                "POST",
+                &format!("/v1/conversations/{id}/messages"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 502, "the upstream cut the answer: {v}");
+        assert_eq!(v["error"]["code"], "upstream_malformed", "{v}");
+        let stored = &v["message"];
+        assert_eq!(stored["status"], "error", "{v}");
+        assert_eq!(stored["error"]["code"], "upstream_malformed", "{v}");
+        assert_eq!(stored["content"], "Half", "the partial text is kept: {v}");
+        parent = Some(stored["id"].as_str().unwrap().to_string());
+    }
+    // The failed answer can be regenerated (it fails again here, and is stored again).
+    let failed = parent.unwrap();
+    let (status, v) = app
+        .call(
+            "POST",
+            &format!("/v1/conversations/{id}/messages/{failed}/regenerate"),
+            Some(json!({"stream": false})),
+        )
+        .await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(v["message"]["version"]["count"], 2, "{v}");
+    let (_, tree) = app
+        .call("GET", &format!("/v1/conversations/{id}"), None)
+        .await;
+    let messages = tree["messages"].as_array().unwrap();
+    for q in messages.iter().filter(|m| m["role"] == "user") {
+        assert!(
+            messages.iter().any(|a| a["parent_id"] == q["id"]),
+            "every question has an answer: {tree}"
+        );
+    }
+    app.stop().await;
+}

@@ -251,7 +251,17 @@ fn worker(
         }
         ctx.clear_kv_cache();
         let started = Instant::now();
-        let result = generate(&shared.model, &mut ctx, &job, context_tokens as usize);
+        // A panic inside one generation fails that request only; the thread serves the next.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            generate(&shared.model, &mut ctx, &job, context_tokens as usize)
+        }))
+        .unwrap_or_else(|panic| {
+            let message = crate::panic_message(panic.as_ref());
+            tracing::error!(panic = %message, "the local model panicked in a generation");
+            Err(ModelError::Internal(format!(
+                "the local model failed: {message}"
+            )))
+        });
         match result {
             Ok(usage) => tracing::debug!(
                 waited_ms = waited.as_millis() as u64,

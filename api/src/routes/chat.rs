@@ -339,6 +339,12 @@ pub(crate) fn agent_error(e: AgentError) -> ApiError {
     let code = e.code();
     match e {
         AgentError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m),
+        // Logged where it was caught; clients get a stable code and no internals.
+        AgentError::Panicked(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            "the answer failed inside the server (logged); ask again or regenerate",
+        ),
         AgentError::Search(e) => {
             let mut err = ApiError::from(e);
             if err.status.is_server_error() {

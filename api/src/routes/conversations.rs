@@ -22,15 +22,17 @@ use axum::http::StatusCode;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use tidings_agent::conversation::{Node, Tree};
 use tidings_agent::{post_url, Agent, AgentEvent, AskRequest, Role};
 use tidings_index::Post;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 const MAX_CONTENT_CHARS: usize = 8_000;
 const MAX_TITLE_CHARS: usize = 200;
@@ -382,7 +384,7 @@ pub(crate) async fn ask(
     let plan = Generation::prepare(&agent, &c, &body)?;
     let guard = state.generating.claim(&id)?;
     if c.title.is_empty() {
-        let title: String = content.trim().chars().take(80).collect();
+        let title = tidings_index::script::shorten(content.trim(), 80).into_owned();
         let _ = store
             .update_conversation(
                 &id,
@@ -406,7 +408,8 @@ pub(crate) async fn ask(
         })
         .await
         .map_err(store_error)?;
-    plan.run(store, agent, guard, user, true, "generated").await
+    plan.run(&state.tasks, store, agent, guard, user, true, "generated")
+        .await
 }
 
 /// `POST /v1/conversations/{id}/messages/{message_id}/regenerate`: a new version of an answer
@@ -440,8 +443,16 @@ pub(crate) async fn regenerate(
     };
     let plan = Generation::prepare(&agent, &c, &body)?;
     let guard = state.generating.claim(&id)?;
-    plan.run(store, agent, guard, question, false, "regenerated")
-        .await
+    plan.run(
+        &state.tasks,
+        store,
+        agent,
+        guard,
+        question,
+        false,
+        "regenerated",
+    )
+    .await
 }
 
 /// `POST /v1/conversations/{id}/messages/{message_id}/edit`: adds an edited version beside the
@@ -520,7 +531,8 @@ pub(crate) async fn edit(
         .map_err(store_error)?;
     match (plan, agent, guard) {
         (Some(plan), Some(agent), Some(guard)) => {
-            plan.run(store, agent, guard, user, true, "generated").await
+            plan.run(&state.tasks, store, agent, guard, user, true, "generated")
+                .await
         }
         _ => {
             let (c, messages) = load(&store, &id).await?;
@@ -587,6 +599,7 @@ impl Generation {
     /// stored answer.
     async fn run(
         self,
+        tasks: &TaskTracker,
         store: Store,
         agent: Agent,
         guard: GeneratingGuard,
@@ -628,7 +641,8 @@ impl Generation {
             let _ = tx.try_send(("user", message_json(&question, &tree)));
         }
         let conversation_id = question.conversation_id.clone();
-        let task = tokio::spawn(async move {
+        // Tracked: shutdown waits (up to its grace) for answers being written.
+        let task = tasks.spawn(async move {
             let _guard = guard;
             answer_task(store, agent, request, question, origin, tx).await
         });
@@ -690,7 +704,10 @@ async fn answer_task(
     };
     let mut text = String::new();
     let mut retrieved_meta = json!({});
-    let failure = match agent.ask(request).await {
+    // The agent contains its own panics; this catches any in the code below (storing, JSON),
+    // so that whatever happens the question gets an answer: the real one or a stored error.
+    let generation = AssertUnwindSafe(async {
+        match agent.ask(request).await {
         Err(e) => Some(agent_error(e)),
         Ok(mut events) => {
             let mut failure = None;
@@ -764,7 +781,19 @@ async fn answer_task(
             }
             failure
         }
-    };
+        }
+    })
+    .catch_unwind()
+    .await;
+    let failure = generation.unwrap_or_else(|panic| {
+        let message = tidings_agent::panic_message(panic.as_ref());
+        tracing::error!(panic = %message, "a conversation answer panicked");
+        Some(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the answer failed inside the server (logged); regenerate to try again",
+        ))
+    });
     let Some(err) = failure else { return };
     let mut meta = retrieved_meta;
     meta["error"] = json!({"code": err.code, "message": err.message});

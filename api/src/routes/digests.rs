@@ -18,10 +18,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::panic::AssertUnwindSafe;
 use tidings_agent::digest::{self, DigestSpec};
 use tidings_agent::stories::StoryConfig;
+use tidings_agent::AgentError;
 
 const MAX_STORIES: usize = 20;
 
@@ -349,8 +352,16 @@ pub(crate) async fn execute(
         None => Err(
             json!({"code": "model_unavailable", "message": "no chat model is configured on this server; digests need one for their summaries"}),
         ),
-        Some(agent) => digest::run(agent, &spec, as_of, &StoryConfig::default())
+        // A panic (a bug in story detection or text handling) fails this run, with a
+        // reason, instead of leaving it `running` and killing the scheduler.
+        Some(agent) => AssertUnwindSafe(digest::run(agent, &spec, as_of, &StoryConfig::default()))
+            .catch_unwind()
             .await
+            .unwrap_or_else(|panic| {
+                Err(AgentError::Panicked(tidings_agent::panic_message(
+                    panic.as_ref(),
+                )))
+            })
             .map_err(|e| {
                 let err = crate::routes::chat::agent_error(e);
                 json!({"code": err.code, "message": err.message})
@@ -385,18 +396,13 @@ fn deliver_run(state: &AppState, row: &DigestRow, run: &RunRow) {
     let Some(store) = state.store.clone() else {
         return;
     };
-    let payload = json!({
-        "event": "digest.run",
-        "digest": {"id": row.id, "name": row.name},
-        "run": run_view(run),
-    })
-    .to_string();
+    let payload = run_payload(row, run);
     for hook in body.webhooks {
         let store = store.clone();
         let config = state.config.webhooks.clone();
         let payload = payload.clone();
         let (digest_id, run_id) = (row.id.clone(), run.id.clone());
-        tokio::spawn(async move {
+        state.tasks.spawn(async move {
             let id = match store.start_delivery(&digest_id, &run_id, &hook.url).await {
                 Ok(id) => id,
                 Err(e) => {
@@ -404,32 +410,102 @@ fn deliver_run(state: &AppState, row: &DigestRow, run: &RunRow) {
                     return;
                 }
             };
-            let outcome = crate::webhook::deliver(
-                &config,
-                &hook.url,
-                &hook.secret,
-                "digest.run",
-                &id,
-                payload.as_bytes(),
-            )
-            .await;
-            if !outcome.delivered {
-                tracing::warn!(url = %hook.url, attempts = outcome.attempts, error = ?outcome.last_error, "webhook delivery failed; dead-lettered");
+            deliver_one(&store, &config, &hook, &id, &payload).await;
+        });
+    }
+}
+
+/// What a webhook receives for a finished run.
+fn run_payload(row: &DigestRow, run: &RunRow) -> String {
+    json!({
+        "event": "digest.run",
+        "digest": {"id": row.id, "name": row.name},
+        "run": run_view(run),
+    })
+    .to_string()
+}
+
+/// Delivers one recorded delivery (with retries) and records how it ended.
+async fn deliver_one(
+    store: &Store,
+    config: &crate::webhook::WebhookConfig,
+    hook: &WebhookBody,
+    id: &str,
+    payload: &str,
+) {
+    let outcome = crate::webhook::deliver(
+        config,
+        &hook.url,
+        &hook.secret,
+        "digest.run",
+        id,
+        payload.as_bytes(),
+    )
+    .await;
+    if !outcome.delivered {
+        tracing::warn!(url = %hook.url, attempts = outcome.attempts, error = ?outcome.last_error, "webhook delivery failed; dead-lettered");
+    }
+    if let Err(e) = store
+        .finish_delivery(
+            id,
+            outcome.delivered,
+            outcome.attempts,
+            outcome.last_status,
+            outcome.last_error.as_deref(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "could not record a webhook outcome");
+    }
+}
+
+/// Retries deliveries a dead process left `pending` (at start): the same delivery id, the
+/// run as stored, the digest's current secret for that URL. A delivery whose digest, run or
+/// webhook is gone is recorded dead with the reason.
+pub(crate) async fn retry_pending_deliveries(
+    state: &AppState,
+    cutoff: chrono::DateTime<Utc>,
+) -> usize {
+    let Some(store) = state.store.clone() else {
+        return 0;
+    };
+    let pending = match store.pending_deliveries(cutoff).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read pending webhook deliveries");
+            return 0;
+        }
+    };
+    let count = pending.len();
+    for d in pending {
+        let store = store.clone();
+        let config = state.config.webhooks.clone();
+        state.tasks.spawn(async move {
+            let found = async {
+                let row = store.digest(&d.digest_id).await.ok()??;
+                let run = store.run(&d.run_id).await.ok()??;
+                let body = serde_json::from_value::<DigestBody>(row.spec.clone()).ok()?;
+                let hook = body.webhooks.into_iter().find(|h| h.url == d.url)?;
+                Some((run_payload(&row, &run), hook))
             }
-            if let Err(e) = store
-                .finish_delivery(
-                    &id,
-                    outcome.delivered,
-                    outcome.attempts,
-                    outcome.last_status,
-                    outcome.last_error.as_deref(),
-                )
-                .await
-            {
-                tracing::error!(error = %e, "could not record a webhook outcome");
+            .await;
+            match found {
+                Some((payload, hook)) => deliver_one(&store, &config, &hook, &d.id, &payload).await,
+                None => {
+                    let _ = store
+                        .finish_delivery(
+                            &d.id,
+                            false,
+                            d.attempts as u32,
+                            None,
+                            Some("the digest, run or webhook no longer exists"),
+                        )
+                        .await;
+                }
             }
         });
     }
+    count
 }
 
 /// `GET /v1/digests/{id}/deliveries`: webhook deliveries, newest first (`dead` ones are the
@@ -463,8 +539,21 @@ pub(crate) async fn run_now(
         Some(raw) => parse_time(&raw).map_err(|e| invalid(format!("as_of: {e}")))?,
         None => Utc::now(),
     };
-    let run = execute(&state, &row, "manual", as_of, None)
-        .await?
+    // In a tracked task of its own: a client that goes away does not cancel the run halfway
+    // (which would leave it `running`), and shutdown waits for it.
+    let task_state = state.clone();
+    let run = state
+        .tasks
+        .spawn(async move { execute(&task_state, &row, "manual", as_of, None).await })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "a digest run task failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the server log",
+            )
+        })??
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -524,6 +613,7 @@ fn xml(text: &str) -> String {
             '\'' => out.push_str("&apos;"),
             // XML 1.0 forbids most control characters.
             c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => {}
+            '\u{FFFE}' | '\u{FFFF}' => {}
             c => out.push(c),
         }
     }
@@ -559,7 +649,7 @@ fn entry_html(run: &RunRow) -> String {
             xml(s["summary"].as_str().unwrap_or(""))
         ));
         for c in s["citations"].as_array().cloned().unwrap_or_default() {
-            let text: String = c["text"].as_str().unwrap_or("").chars().take(200).collect();
+            let text = tidings_index::script::shorten(c["text"].as_str().unwrap_or(""), 200);
             let who = c["author"].as_str().map_or_else(
                 || c["source"].as_str().unwrap_or("post").to_string(),
                 |a| format!("@{a}"),

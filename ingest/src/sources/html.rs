@@ -138,6 +138,22 @@ pub fn decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text, markup or not: no panic, no three newlines in a row, trimmed, and only
+        /// http(s) links collected.
+        #[test]
+        fn any_html_in_any_script(html in tidings_index::testing::any_text()) {
+            let (text, links) = to_text(&html);
+            prop_assert!(!text.contains("\n\n\n"));
+            prop_assert_eq!(text.trim(), text.as_str());
+            for l in links {
+                prop_assert!(l.starts_with("http://") || l.starts_with("https://"));
+            }
+            let _ = decode(&html);
+        }
+    }
 
     #[test]
     fn paragraphs_breaks_entities_and_links() {

@@ -228,6 +228,18 @@ async fn session(
     }
 }
 
+/// One raw Jetstream message through the live parser; returns the changes it produced.
+pub(crate) fn parse_one(raw: &[u8]) -> usize {
+    let ctx = SourceCtx::scratch("fuzz", "jetstream");
+    let mut state = State {
+        cursor: None,
+        handles: HashMap::new(),
+        batch: Batcher::new(),
+    };
+    handle(raw, &ctx, &mut state);
+    SourceCtx::batch_len(&state.batch)
+}
+
 /// Applies one Jetstream event to the batch.
 fn handle(raw: &[u8], ctx: &SourceCtx, state: &mut State) {
     let Some(text) = ctx.admit(raw) else { return };

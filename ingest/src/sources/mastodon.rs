@@ -282,6 +282,23 @@ fn ev_name(name: &str) -> String {
     }
 }
 
+/// One streaming event (`event:` name and `data:`) through the live parser; returns the changes
+/// it produced.
+pub(crate) fn parse_one(event: &str, data: &str) -> usize {
+    let ctx = SourceCtx::scratch("fuzz", "mastodon");
+    let mut batch = Batcher::new();
+    let mut last_id = None;
+    handle(
+        event,
+        data,
+        "mastodon.example",
+        &ctx,
+        &mut batch,
+        &mut last_id,
+    );
+    SourceCtx::batch_len(&batch)
+}
+
 /// Applies one streaming event to the batch.
 fn handle(
     event: &str,

@@ -201,6 +201,27 @@ pub struct SourceCtx {
 }
 
 impl SourceCtx {
+    /// A context that keeps nothing: no dead-letter file, a channel nobody reads. For running
+    /// one raw message through a connector's parser (the fuzz targets, corpus tests).
+    pub(crate) fn scratch(name: &str, kind: &str) -> SourceCtx {
+        let (out, _) = mpsc::channel(1);
+        SourceCtx {
+            name: name.to_string(),
+            status: Arc::new(SourceStatus::new(name, kind)),
+            dead: Arc::new(DeadLetter::new(None)),
+            filter: Filter::default(),
+            validation: ValidationConfig::default(),
+            limits: SourceLimits::default(),
+            resume_from: None,
+            out,
+        }
+    }
+
+    /// Changes a batch holds (for [`crate::fuzz`]).
+    pub(crate) fn batch_len(batch: &Batcher) -> usize {
+        batch.changes.len()
+    }
+
     /// Validates a record in Tidings' post shape and applies the source's filter. A rejected
     /// record is dead-lettered with `raw`; a filtered one is counted.
     pub fn post(&self, record: Value, raw: &[u8]) -> Option<Post> {

@@ -333,6 +333,14 @@ async fn session(
     }
 }
 
+/// One stream line through the live parser; returns the changes it produced.
+pub(crate) fn parse_one(raw: &[u8]) -> usize {
+    let ctx = SourceCtx::scratch("fuzz", "x");
+    let mut batch = Batcher::new();
+    let _ = handle(raw, &ctx, &mut batch);
+    SourceCtx::batch_len(&batch)
+}
+
 /// Applies one line; `Some` when the stream says it is disconnecting.
 fn handle(raw: &[u8], ctx: &SourceCtx, batch: &mut Batcher) -> Option<Ended> {
     let text = ctx.admit(raw)?;

@@ -1,0 +1,696 @@
+//! Grounding: whether each sentence of an answer says only what a post it cites says.
+//!
+//! A valid citation marker is not grounding. A sentence is *supported* by a post when every
+//! claim it makes — names (capitalised words in cased scripts), numbers, `#tags` and
+//! `@handles` — appears in that post, and enough of its other content words do too (CJK runs
+//! compare as bigrams). A sentence that cites posts must be supported by the union of the posts
+//! it cites for its claims and by one of them for its words; a sentence that cites nothing is
+//! checked against every post given and, when one supports it, gets that citation.
+//!
+//! [`SentenceGate`] applies this while the answer streams: text is held until a sentence ends,
+//! then passed (with its citations) or dropped. [`extractive`] is the fallback when nothing a
+//! model wrote survives: the most corroborated statements from the posts, quoted, each cited.
+
+use crate::cite::{cited_numbers, content_words};
+use regex::Regex;
+use std::collections::HashSet;
+use std::sync::LazyLock;
+use tidings_index::script::{prefix_graphemes, word_spans};
+
+/// How much of a sentence's content words (beyond its claims) a supporting post must share.
+pub const MIN_WORD_SHARE: f32 = 0.34;
+
+/// Capitalised words that open sentences or hedge, never names.
+const NOT_NAMES: &[&str] = &[
+    "a",
+    "according",
+    "after",
+    "also",
+    "an",
+    "and",
+    "another",
+    "as",
+    "at",
+    "but",
+    "by",
+    "during",
+    "for",
+    "from",
+    "he",
+    "her",
+    "here",
+    "his",
+    "however",
+    "i",
+    "if",
+    "in",
+    "it",
+    "its",
+    "many",
+    "meanwhile",
+    "more",
+    "most",
+    "no",
+    "not",
+    "on",
+    "one",
+    "other",
+    "others",
+    "people",
+    "post",
+    "posts",
+    "reports",
+    "several",
+    "she",
+    "so",
+    "some",
+    "sources",
+    "still",
+    "that",
+    "the",
+    "their",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "today",
+    "tonight",
+    "unconfirmed",
+    "users",
+    "we",
+    "what",
+    "when",
+    "where",
+    "while",
+    "who",
+    "with",
+    "yes",
+    "you",
+];
+
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d+(?:[.,:]\d+)*").expect("a valid built-in regex"));
+static MARKER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[[^\[\]\n]{1,24}\]").expect("a valid built-in regex"));
+
+/// What a sentence asserts that a post must contain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claims {
+    /// Lowercased names, `#tags` and `@handles` (without their mark).
+    pub names: Vec<String>,
+    /// Numbers as written without thousands separators (`5,000` → `5000`, `5.9` stays).
+    pub numbers: Vec<String>,
+}
+
+impl Claims {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.numbers.is_empty()
+    }
+}
+
+fn normalize_number(n: &str) -> String {
+    // "5,000" → "5000"; "5.9" and "16:42" stay.
+    let parts: Vec<&str> = n.split(',').collect();
+    if parts.len() > 1 && parts[1..].iter().all(|p| p.len() == 3) {
+        parts.concat()
+    } else {
+        n.to_string()
+    }
+}
+
+fn numbers_in(text: &str) -> Vec<String> {
+    NUMBER
+        .find_iter(text)
+        .map(|m| normalize_number(m.as_str().trim_end_matches(['.', ',', ':'])))
+        .collect()
+}
+
+/// The claims of one sentence (citation markers removed first).
+pub fn claims(sentence: &str) -> Claims {
+    let text = MARKER.replace_all(sentence, " ");
+    let mut names = Vec::new();
+    let mut first = true;
+    for (s, e) in word_spans(&text) {
+        let word = &text[s..e];
+        let before = text[..s].chars().next_back();
+        let marked = matches!(before, Some('#' | '@' | '$'));
+        let starts_upper = word.chars().next().is_some_and(char::is_uppercase);
+        let has_digit = word.chars().any(|c| c.is_ascii_digit());
+        let lower = word.to_lowercase();
+        // A sentence's first word is capitalised anyway: a name only when it is an acronym or
+        // has inner capitals ("NATO", "McDonald").
+        let inner_upper = word.chars().skip(1).any(char::is_uppercase);
+        let is_name = !has_digit
+            && !NOT_NAMES.contains(&lower.as_str())
+            && (marked || (starts_upper && (!first || inner_upper)));
+        if is_name && !names.contains(&lower) {
+            names.push(lower);
+        }
+        first = false;
+    }
+    Claims {
+        names,
+        numbers: numbers_in(&text),
+    }
+}
+
+/// A post as the grounding check sees it.
+#[derive(Clone, Debug)]
+pub struct GroundPost {
+    pub words: HashSet<String>,
+    /// All lowercased terms (not only content words), for names.
+    pub terms: HashSet<String>,
+    pub numbers: HashSet<String>,
+    /// The account (lowercased), when known.
+    pub author: Option<String>,
+    /// Near-duplicate key: retweets and copies of one post share it (one source, not several).
+    pub dup: u64,
+}
+
+impl GroundPost {
+    pub fn new(text: &str) -> GroundPost {
+        GroundPost::by(text, None)
+    }
+
+    pub fn by(text: &str, author: Option<&str>) -> GroundPost {
+        // As the model read it: without links and a retweet prefix.
+        let clean = crate::prompt::prompt_text(text);
+        GroundPost {
+            words: content_words(&clean),
+            terms: tidings_index::script::terms(&clean).into_iter().collect(),
+            numbers: numbers_in(&clean).into_iter().collect(),
+            author: author.map(str::to_lowercase),
+            dup: tidings_index::dedup::near_duplicate_key(text),
+        }
+    }
+
+    fn has_name(&self, name: &str) -> bool {
+        // A name can be several terms ("São" "Paulo" are two words; CJK names are bigrams).
+        let parts = tidings_index::script::terms(name);
+        !parts.is_empty() && parts.iter().all(|p| self.terms.contains(p))
+    }
+}
+
+/// Share of `words` found in `post` (1 when the sentence has no content words).
+fn word_share(words: &HashSet<String>, post: &GroundPost) -> f32 {
+    if words.is_empty() {
+        return 1.0;
+    }
+    words.iter().filter(|w| post.words.contains(*w)).count() as f32 / words.len() as f32
+}
+
+/// The verdict on one sentence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// Posts (1-based) that support it: all its claims are in them together, and the best of
+    /// them shares enough words.
+    pub supported_by: Vec<usize>,
+    /// Claims no candidate post holds.
+    pub missing: Vec<String>,
+    /// Whether the sentence makes any factual claim (names or numbers).
+    pub factual: bool,
+}
+
+impl Verdict {
+    pub fn supported(&self) -> bool {
+        !self.supported_by.is_empty()
+    }
+}
+
+/// Checks `sentence` against `posts` (1-based numbering): against the posts it cites when it
+/// cites any, else against every post.
+pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
+    let c = claims(sentence);
+    let words = content_words(&MARKER.replace_all(sentence, " "));
+    let cited: Vec<usize> = cited_numbers(sentence)
+        .into_iter()
+        .filter(|n| (1..=posts.len()).contains(n))
+        .collect();
+    let candidates: Vec<usize> = if cited.is_empty() {
+        (1..=posts.len()).collect()
+    } else {
+        cited
+    };
+    let mut missing = Vec::new();
+    for name in &c.names {
+        if !candidates.iter().any(|n| posts[n - 1].has_name(name)) {
+            missing.push(name.clone());
+        }
+    }
+    for number in &c.numbers {
+        if !candidates
+            .iter()
+            .any(|n| posts[n - 1].numbers.contains(number))
+        {
+            missing.push(number.clone());
+        }
+    }
+    // Without names to anchor it (uncased scripts such as Japanese or Arabic have no
+    // capitals), a sentence must share more of its words with its post.
+    let uncased = sentence
+        .chars()
+        .any(|ch| ch.is_alphabetic() && !ch.is_uppercase() && !ch.is_lowercase());
+    let min_share = if c.names.is_empty() && uncased {
+        0.5
+    } else {
+        MIN_WORD_SHARE
+    };
+    let supported_by = if missing.is_empty() {
+        // Posts that hold at least one of the claims (or any, without claims) and share
+        // enough of the sentence's words.
+        candidates
+            .into_iter()
+            .filter(|n| {
+                let p = &posts[n - 1];
+                let holds = c.is_empty()
+                    || c.names.iter().any(|x| p.has_name(x))
+                    || c.numbers.iter().any(|x| p.numbers.contains(x));
+                holds && word_share(&words, p) >= min_share
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Verdict {
+        supported_by,
+        missing,
+        factual: !c.is_empty(),
+    }
+}
+
+/// What the gate does with sentences that no post supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strictness {
+    /// Drop them.
+    Strict,
+    /// Keep those that make no factual claim (the `fun` persona's asides).
+    AllowAsides,
+}
+
+/// Independent sources among `supporters` (1-based): copies of one post count once, and so
+/// do several posts of one account; posts without an author count one each.
+pub fn independent_accounts(posts: &[GroundPost], supporters: &[usize]) -> usize {
+    let mut dups: Vec<u64> = Vec::new();
+    let mut accounts: Vec<&str> = Vec::new();
+    let mut anonymous = 0;
+    for n in supporters {
+        let Some(p) = posts.get(n.wrapping_sub(1)) else {
+            continue;
+        };
+        if dups.contains(&p.dup) {
+            continue;
+        }
+        dups.push(p.dup);
+        match &p.author {
+            Some(a) if accounts.contains(&a.as_str()) => {}
+            Some(a) => accounts.push(a),
+            None => anonymous += 1,
+        }
+    }
+    accounts.len() + anonymous
+}
+
+/// What single-source sentences get, before their citation.
+pub const SINGLE_SOURCE_NOTE: &str = "(one account reports this; unconfirmed)";
+
+/// Holds streamed answer text until each sentence ends, then passes it (citing its supporting
+/// post when the model cited none, and marking what only one account says) or drops it.
+pub struct SentenceGate {
+    posts: Vec<GroundPost>,
+    strictness: Strictness,
+    held: String,
+    pub kept: usize,
+    pub dropped: Vec<String>,
+    /// Per post number (index + 1): the most independent accounts any sentence citing it had.
+    pub corroboration: Vec<usize>,
+}
+
+impl SentenceGate {
+    pub fn new(posts: &[&str], strictness: Strictness) -> SentenceGate {
+        SentenceGate::with_posts(
+            posts.iter().map(|p| GroundPost::new(p)).collect(),
+            strictness,
+        )
+    }
+
+    pub fn with_posts(posts: Vec<GroundPost>, strictness: Strictness) -> SentenceGate {
+        SentenceGate {
+            corroboration: vec![0; posts.len()],
+            posts,
+            strictness,
+            held: String::new(),
+            kept: 0,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// Feeds text; returns the checked sentences that end in it.
+    pub fn push(&mut self, delta: &str) -> String {
+        self.held.push_str(delta);
+        let mut out = String::new();
+        while let Some(end) = sentence_end(&self.held) {
+            let sentence: String = self.held[..end].to_string();
+            self.held.replace_range(..end, "");
+            out.push_str(&self.judge(&sentence));
+        }
+        out
+    }
+
+    /// Checks what is still held at the end of the answer.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.held);
+        self.judge(&rest)
+    }
+
+    fn judge(&mut self, sentence: &str) -> String {
+        let body = sentence.trim();
+        if body.is_empty() || body.chars().all(|c| !c.is_alphanumeric()) {
+            // Whitespace and punctuation between sentences pass (they carry no claim), but only
+            // after something was kept.
+            return if self.kept > 0 {
+                sentence.to_string()
+            } else {
+                String::new()
+            };
+        }
+        let verdict = check(body, &self.posts);
+        if verdict.supported() {
+            self.kept += 1;
+            // Who else says it: the same check against every post, without its markers.
+            let everyone = check(&MARKER.replace_all(body, " "), &self.posts).supported_by;
+            let mut supporters = verdict.supported_by.clone();
+            supporters.extend(
+                everyone
+                    .iter()
+                    .filter(|n| !verdict.supported_by.contains(n)),
+            );
+            let accounts = independent_accounts(&self.posts, &supporters).max(1);
+            let cited = cited_numbers(body);
+            for n in cited.iter().chain(verdict.supported_by.iter()) {
+                if let Some(c) = self.corroboration.get_mut(n.wrapping_sub(1)) {
+                    *c = (*c).max(accounts);
+                }
+            }
+            let single =
+                verdict.factual && accounts == 1 && !body.to_lowercase().contains("unconfirmed");
+            let note = if single {
+                Some(SINGLE_SOURCE_NOTE)
+            } else {
+                None
+            };
+            if cited.is_empty() {
+                // Cite the best support, before the sentence's closing punctuation.
+                return annotate(sentence, note, Some(verdict.supported_by[0]));
+            }
+            return annotate(sentence, note, None);
+        }
+        if self.strictness == Strictness::AllowAsides && !verdict.factual {
+            self.kept += 1;
+            return sentence.to_string();
+        }
+        self.dropped.push(body.to_string());
+        String::new()
+    }
+}
+
+/// `sentence` with `note` and ` [n]` inserted before its closing punctuation (the note goes
+/// before the sentence's own citation markers, if it has some).
+fn annotate(sentence: &str, note: Option<&str>, cite: Option<usize>) -> String {
+    if note.is_none() && cite.is_none() {
+        return sentence.to_string();
+    }
+    let trimmed = sentence.trim_end();
+    let tail = &sentence[trimmed.len()..];
+    let core = trimmed.trim_end_matches(['.', '!', '?', '。', '！', '？']);
+    let punct = &trimmed[core.len()..];
+    // Markers at the end of the core ("… closed [2][3]") stay after the note.
+    let mut split = core.len();
+    while let Some(m) = MARKER
+        .find_iter(&core[..split])
+        .last()
+        .filter(|m| m.end() == core[..split].trim_end().len())
+    {
+        split = m.start();
+    }
+    let (words, markers) = core.split_at(split);
+    let mut out = words.trim_end().to_string();
+    if let Some(note) = note {
+        out.push(' ');
+        out.push_str(note);
+    }
+    if !markers.trim().is_empty() {
+        out.push(' ');
+        out.push_str(markers.trim());
+    }
+    if let Some(n) = cite {
+        out.push_str(&format!(" [{n}]"));
+    }
+    format!("{out}{punct}{tail}")
+}
+
+/// Byte offset just past the first complete sentence in `text` (its end mark and the space
+/// after it), if one is complete.
+fn sentence_end(text: &str) -> Option<usize> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (i, &(pos, c)) in chars.iter().enumerate() {
+        let end = pos + c.len_utf8();
+        match c {
+            '\n' | '。' | '！' | '？' => return Some(end),
+            '.' | '!' | '?' => {
+                // Needs the next character to know ("5.9" is not an end); a citation marker
+                // right after the mark belongs to the sentence ("… closed. [2]" is rare, but
+                // "… closed [2]." is the norm).
+                match chars.get(i + 1) {
+                    Some((_, n)) if n.is_whitespace() => return Some(end + n.len_utf8()),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// One quoted statement of the extractive fallback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Extract {
+    /// 1-based post number.
+    pub number: usize,
+    pub quote: String,
+    /// Other posts (numbers) that share most of its words: independent accounts carrying it.
+    pub corroborated_by: Vec<usize>,
+}
+
+/// The fallback answer: up to `max` posts' first sentences, most corroborated (shared by other
+/// accounts' posts) first, quoted briefly. `authors[i]` names post `i + 1`'s account (posts by
+/// the same account corroborate nothing).
+pub fn extractive(posts: &[&str], authors: &[Option<&str>], max: usize) -> Vec<Extract> {
+    let grounded: Vec<GroundPost> = posts.iter().map(|p| GroundPost::new(p)).collect();
+    let mut scored: Vec<(usize, f32, Vec<usize>)> = Vec::new();
+    for (i, p) in grounded.iter().enumerate() {
+        if p.words.len() < 2 {
+            continue;
+        }
+        let mut by = Vec::new();
+        let mut centrality = 0.0f32;
+        for (j, q) in grounded.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let share = word_share(&p.words, q);
+            centrality += share;
+            let other_account = match (
+                authors.get(i).copied().flatten(),
+                authors.get(j).copied().flatten(),
+            ) {
+                (Some(a), Some(b)) => !a.eq_ignore_ascii_case(b),
+                _ => true,
+            };
+            if share >= 0.5 && other_account {
+                by.push(j + 1);
+            }
+        }
+        // Rank: corroboration first, then centrality, then retrieval order.
+        let score = by.len() as f32 * 10.0 + centrality - i as f32 * 0.01;
+        scored.push((i + 1, score, by));
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out: Vec<Extract> = Vec::new();
+    for (n, _, by) in scored {
+        if out.len() >= max {
+            break;
+        }
+        // Skip a post that repeats one already quoted.
+        if out
+            .iter()
+            .any(|e| e.corroborated_by.contains(&n) && by.contains(&e.number))
+        {
+            continue;
+        }
+        out.push(Extract {
+            number: n,
+            quote: first_statement(posts[n - 1]),
+            corroborated_by: by,
+        });
+    }
+    out
+}
+
+/// A post's first sentence without links or a retweet prefix, at most 200 graphemes.
+fn first_statement(text: &str) -> String {
+    let clean = crate::prompt::prompt_text(text);
+    let first = match sentence_end(&clean) {
+        Some(end) if end >= 40 => clean[..end].trim(),
+        _ => clean.trim(),
+    };
+    let cut = prefix_graphemes(first, 200);
+    if cut.len() < first.len() {
+        format!("{}…", cut.trim_end())
+    } else {
+        cut.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const POSTS: [&str; 3] = [
+        "A 5.9 earthquake struck near Ferrara in Emilia-Romagna this morning, several dead",
+        "Earthquake in northern Italy: buildings collapsed in Finale Emilia, 4 dead reported",
+        "Strong quake felt in Bologna and Modena #terremoto",
+    ];
+
+    fn posts() -> Vec<GroundPost> {
+        POSTS.iter().map(|p| GroundPost::new(p)).collect()
+    }
+
+    #[test]
+    fn claims_are_names_and_numbers() {
+        let c =
+            claims("Posts report a 5.9 earthquake near Ferrara [1], with 5,000 people in #Modena.");
+        assert_eq!(c.names, vec!["ferrara", "modena"]);
+        assert_eq!(c.numbers, vec!["5.9", "5000"]);
+    }
+
+    #[test]
+    fn invented_facts_are_unsupported() {
+        let p = posts();
+        assert!(check("A 5.9 earthquake struck near Ferrara [1].", &p).supported());
+        // A name no post has, a number no post has, a wrong citation.
+        let v = check("The earthquake left 20 people dead in Ferrara [1].", &p);
+        assert!(!v.supported() && v.missing == vec!["20"], "{v:?}");
+        assert!(!check(
+            "Lavinia has been awarded a new role in the Italian team [2].",
+            &p
+        )
+        .supported());
+        assert!(!check("Buildings collapsed in Finale Emilia [3].", &p).supported());
+        assert!(check("Buildings collapsed in Finale Emilia [2].", &p).supported());
+        // Uncited but supported: it finds its post.
+        assert_eq!(
+            check("Buildings collapsed in Finale Emilia.", &p).supported_by,
+            vec![2]
+        );
+    }
+
+    #[test]
+    fn the_gate_passes_supported_sentences_and_cites_them() {
+        let mut g = SentenceGate::new(&POSTS, Strictness::Strict);
+        let mut out = String::new();
+        for piece in [
+            "A 5.9 earth",
+            "quake struck near Ferrara. Tom Cruise ",
+            "was there [2]. Buildings collapsed in Finale Emilia [2].",
+            " Stay safe!",
+        ] {
+            out.push_str(&g.push(piece));
+        }
+        out.push_str(&g.finish());
+        assert_eq!(
+            out,
+            "A 5.9 earthquake struck near Ferrara (one account reports this; unconfirmed) [1]. \
+             Buildings collapsed in Finale Emilia (one account reports this; unconfirmed) [2]. "
+        );
+        assert_eq!(g.corroboration, vec![1, 1, 0]);
+        assert_eq!(g.dropped, vec!["Tom Cruise was there [2].", "Stay safe!"]);
+        let mut fun = SentenceGate::new(&POSTS, Strictness::AllowAsides);
+        assert_eq!(
+            fun.push("Stay safe out there! ") + &fun.finish(),
+            "Stay safe out there! "
+        );
+    }
+
+    #[test]
+    fn japanese_sentences_are_checked_by_bigrams() {
+        let posts = [
+            "地震です 東京で大きな揺れ #earthquake",
+            "大阪でも少し揺れを感じました",
+        ];
+        let mut g = SentenceGate::new(&posts, Strictness::Strict);
+        let out = g.push("東京で大きな揺れがありました。名古屋で火事です。") + &g.finish();
+        assert_eq!(out, "東京で大きな揺れがありました [1]。");
+    }
+
+    #[test]
+    fn corroboration_counts_accounts_not_copies() {
+        let posts = vec![
+            GroundPost::by("Bridge on Miller Street closed by police", Some("a")),
+            GroundPost::by("RT @a: Bridge on Miller Street closed by police", Some("b")),
+            GroundPost::by("Police closed the Miller Street bridge", Some("c")),
+            GroundPost::by("Miller Street bridge closed, police say", Some("a")),
+        ];
+        // Post 2 is a copy of post 1; post 4 is the same account as post 1.
+        assert_eq!(independent_accounts(&posts, &[1, 2, 3, 4]), 2);
+        let mut g = SentenceGate::with_posts(posts, Strictness::Strict);
+        let out = g.push("Police closed the Miller Street bridge [1].") + &g.finish();
+        assert_eq!(out, "Police closed the Miller Street bridge [1].");
+        assert_eq!(g.corroboration[0], 2);
+        let lone = vec![GroundPost::by(
+            "Bridge on Miller Street closed by police",
+            Some("a"),
+        )];
+        let mut g = SentenceGate::with_posts(lone, Strictness::Strict);
+        assert_eq!(
+            g.push("Police closed the Miller Street bridge [1].") + &g.finish(),
+            "Police closed the Miller Street bridge (one account reports this; unconfirmed) [1]."
+        );
+    }
+
+    #[test]
+    fn extractive_prefers_what_several_accounts_say() {
+        let posts = [
+            "Lost cat in Ferrara, please share",
+            "Earthquake hits Ferrara, buildings damaged http://t.co/x",
+            "RT @b: Earthquake hits Ferrara, buildings damaged",
+            "Earthquake hits Ferrara: buildings damaged, people in the streets",
+        ];
+        let e = extractive(&posts, &[Some("a"), Some("b"), Some("c"), Some("d")], 2);
+        assert_eq!(e[0].number, 2, "{e:?}");
+        assert_eq!(e[0].quote, "Earthquake hits Ferrara, buildings damaged");
+        assert_eq!(e[0].corroborated_by, vec![3, 4]);
+    }
+
+    proptest! {
+        #[test]
+        fn the_gate_emits_only_checked_text(
+            answer in tidings_index::testing::any_text(),
+            posts in prop::collection::vec(tidings_index::testing::any_text(), 0..4),
+            cut in 0usize..300,
+        ) {
+            let refs: Vec<&str> = posts.iter().map(String::as_str).collect();
+            let mut g = SentenceGate::new(&refs, Strictness::Strict);
+            let mut cut = cut.min(answer.len());
+            while !answer.is_char_boundary(cut) { cut -= 1; }
+            let out = g.push(&answer[..cut]) + &g.push(&answer[cut..]) + &g.finish();
+            let asked = cited_numbers(&answer);
+            for n in cited_numbers(&out) {
+                prop_assert!(asked.contains(&n) || (1..=posts.len()).contains(&n), "{out:?} cites {n}");
+            }
+            let _ = extractive(&refs, &[], 3);
+            let _ = claims(&answer);
+        }
+    }
+}

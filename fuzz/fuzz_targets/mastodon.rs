@@ -1,0 +1,7 @@
+//! Raw bytes through `tidings_ingest::fuzz::mastodon`, the code a live source runs.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = tidings_ingest::fuzz::mastodon(data);
+});
