@@ -531,6 +531,90 @@ fn contains_answer(text: &str, answers: &[String]) -> bool {
         .any(|a| !a.is_empty() && t.contains(&a))
 }
 
+/// The evaluation's own grounding judge, stricter than the agent's gate and written apart from
+/// it: every capitalised word (the first one too, unless a function word), every number and
+/// `#tag` of the sentence must be in the posts it cites, and one of them must hold at least half
+/// of its content words. Returns `None` for a sentence with no words (a bare marker line).
+fn strictly_supported(sentence: &str, posts: &[&str]) -> Option<bool> {
+    const FUNCTION: &[&str] = &[
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "there",
+        "it",
+        "its",
+        "posts",
+        "post",
+        "in",
+        "on",
+        "at",
+        "and",
+        "but",
+        "i",
+        "here",
+        "some",
+        "one",
+        "according",
+        "as",
+        "also",
+    ];
+    let cited: Vec<&str> = tidings_agent::cite::cited_numbers(sentence)
+        .into_iter()
+        .filter_map(|n| posts.get(n.wrapping_sub(1)).copied())
+        .collect();
+    let plain: String = sentence
+        .split(['[', ']'])
+        .enumerate()
+        .filter(|(i, part)| {
+            i % 2 == 0
+                || !part
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == ',' || c == ' ')
+        })
+        .map(|(_, p)| p)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words = tidings_agent::cite::content_words(&plain);
+    if words.is_empty() {
+        return None;
+    }
+    if cited.is_empty() {
+        return Some(false);
+    }
+    let union = cited.join(" ").to_lowercase();
+    let union_terms: std::collections::HashSet<String> =
+        tidings_index::script::terms(&union).into_iter().collect();
+    for raw in plain.split_whitespace() {
+        let w = raw.trim_matches(|c: char| !c.is_alphanumeric());
+        if w.is_empty() {
+            continue;
+        }
+        let lower = w.to_lowercase();
+        let claim = w.chars().any(|c| c.is_ascii_digit())
+            || raw.starts_with('#')
+            || (w.chars().next().is_some_and(char::is_uppercase)
+                && !FUNCTION.contains(&lower.as_str()));
+        if claim
+            && !tidings_index::script::terms(&lower)
+                .iter()
+                .all(|t| union_terms.contains(t))
+        {
+            return Some(false);
+        }
+    }
+    let best = cited
+        .iter()
+        .map(|p| {
+            let pw = tidings_agent::cite::content_words(p);
+            words.iter().filter(|w| pw.contains(*w)).count() as f64 / words.len() as f64
+        })
+        .fold(0.0, f64::max);
+    Some(best >= 0.5)
+}
+
 #[derive(Deserialize)]
 struct EventInfo {
     event: String,
@@ -564,6 +648,8 @@ async fn answers(
     let (mut with_answer, mut baseline, mut gold_cited, mut markers, mut valid_markers) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut citations, mut valid_citations, mut no_results) = (0usize, 0usize, 0usize);
+    let (mut sentences, mut supported, mut uncited, mut extractive, mut dropped) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut first_token = Vec::new();
     for &i in &picked {
         let q = dated[i];
@@ -582,6 +668,38 @@ async fn answers(
         let (retrieval, answer) = agent.answer(request).await?;
         if answer.no_results {
             no_results += 1;
+        }
+        if answer.grounding.extractive {
+            extractive += 1;
+        }
+        dropped += answer.grounding.dropped.len();
+        if !answer.no_results {
+            let given: Vec<&str> = retrieval
+                .posts
+                .iter()
+                .map(|h| h.post.text.as_str())
+                .collect();
+            for (s, e) in tidings_agent::cite::sentences(&answer.text) {
+                let sentence = &answer.text[s..e];
+                let t = sentence.trim();
+                // The agent's own lines: the extractive header, the inferred "Sources" line,
+                // the note that the window was widened.
+                if t.ends_with(':')
+                    || t.starts_with("Sources:")
+                    || t.starts_with("(Little was posted")
+                {
+                    continue;
+                }
+                match strictly_supported(sentence, &given) {
+                    None => {}
+                    Some(ok) => {
+                        sentences += 1;
+                        supported += usize::from(ok);
+                        uncited +=
+                            usize::from(tidings_agent::cite::cited_numbers(sentence).is_empty());
+                    }
+                }
+            }
         }
         if let Some(t) = answer.timings.model_first_token {
             first_token.push(t.as_secs_f64());
@@ -662,6 +780,25 @@ async fn answers(
     println!(
         "{:<44} {:>8.3}  ({valid_markers}/{markers} markers, {valid_citations}/{citations} citations)",
         "citation validity", validity
+    );
+    println!(
+        "{:<44} {:>8.3}  ({supported}/{sentences}, the evaluation's stricter judge)",
+        "answer sentences supported by a cited post",
+        supported as f64 / sentences.max(1) as f64
+    );
+    println!(
+        "{:<44} {:>8}",
+        "answer sentences without a citation", uncited
+    );
+    println!(
+        "{:<44} {:>8.3}",
+        "answers quoting posts (nothing the model wrote held)",
+        extractive as f64 / n
+    );
+    println!(
+        "{:<44} {:>8.2}",
+        "model sentences dropped per answer",
+        dropped as f64 / n
     );
     println!("{:<44} {:>8.2}", "model's first token p50 (s)", p50);
 

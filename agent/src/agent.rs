@@ -2,6 +2,7 @@
 //! citations → suggest follow-ups.
 
 use crate::cite::{self, CitationFilter};
+use crate::ground::{self, GroundPost, SentenceGate, Strictness};
 use crate::guard::EchoGuard;
 use crate::model::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, ModelError, ModelEvent, Role, ToolCall,
@@ -106,6 +107,20 @@ pub struct Citation {
     pub support: f32,
     /// The model did not cite; the agent attributed the answer's sentences to this post.
     pub inferred: bool,
+    /// Independent accounts (copies and repeat posts of one account count once) among the
+    /// given posts that support what the citing sentence says; 1 means a single source.
+    pub corroboration: usize,
+}
+
+/// What the grounding check did to the model's text.
+#[derive(Clone, Debug, Default)]
+pub struct Grounding {
+    /// Sentences of the model removed because no post given supports them.
+    pub dropped: Vec<String>,
+    /// Sentences kept.
+    pub kept: usize,
+    /// Nothing the model wrote survived: the answer quotes the posts instead.
+    pub extractive: bool,
 }
 
 /// The finished answer.
@@ -125,6 +140,7 @@ pub struct Answer {
     pub no_results: bool,
     /// Citation markers the filter removed (numbers outside the retrieved set).
     pub dropped_citations: usize,
+    pub grounding: Grounding,
     pub timings: Timings,
 }
 
@@ -186,6 +202,31 @@ impl AgentError {
         tracing::error!(panic = %message, "an answer panicked; the failure is contained to it");
         AgentError::Panicked(message)
     }
+}
+
+/// The answer when nothing the model wrote is supported by the posts: the most corroborated
+/// statements, quoted briefly and cited, with how many accounts carry each.
+fn extractive_answer(posts: &[Post], question: &str) -> String {
+    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
+    let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
+    let extracts = ground::extractive(&texts, &authors, question, 3);
+    if extracts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("Here is what the posts say:\n");
+    for e in extracts {
+        let who = posts[e.number - 1]
+            .author
+            .as_deref()
+            .map_or_else(|| "A post".to_string(), |a| format!("@{a}"));
+        let backing = match e.corroborated_by.len() {
+            0 => " (one account; unconfirmed)".to_string(),
+            1 => " (another account says the same)".to_string(),
+            n => format!(" ({n} other accounts say the same)"),
+        };
+        out.push_str(&format!("- {who}: “{}”{backing} [{}]\n", e.quote, e.number));
+    }
+    out
 }
 
 /// `stream` with any panic while polling it turned into one `Err` item that ends it.
@@ -546,6 +587,7 @@ impl Agent {
                 finish_reason: FinishReason::Stop,
                 no_results: true,
                 dropped_citations: 0,
+                grounding: Grounding::default(),
                 timings: Timings {
                     retrieval: retrieval_took,
                     first_token: Some(started.elapsed()),
@@ -611,6 +653,7 @@ impl Agent {
             None => self.model.stream(built.messages, params).await?,
         };
         let config = self.config.clone();
+        let asked = question.clone();
         let stream = async_stream::stream! {
             let used: Vec<Post> = retrieval.posts.iter().map(|h| h.post.clone()).collect();
             let window = retrieval.window.clone();
@@ -629,6 +672,16 @@ impl Agent {
             }
             let mut filter = CitationFilter::new(used.len());
             let mut guard = EchoGuard::default();
+            // Every sentence passes only when a given post supports it (see `ground`).
+            let strictness = if persona_name == "fun" {
+                Strictness::AllowAsides
+            } else {
+                Strictness::Strict
+            };
+            let mut gate = SentenceGate::with_posts(
+                used.iter().map(|p| GroundPost::by(&p.text, p.author.as_deref())).collect(),
+                strictness,
+            );
             let mut deltas = 0u32;
             let mut model_first_token = None;
             let mut usage = Usage::default();
@@ -638,7 +691,7 @@ impl Agent {
                     Ok(ModelEvent::Delta(d)) => {
                         deltas += 1;
                         model_first_token.get_or_insert_with(|| started.elapsed());
-                        let out = filter.push(&guard.push(&d));
+                        let out = gate.push(&filter.push(&guard.push(&d)));
                         if !out.is_empty() {
                             first_token.get_or_insert_with(|| started.elapsed());
                             text.push_str(&out);
@@ -667,10 +720,22 @@ impl Agent {
                 }
             }
             let rest = filter.push(&guard.finish()) + &filter.finish();
+            let mut rest = gate.push(&rest) + &gate.finish();
+            let extractive = gate.kept == 0 && !used.is_empty();
+            if extractive {
+                // Nothing the model wrote is supported: quote the posts instead.
+                rest = extractive_answer(&used, &asked);
+            }
             if !rest.is_empty() {
+                first_token.get_or_insert_with(|| started.elapsed());
                 text.push_str(&rest);
                 yield Ok(AgentEvent::Delta(rest));
             }
+            let grounding = Grounding {
+                dropped: std::mem::take(&mut gate.dropped),
+                kept: gate.kept,
+                extractive,
+            };
             let model_took = model_started.elapsed();
             let texts: Vec<&str> = used.iter().map(|p| p.text.as_str()).collect();
             let mut numbers: Vec<(usize, f32, bool)> = cite::support(&text, &texts)
@@ -713,6 +778,7 @@ impl Agent {
                     post: used[n - 1].clone(),
                     support,
                     inferred,
+                    corroboration: gate.corroboration.get(n - 1).copied().unwrap_or(0).max(1),
                 })
                 .collect();
             let answer = Answer {
@@ -728,6 +794,7 @@ impl Agent {
                 finish_reason: finish,
                 no_results: false,
                 dropped_citations: filter.dropped,
+                grounding,
                 timings: Timings {
                     retrieval: retrieval_took,
                     first_token,

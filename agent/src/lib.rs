@@ -22,7 +22,7 @@ pub mod when;
 
 pub use agent::{
     post_url, Agent, AgentConfig, AgentError, AgentEvent, AgentStream, Answer, AskRequest,
-    Citation, Retrieval, Timings,
+    Citation, Grounding, Retrieval, Timings,
 };
 pub use model::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, LocalChatModel, LocalModelConfig,

@@ -580,6 +580,7 @@ mod tests {
                                 url: None,
                                 support: 1.0,
                                 inferred: false,
+                                corroboration: 1,
                             })
                             .collect(),
                         story,

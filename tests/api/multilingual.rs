@@ -159,7 +159,9 @@ async fn every_script_through_every_path() {
             eprintln!("ja answer: {} cited {cited:?}", done["content"]);
             assert!(!cited.is_empty(), "the Japanese answer cites: {done}");
             assert!(
-                cited.iter().all(|id| JAPANESE_QUAKE.contains(id) || *id == "ml:13"),
+                cited
+                    .iter()
+                    .all(|id| JAPANESE_QUAKE.contains(id) || *id == "ml:13"),
                 "and cites the Japanese quake posts: {cited:?}"
             );
         }

@@ -398,6 +398,9 @@ pub(crate) fn citation_json(c: &tidings_agent::Citation) -> Value {
     v["url"] = json!(post_url(&c.post));
     v["support"] = json!((c.support * 100.0).round() / 100.0);
     v["inferred"] = json!(c.inferred);
+    // Independent accounts among the given posts that carry what the citing sentence says
+    // (1: a single source, which the answer marks as unconfirmed).
+    v["corroboration"] = json!(c.corroboration);
     v
 }
 
@@ -420,6 +423,11 @@ pub(crate) fn extensions(answer: &Answer) -> Value {
             "persona": answer.persona,
             "backend_model": answer.model,
             "dropped_citations": answer.dropped_citations,
+            "grounding": {
+                "kept_sentences": answer.grounding.kept,
+                "dropped_sentences": answer.grounding.dropped,
+                "extractive": answer.grounding.extractive,
+            },
             "timings_ms": {
                 "retrieval": answer.timings.retrieval.as_secs_f64() * 1000.0,
                 "first_token": answer.timings.first_token.map(|d| d.as_secs_f64() * 1000.0),

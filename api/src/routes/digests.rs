@@ -834,3 +834,57 @@ pub async fn apply_declared(state: &AppState, declared: &[Value]) -> Result<usiz
 fn store(state: &AppState) -> Result<&Store, ApiError> {
     crate::routes::app_store(state, "digests")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Whether `c` may appear in an XML 1.0 document.
+    fn xml_char(c: char) -> bool {
+        matches!(c, '\t' | '\n' | '\r')
+            || ('\u{20}'..='\u{D7FF}').contains(&c)
+            || ('\u{E000}'..='\u{FFFD}').contains(&c)
+            || c >= '\u{10000}'
+    }
+
+    proptest! {
+        /// Any text, any script: the escaped form holds only characters XML allows, no markup,
+        /// and every character of the input that XML allows.
+        #[test]
+        fn atom_text_is_valid_xml(text in tidings_index::testing::any_text()) {
+            let out = xml(&text);
+            prop_assert!(out.chars().all(xml_char), "{out:?}");
+            prop_assert!(!out.contains('<') && !out.contains('>') && !out.contains('"'));
+            let kept: String = text.chars().filter(|c| xml_char(*c)).collect();
+            let back = out
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&");
+            prop_assert_eq!(back, kept);
+        }
+
+        /// A stored run's entry renders whatever its stories hold.
+        #[test]
+        fn any_script_run_entries_render(headline in tidings_index::testing::any_text(), text in tidings_index::testing::any_text()) {
+            let run = RunRow {
+                id: "r".into(),
+                digest_id: "d".into(),
+                status: "succeeded".into(),
+                reason: "manual".into(),
+                as_of: Utc::now(),
+                scheduled_for: None,
+                started_at: Utc::now(),
+                finished_at: Some(Utc::now()),
+                output: Some(json!({"stories": [{"headline": headline, "summary": text,
+                    "citations": [{"number": 1, "text": text, "author": headline, "url": "https://x.example/1"}]}]})),
+                markdown: None,
+                error: None,
+            };
+            let html = entry_html(&run);
+            prop_assert!(html.chars().all(xml_char));
+        }
+    }
+}
