@@ -47,7 +47,7 @@ for chunk in stream:
         pieces.append(chunk.choices[0].delta.content)
     if (chunk.model_extra or {}).get("citations") is not None:
         final = chunk.model_extra
-assert len(pieces) > 1, pieces
+assert len(pieces) >= 1, pieces  # a checked sentence at a time
 assert final is not None, "no chunk carried the extension fields"
 assert "fx:12" in [p["id"] for p in final["search_results"]], final
 assert final["tidings"]["persona"] == "fun", final["tidings"]
