@@ -227,6 +227,9 @@ pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
         .into_iter()
         .filter(|n| (1..=posts.len()).contains(n))
         .collect();
+    // A sentence that cites several posts may draw its claims from all of them; one that cites
+    // nothing gets one citation, so that one post must hold every claim by itself.
+    let uncited = cited.is_empty();
     let candidates: Vec<usize> = if cited.is_empty() {
         (1..=posts.len()).collect()
     } else {
@@ -263,9 +266,14 @@ pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
             .into_iter()
             .filter(|n| {
                 let p = &posts[n - 1];
-                let holds = c.is_empty()
-                    || c.names.iter().any(|x| p.has_name(x))
-                    || c.numbers.iter().any(|x| p.numbers.contains(x));
+                let holds = if uncited {
+                    c.names.iter().all(|x| p.has_name(x))
+                        && c.numbers.iter().all(|x| p.numbers.contains(x))
+                } else {
+                    c.is_empty()
+                        || c.names.iter().any(|x| p.has_name(x))
+                        || c.numbers.iter().any(|x| p.numbers.contains(x))
+                };
                 holds && word_share(&words, p) >= min_share
             })
             .collect()
@@ -619,6 +627,18 @@ mod tests {
             check("Buildings collapsed in Finale Emilia.", &p).supported_by,
             vec![2]
         );
+        // Uncited, with claims spread over two posts: no single post supports it (it would be
+        // cited to one), seen in the browser run as "closed … at Riverton High School gym".
+        let spread = [
+            "Flash flood warning for Riverton until 9pm. The Miller Street bridge is closed.",
+            "An emergency shelter is open at Riverton High School gym.",
+        ];
+        let spread: Vec<GroundPost> = spread.iter().map(|t| GroundPost::new(t)).collect();
+        assert!(!check(
+            "The bridge was closed for a shelter at Riverton High School until 9pm.",
+            &spread
+        )
+        .supported());
     }
 
     #[test]
