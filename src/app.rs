@@ -110,11 +110,22 @@ pub fn chat_model(settings: &Settings) -> anyhow::Result<Option<Arc<dyn ChatMode
         })?;
         return Ok(Some(Arc::new(model)));
     }
+    let local = match &m.path {
+        Some(path) => path.to_string_lossy().into_owned(),
+        None => m.local.clone(),
+    };
+    let resolved = tidings_agent::model::catalog::resolve(&local, &m.models_dir)
+        .map_err(anyhow::Error::msg)?;
     let model = LocalChatModel::load(&LocalModelConfig {
-        path: m.path.clone(),
-        context_tokens: m.context_tokens,
+        path: resolved.path,
+        context_tokens: m
+            .context_tokens
+            .min(resolved.prompt.context_tokens.max(512)),
         threads: m.threads,
         queue: m.queue,
+        name: resolved.known.map(|k| k.name.to_string()),
+        prompt: resolved.prompt,
+        prefix_cache: m.prefix_cache,
     })?;
     Ok(Some(Arc::new(model)))
 }
@@ -147,6 +158,15 @@ pub fn agent(
     let Some(model) = chat_model(settings)? else {
         return Ok(None);
     };
+    agent_with_model(settings, search, model).map(Some)
+}
+
+/// The agent over `search` answering with `model` (benchmarks compare models this way).
+pub fn agent_with_model(
+    settings: &Settings,
+    search: tidings_index::SearchHandle,
+    model: Arc<dyn ChatModel>,
+) -> anyhow::Result<Agent> {
     let config = AgentConfig {
         default_persona: settings.agent.default_persona.clone(),
         max_answer_tokens: settings.agent.max_answer_tokens,
@@ -155,7 +175,7 @@ pub fn agent(
         tool_rounds: settings.agent.tool_rounds.min(5),
         ..AgentConfig::default()
     };
-    Ok(Some(Agent::new(search, model, personas(settings)?, config)))
+    Ok(Agent::new(search, model, personas(settings)?, config))
 }
 
 /// Where API keys live.

@@ -1,10 +1,12 @@
-//! `tidings bench --agent`: the answering path on this machine with the local model.
+//! `tidings bench --agent`: the answering path on this machine with the local models.
 //!
 //! Index: the CrisisLexT26 posts (text and vectors). For each public topic, "What is happening
-//! in <place>?" at its `as_of` with a 10-post context. Figures: time to first token and total
-//! latency through the agent, the same prompt sent straight to the model (the baseline, same
-//! process), the agent's own overhead (total − retrieval − model), and throughput with 8
-//! concurrent askers sharing the model's queue.
+//! in <place>?" at its `as_of` with an 8-post context. Per local model that is fetched: time to
+//! the model's first token and to the first text the asker sees (a whole checked sentence)
+//! through the agent with the prompt-prefix KV cache, the same questions with the cache off
+//! (the baseline, same process), how many prompt tokens the cache spared; for the configured
+//! model also the same prompt sent straight to the model, the agent's own overhead
+//! (total − retrieval − model) and throughput with 8 concurrent askers sharing the queue.
 
 use crate::app;
 use crate::config::Settings;
@@ -48,6 +50,93 @@ pub async fn run(base: Settings, shared: &Path, index: Option<&Path>) -> anyhow:
     answer_figures(&settings, service, shared).await
 }
 
+/// Time to first token per fetched local model, with the prefix cache and without.
+async fn model_table(
+    settings: &Settings,
+    service: &tidings_index::IndexService,
+    requests: &[AskRequest],
+) -> anyhow::Result<()> {
+    println!("\nTime to first token per local model ({} questions, 8 posts each, 48 answer tokens, 2 threads unless set):", requests.len());
+    println!("| model | posts / prompt tokens | model TTFT, prefix cache | first sentence shown | model TTFT, no cache (baseline) | ratio | prompt tokens reused |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for known in tidings_agent::model::catalog::known_models() {
+        let path = known.path(&settings.model.models_dir);
+        if !path.is_file() {
+            println!(
+                "| {} | not fetched (`tidings models fetch {}`) | | | | | |",
+                known.name, known.name
+            );
+            continue;
+        }
+        let mut row = Vec::new();
+        let mut reused = String::new();
+        let mut shape = String::new();
+        for cache in [true, false] {
+            let mut s = settings.clone();
+            s.model.kind = "local".into();
+            s.model.path = None;
+            s.model.local = known.name.into();
+            s.model.prefix_cache = cache;
+            let model =
+                tokio::task::block_in_place(|| app::chat_model(&s))?.context("a local model")?;
+            let agent = tokio::task::block_in_place(|| {
+                app::agent_with_model(&s, service.search.clone(), model.clone())
+            })?;
+            let (mut first_model, mut first_shown, mut posts, mut tokens) =
+                (vec![], vec![], vec![], vec![]);
+            // Warm up: pages in the weights (and, with the cache, the fixed prefix).
+            let mut warm = requests[0].clone();
+            warm.max_tokens = Some(8);
+            agent.answer(warm).await?;
+            for r in requests {
+                let mut r = r.clone();
+                r.max_tokens = Some(48);
+                let (retrieval, answer) = agent.answer(r).await?;
+                if answer.no_results {
+                    continue;
+                }
+                first_model.push(
+                    answer
+                        .timings
+                        .model_first_token
+                        .map_or(f64::NAN, |d| d.as_secs_f64()),
+                );
+                first_shown.push(
+                    answer
+                        .timings
+                        .first_token
+                        .map_or(f64::NAN, |d| d.as_secs_f64()),
+                );
+                posts.push(retrieval.posts.len() as f64);
+                tokens.push(answer.usage.prompt_tokens as f64);
+            }
+            let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+            shape = format!("{:.1} / {:.0}", mean(&posts), mean(&tokens));
+            row.push((pct(first_model.clone(), 0.5), pct(first_model, 0.99)));
+            if cache {
+                row.push((pct(first_shown.clone(), 0.5), pct(first_shown, 0.99)));
+                if let Some(stats) = model.prefix_cache() {
+                    let all = stats
+                        .prompt_tokens
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    let kept = stats
+                        .reused_tokens
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    reused = format!(
+                        "{:.0} % ({kept} of {all})",
+                        kept as f64 * 100.0 / all.max(1) as f64
+                    );
+                }
+            }
+        }
+        println!(
+            "| {} | {shape} | p50 {:.2} s / p99 {:.2} s | p50 {:.2} s / p99 {:.2} s | p50 {:.2} s / p99 {:.2} s | {:.2}× | {reused} |",
+            known.name, row[0].0, row[0].1, row[1].0, row[1].1, row[2].0, row[2].1, row[0].0 / row[2].0
+        );
+    }
+    Ok(())
+}
+
 async fn answer_figures(
     settings: &Settings,
     service: tidings_index::IndexService,
@@ -80,7 +169,7 @@ async fn answer_figures(
                 question: format!("What is happening with the {place}?"),
                 as_of: Some(tidings_api::parse_time(&t.as_of).map_err(anyhow::Error::msg)?),
                 search: SearchOptions {
-                    max_results: Some(10),
+                    max_results: Some(8),
                     ..SearchOptions::default()
                 },
                 max_tokens: Some(128),
@@ -88,6 +177,8 @@ async fn answer_figures(
             })
         })
         .collect::<anyhow::Result<_>>()?;
+
+    model_table(settings, &service, &requests).await?;
 
     // Warm up (model pages, caches).
     agent.answer(requests[0].clone()).await?;
@@ -187,7 +278,7 @@ async fn answer_figures(
     service.shutdown().await;
 
     println!(
-        "\nAgent benchmark: {} questions, mean {:.1} posts / {:.0} prompt tokens in the context, model {}",
+        "\nAgent benchmark with the configured model: {} questions, mean {:.1} posts / {:.0} prompt tokens in the context, model {}",
         ttft.len(),
         mean(&posts_in),
         mean(&prompt_tokens),

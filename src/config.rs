@@ -106,8 +106,15 @@ pub struct ModelSettings {
     /// `auto` (remote when `url` is set, else local), `local` (llama.cpp in-process), `openai`
     /// (any OpenAI-compatible chat API), or `none` (no answers, search only).
     pub kind: String,
-    /// The GGUF chat model for `local`.
-    pub path: PathBuf,
+    /// The chat model for `local`: a known name (`tidings models list`: smollm2-135m,
+    /// qwen2.5-0.5b, qwen2.5-1.5b; fetched into `models_dir`) or a path to any GGUF chat model.
+    pub local: String,
+    /// Where `tidings models fetch` puts the known models.
+    pub models_dir: PathBuf,
+    /// Older configs' name for a GGUF path; overrides `local` when set.
+    pub path: Option<PathBuf>,
+    /// Reuse the KV cache of the prompt's fixed prefix (rules, persona) across requests.
+    pub prefix_cache: bool,
     /// Context window for `local` (prompt + answer), in tokens.
     pub context_tokens: u32,
     /// Inference threads for `local`; 0 = all cores.
@@ -148,7 +155,10 @@ impl Default for ModelSettings {
     fn default() -> Self {
         ModelSettings {
             kind: "auto".into(),
-            path: PathBuf::from("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            local: tidings_agent::DEFAULT_LOCAL_MODEL.into(),
+            models_dir: PathBuf::from("models"),
+            path: None,
+            prefix_cache: true,
             context_tokens: 4096,
             threads: 0,
             queue: 16,

@@ -53,7 +53,37 @@ pub struct EvalOptions {
     /// Answer this many TweetQA questions (a seeded sample) with the agent and the local model;
     /// 0 skips the answer evaluation. `None`: all of them.
     pub answer_sample: Option<usize>,
+    /// Local models to answer with (names or GGUF paths); empty: the configured one.
+    pub models: Vec<String>,
+    /// Unanswerable questions to ask (a seeded sample of TweetQA questions whose gold post is
+    /// removed from the index, plus every question about an event absent from the feed).
+    pub abstention_sample: usize,
 }
+
+/// Questions about events that are in neither feed (each checked: its names occur in no post),
+/// asked at the CrisisLex topics' times. Three are typed in lower case, as people often do.
+const ABSENT_EVENTS: &[&str] = &[
+    "Is there a tsunami warning for Reykjavik?",
+    "Why was the Zurich marathon cancelled?",
+    "Who won the presidential election in Kyrgyzstan?",
+    "Is the Gotthard tunnel closed after the rockfall?",
+    "What caused the blackout in Montevideo?",
+    "What happened at the Helsinki chess olympiad?",
+    "Are there floods in Ljubljana right now?",
+    "Why did the ferry sink near Vukovar?",
+    "Has the avalanche in Tromsø trapped anyone?",
+    "How bad is the cholera outbreak in Lusaka?",
+    "What did the central bank of Mongolia announce about interest rates?",
+    "What did Greta Thunberg say at the climate march?",
+    "Is the Danube flooding the old town?",
+    "How many people were hurt in the Tbilisi metro fire?",
+    "What is happening with the protests in Yerevan?",
+    "Why is the Tallinn airport closed?",
+    "Did the earthquake in Cusco damage Machu Picchu?",
+    "what caused the gas explosion in the tbilisi market",
+    "is the ferry strike in zurich over",
+    "how many tourists are stranded in tallinn",
+];
 
 const MODES: [(SearchMode, &str); 3] = [
     (SearchMode::Text, "bm25"),
@@ -67,6 +97,12 @@ const FLOOR_TWEETQA_R10: f64 = 0.05;
 /// Share of posts cited in CrisisLex answers that are graded related; a random pick from the
 /// window is far below, a working agent far above.
 const FLOOR_CITED_RELEVANT: f64 = 0.3;
+/// The target for the strict judge (every sentence checked before it is shown).
+const FLOOR_SENTENCE_SUPPORT: f64 = 0.95;
+/// Topics allowed to miss two related citations.
+const FLOOR_PLACES_SLACK: usize = 0;
+/// Unanswerable questions answered "found nothing".
+const FLOOR_ABSTENTION: f64 = 0.5;
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
@@ -320,11 +356,48 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         println!("{name:<8} {a:>9.3} {b:>9.3}");
     }
     let answer_figures = if options.answer_sample != Some(0) {
-        let agent = tokio::task::block_in_place(|| app::agent(&settings, search.clone()))?
-            .context("the answer evaluation needs a chat model (model.kind is none)")?;
-        let figures = answers(&agent, &questions, options.answer_sample, &crisis, &topics).await?;
-        let digest = digests(&agent).await?;
-        Some((figures, digest))
+        let models = if options.models.is_empty() {
+            vec![None]
+        } else {
+            options.models.iter().cloned().map(Some).collect()
+        };
+        let mut kept = None;
+        for (i, name) in models.iter().enumerate() {
+            let mut s = settings.clone();
+            if let Some(name) = name {
+                s.model.kind = "local".into();
+                s.model.path = None;
+                s.model.local = name.clone();
+            }
+            let agent = tokio::task::block_in_place(|| app::agent(&s, search.clone()))?
+                .context("the answer evaluation needs a chat model (model.kind is none)")?;
+            println!("\n=== answers with {} ===", agent.model().id());
+            let figures =
+                answers(&agent, &questions, options.answer_sample, &crisis, &topics).await?;
+            let digest = digests(&agent).await?;
+            // The floors judge the first model; the others are reported.
+            if i == 0 {
+                kept = Some((figures, digest));
+            }
+        }
+        // Last, as it deletes posts from the index: unanswerable questions.
+        if options.abstention_sample > 0 {
+            let agent = tokio::task::block_in_place(|| app::agent(&settings, search.clone()))?
+                .context("the abstention evaluation needs a chat model")?;
+            let rate = abstention(
+                &agent,
+                &service,
+                &questions,
+                options.answer_sample,
+                options.abstention_sample,
+                &topics,
+            )
+            .await?;
+            if let Some((f, _)) = kept.as_mut() {
+                f.abstention = Some(rate);
+            }
+        }
+        kept
     } else {
         None
     };
@@ -357,11 +430,45 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
                     d.mixed_stories
                 ));
             }
+            checks += 1;
+            let summary_support = d.summary_supported as f64 / d.summary_sentences.max(1) as f64;
+            if summary_support < FLOOR_SENTENCE_SUPPORT {
+                failures.push(format!(
+                    "digest summary sentences supported by a cited post {summary_support:.3} < {FLOOR_SENTENCE_SUPPORT}"
+                ));
+            }
             if f.citation_validity < 1.0 {
                 failures.push(format!(
                     "citation validity {:.3} < 1.0: an answer cited a post it was not given",
                     f.citation_validity
                 ));
+            }
+            checks += 3;
+            if f.sentence_support < FLOOR_SENTENCE_SUPPORT {
+                failures.push(format!(
+                    "answer sentences supported by a cited post {:.3} < {FLOOR_SENTENCE_SUPPORT}",
+                    f.sentence_support
+                ));
+            }
+            if f.uncited > 0 {
+                failures.push(format!(
+                    "{} answer sentences carry no citation (must be 0)",
+                    f.uncited
+                ));
+            }
+            if f.places_with_two_related < f.places.saturating_sub(FLOOR_PLACES_SLACK) {
+                failures.push(format!(
+                    "only {}/{} \"What is happening in <place>?\" answers cite two related posts",
+                    f.places_with_two_related, f.places
+                ));
+            }
+            if let Some(rate) = f.abstention {
+                checks += 1;
+                if rate < FLOOR_ABSTENTION {
+                    failures.push(format!(
+                        "abstention on unanswerable questions {rate:.3} < {FLOOR_ABSTENTION}"
+                    ));
+                }
             }
             if f.cited_relevant_share < FLOOR_CITED_RELEVANT {
                 failures.push(format!(
@@ -386,6 +493,9 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
 struct DigestFigures {
     boston_and_west_apart: bool,
     mixed_stories: usize,
+    /// Summary sentences the strict judge finds supported by the story's cited posts.
+    summary_sentences: usize,
+    summary_supported: usize,
 }
 
 /// Daily digests of CrisisLexT26 on days where events overlap: the stories found, each with
@@ -404,6 +514,8 @@ async fn digests(agent: &tidings_agent::Agent) -> anyhow::Result<DigestFigures> 
     let mut figures = DigestFigures {
         boston_and_west_apart: false,
         mixed_stories: 0,
+        summary_sentences: 0,
+        summary_supported: 0,
     };
     let (mut cited, mut cited_related) = (0usize, 0usize);
     println!(
@@ -460,6 +572,28 @@ Digests of CrisisLexT26 days with overlapping events (24 h, UTC day, top 5 stori
                 .count();
             cited += story_cited;
             cited_related += story_related;
+            // The strict judge over the summary: number n is the n-th post the summary was
+            // given; the cited ones are known by their citations.
+            let mut by_number: Vec<&str> = Vec::new();
+            for c in &s.citations {
+                if c.number >= 1 {
+                    if by_number.len() < c.number {
+                        by_number.resize(c.number, "");
+                    }
+                    by_number[c.number - 1] = c.post.text.as_str();
+                }
+            }
+            for (a, b) in tidings_agent::cite::sentences(&s.summary) {
+                let sentence = &s.summary[a..b];
+                let t = sentence.trim();
+                if t.ends_with(':') || t.starts_with("Sources:") {
+                    continue;
+                }
+                if let Some(ok) = strictly_supported(sentence, &by_number) {
+                    figures.summary_sentences += 1;
+                    figures.summary_supported += usize::from(ok);
+                }
+            }
             println!(
                 "  {:<48} posts {:>4} burst {:>5.1} | {:<30} purity {:.2}{} | cited {} related {}",
                 s.headline.chars().take(48).collect::<String>(),
@@ -485,10 +619,13 @@ Digests of CrisisLexT26 days with overlapping events (24 h, UTC day, top 5 stori
         }
     }
     println!(
-        "digests: {} cited posts, {:.3} labelled as related to their story's event; {} mixed stories",
+        "digests: {} cited posts, {:.3} labelled as related to their story's event; {} mixed stories; summary sentences supported by a cited post {:.3} ({}/{}, strict judge)",
         cited,
         cited_related as f64 / cited.max(1) as f64,
-        figures.mixed_stories
+        figures.mixed_stories,
+        figures.summary_supported as f64 / figures.summary_sentences.max(1) as f64,
+        figures.summary_supported,
+        figures.summary_sentences
     );
     Ok(figures)
 }
@@ -497,6 +634,138 @@ Digests of CrisisLexT26 days with overlapping events (24 h, UTC day, top 5 stori
 struct AnswerFigures {
     citation_validity: f64,
     cited_relevant_share: f64,
+    /// Share of answer sentences the strict judge finds supported by a cited post.
+    sentence_support: f64,
+    /// Answer sentences without a citation.
+    uncited: usize,
+    /// "What is happening in <place>?" topics answered with at least two related citations.
+    places_with_two_related: usize,
+    places: usize,
+    /// Share of unanswerable questions answered "found nothing".
+    abstention: Option<f64>,
+}
+
+/// Whether an answer declines: the agent's own "I found no posts" or the model saying the
+/// posts do not tell.
+fn abstains(answer: &tidings_agent::Answer) -> bool {
+    if answer.no_results {
+        return true;
+    }
+    let t = answer.text.to_lowercase();
+    [
+        "found no posts",
+        "found nothing",
+        "no posts about",
+        "do not answer",
+        "don't answer",
+        "do not mention",
+        "don't mention",
+        "do not say",
+        "no information",
+        "not mentioned",
+    ]
+    .iter()
+    .any(|p| t.contains(p))
+}
+
+/// Unanswerable questions: TweetQA questions (a seeded sample apart from the answered one)
+/// whose gold posts are deleted from the index first, and questions about events absent from
+/// both feeds. Returns the share answered with "found nothing".
+async fn abstention(
+    agent: &tidings_agent::Agent,
+    service: &tidings_index::IndexService,
+    questions: &[Question],
+    answered: Option<usize>,
+    k: usize,
+    topics: &[Topic],
+) -> anyhow::Result<f64> {
+    use tidings_agent::AskRequest;
+    let started = Instant::now();
+    let dated: Vec<&Question> = questions.iter().filter(|q| q.as_of.is_some()).collect();
+    let skip = answered.unwrap_or(dated.len()).min(dated.len());
+    let picked: Vec<&Question> = seeded_sample(dated.len(), dated.len(), 20_260_101)
+        .into_iter()
+        .skip(skip)
+        .take(k)
+        .map(|i| dated[i])
+        .collect();
+    let ids: Vec<tidings_index::PostId> = picked
+        .iter()
+        .flat_map(|q| q.gold_post_ids.iter())
+        .filter_map(|id| tidings_index::PostId::parse(id).ok())
+        .collect();
+    service.write.delete(ids).await?;
+    service.write.commit().await?;
+    let (mut removed_asked, mut removed_abstained) = (0usize, 0usize);
+    let mut examples = Vec::new();
+    for q in &picked {
+        let as_of = tidings_api::parse_time(q.as_of.as_deref().unwrap_or_default())
+            .map_err(anyhow::Error::msg)?;
+        let (_, answer) = agent
+            .answer(AskRequest {
+                question: q.question.clone(),
+                as_of: Some(as_of),
+                max_tokens: Some(96),
+                ..AskRequest::default()
+            })
+            .await?;
+        removed_asked += 1;
+        if abstains(&answer) {
+            removed_abstained += 1;
+        } else if examples.len() < 3 {
+            examples.push(format!(
+                "{} → {}",
+                q.question,
+                answer.text.replace('\n', " ")
+            ));
+        }
+    }
+    let (mut absent_asked, mut absent_abstained) = (0usize, 0usize);
+    for (i, question) in ABSENT_EVENTS.iter().enumerate() {
+        let topic = &topics[i % topics.len().max(1)];
+        let as_of = tidings_api::parse_time(&topic.as_of).map_err(anyhow::Error::msg)?;
+        let (_, answer) = agent
+            .answer(AskRequest {
+                question: question.to_string(),
+                as_of: Some(as_of),
+                max_tokens: Some(96),
+                ..AskRequest::default()
+            })
+            .await?;
+        absent_asked += 1;
+        if abstains(&answer) {
+            absent_abstained += 1;
+        } else if examples.len() < 6 {
+            examples.push(format!("{question} → {}", answer.text.replace('\n', " ")));
+        }
+    }
+    let rate = (removed_abstained + absent_abstained) as f64
+        / (removed_asked + absent_asked).max(1) as f64;
+    println!(
+        "\nAbstention ({}, {:.1}s): {:<34} {:>8}",
+        agent.model().id(),
+        started.elapsed().as_secs_f64(),
+        "",
+        ""
+    );
+    println!(
+        "{:<44} {:>8.3}  ({removed_abstained}/{removed_asked})",
+        "TweetQA, gold post removed: 'found nothing'",
+        removed_abstained as f64 / removed_asked.max(1) as f64
+    );
+    println!(
+        "{:<44} {:>8.3}  ({absent_abstained}/{absent_asked})",
+        "events absent from the feed: 'found nothing'",
+        absent_abstained as f64 / absent_asked.max(1) as f64
+    );
+    println!("{:<44} {:>8.3}", "abstention, all unanswerable", rate);
+    for e in examples {
+        println!(
+            "  answered anyway: {}",
+            e.chars().take(240).collect::<String>()
+        );
+    }
+    Ok(rate)
 }
 
 /// A small deterministic shuffle (xorshift), so the sample is the same on every machine.
@@ -809,7 +1078,7 @@ async fn answers(
         "{:<40} {:<22} {:>6} {:>9}",
         "topic", "place", "cited", "relevant"
     );
-    let (mut cited_total, mut relevant_total) = (0usize, 0usize);
+    let (mut cited_total, mut relevant_total, mut two_related) = (0usize, 0usize, 0usize);
     for topic in topics {
         let place = events
             .iter()
@@ -838,6 +1107,7 @@ async fn answers(
             .count();
         cited_total += cited;
         relevant_total += relevant;
+        two_related += usize::from(relevant >= 2);
         println!(
             "{:<40} {:<22} {:>6} {:>9}",
             topic.id.trim_start_matches("crisislext26-"),
@@ -852,11 +1122,16 @@ async fn answers(
         relevant_total as f64 / cited_total as f64
     };
     println!(
-        "{:<40} {:<22} {:>6} {:>9}  ({share:.3} relevant)",
-        "TOTAL", "", cited_total, relevant_total
+        "{:<40} {:<22} {:>6} {:>9}  ({share:.3} relevant; {two_related}/{} topics with ≥ 2 related)",
+        "TOTAL", "", cited_total, relevant_total, topics.len()
     );
     Ok(AnswerFigures {
         citation_validity: validity,
         cited_relevant_share: share,
+        sentence_support: supported as f64 / sentences.max(1) as f64,
+        uncited,
+        places_with_two_related: two_related,
+        places: topics.len(),
+        abstention: None,
     })
 }

@@ -13,4 +13,5 @@ pub mod config;
 pub mod digest_cli;
 pub mod eval;
 pub mod live_cli;
+pub mod models;
 pub mod telemetry;

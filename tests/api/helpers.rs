@@ -30,15 +30,11 @@ pub(crate) fn settings(data_dir: &std::path::Path) -> Settings {
     s.index.optimize_every = 0;
     // Tests that answer questions opt in with `spawn_app_with(.., model = true)`.
     s.model.kind = "none".into();
-    s.model.path = chat_model_path();
+    // The smallest known model keeps the suite fast; `tidings eval` answers with the default.
+    s.model.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    s.model.local = "smollm2-135m".into();
     s.model.context_tokens = 2048;
     s
-}
-
-/// The local chat model (SmolLM2, fetched by `make setup`).
-pub(crate) fn chat_model_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 /// An app with the given settings (the caller keeps the data dir alive).

@@ -74,7 +74,7 @@ before(async () => {
   server = spawn(binary, ["--config", config, "--data-dir", dataDir, "serve", "--bind", `127.0.0.1:${port}`,
     "--replay", join(repo, "tests/fixtures/chat_feed.jsonl"), "--fast"], {
     cwd: repo,
-    env: { ...process.env, RUST_LOG: "warn", TIDINGS__MODEL__CONTEXT_TOKENS: "2048" },
+    env: { ...process.env, RUST_LOG: "warn", TIDINGS__MODEL__CONTEXT_TOKENS: "2048", TIDINGS__MODEL__LOCAL: "smollm2-135m" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   server.stdout.on("data", (d) => { serverLog += d; });

@@ -4,10 +4,15 @@
 //! concurrent askers take turns instead of thrashing two cores, and a full queue answers
 //! `model_busy` at once. Tokens stream back over a channel; when the caller goes away (a client
 //! disconnects) generation stops at the next token.
+//!
+//! Prefix reuse: the worker keeps the tokens whose keys and values are in the context's KV
+//! cache from the last generation. A new prompt that starts the same way (the rules and the
+//! persona come first in every prompt, see `prompt::build`) only decodes what differs, which
+//! cuts the time to first token by the length of the shared prefix.
 
 use super::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, ModelError, ModelEvent, ModelStream,
-    Usage,
+    PromptProfile, Usage,
 };
 use futures::future::BoxFuture;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -35,17 +40,39 @@ pub struct LocalModelConfig {
     pub threads: usize,
     /// Requests that may wait for the model; one more is refused with `model_busy`.
     pub queue: usize,
+    /// The name it is listed under (`/v1/models`); `None`: the file's stem.
+    pub name: Option<String>,
+    /// Per-model prompt settings (posts per prompt, repetition penalty).
+    pub prompt: PromptProfile,
+    /// Keep the KV cache of the previous prompt and decode only what differs.
+    pub prefix_cache: bool,
 }
 
 impl Default for LocalModelConfig {
     fn default() -> Self {
+        let known = super::catalog::find(super::DEFAULT_LOCAL_MODEL);
         LocalModelConfig {
-            path: PathBuf::from("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            path: known.map_or_else(
+                || PathBuf::from("model.gguf"),
+                |k| k.path(std::path::Path::new("models")),
+            ),
             context_tokens: 4096,
             threads: 0,
             queue: 16,
+            name: known.map(|k| k.name.to_string()),
+            prompt: known.map(|k| k.prompt).unwrap_or_default(),
+            prefix_cache: true,
         }
     }
+}
+
+/// How much of the prompts the KV cache spared (for `bench --agent` and metrics).
+#[derive(Debug, Default)]
+pub struct PrefixCacheStats {
+    /// Prompt tokens over all generations.
+    pub prompt_tokens: AtomicUsize,
+    /// Of those, the tokens already in the cache (not decoded again).
+    pub reused_tokens: AtomicUsize,
 }
 
 struct Job {
@@ -58,6 +85,9 @@ struct Job {
 struct Shared {
     model: LlamaModel,
     template: Option<LlamaChatTemplate>,
+    prompt: PromptProfile,
+    prefix_cache: bool,
+    stats: PrefixCacheStats,
 }
 
 /// The embedded llama.cpp model. Cheap to share behind an `Arc`.
@@ -87,8 +117,9 @@ impl LocalChatModel {
     pub fn load(config: &LocalModelConfig) -> Result<LocalChatModel, ModelError> {
         if !config.path.is_file() {
             return Err(ModelError::Internal(format!(
-                "chat model file {} not found (run `make setup` to fetch SmolLM2, or set [model].path)",
-                config.path.display()
+                "chat model file {} not found (run `tidings models fetch {}` to fetch it, or set model.local to a GGUF path)",
+                config.path.display(),
+                config.name.as_deref().unwrap_or("NAME")
             )));
         }
         let backend = backend()?;
@@ -100,13 +131,21 @@ impl LocalChatModel {
         }
         let trained = model.n_ctx_train().max(512);
         let context_tokens = config.context_tokens.clamp(512, trained);
-        let id = config
-            .path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("local")
-            .to_lowercase();
-        let shared = Arc::new(Shared { model, template });
+        let id = config.name.clone().unwrap_or_else(|| {
+            config
+                .path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("local")
+                .to_lowercase()
+        });
+        let shared = Arc::new(Shared {
+            model,
+            template,
+            prompt: config.prompt,
+            prefix_cache: config.prefix_cache,
+            stats: PrefixCacheStats::default(),
+        });
         let (jobs, rx) = mpsc::channel(config.queue.max(1));
         let threads = if config.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -133,6 +172,11 @@ impl LocalChatModel {
     /// Requests waiting for or being served by the model.
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Prompt tokens decoded and reused from the KV cache so far.
+    pub fn prefix_cache_stats(&self) -> &PrefixCacheStats {
+        &self.shared.stats
     }
 
     /// The prompt the model will see: the model's own chat template (ChatML when it has none).
@@ -169,6 +213,14 @@ impl ChatModel for LocalChatModel {
 
     fn context_tokens(&self) -> usize {
         self.context_tokens
+    }
+
+    fn prefix_cache(&self) -> Option<&PrefixCacheStats> {
+        Some(&self.shared.stats)
+    }
+
+    fn preferred_posts(&self) -> Option<usize> {
+        Some(self.shared.prompt.max_posts.max(1))
     }
 
     fn count_tokens(&self, text: &str) -> usize {
@@ -243,21 +295,35 @@ fn worker(
             return;
         }
     };
+    // The tokens whose keys and values sit in the KV cache, in position order.
+    let mut cached: Vec<LlamaToken> = Vec::new();
     while let Some(job) = rx.blocking_recv() {
         let waited = job.queued_at.elapsed();
         if job.tx.is_closed() {
             waiting.fetch_sub(1, Ordering::Relaxed);
             continue;
         }
-        ctx.clear_kv_cache();
+        if !shared.prefix_cache {
+            ctx.clear_kv_cache();
+            cached.clear();
+        }
         let started = Instant::now();
         // A panic inside one generation fails that request only; the thread serves the next.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            generate(&shared.model, &mut ctx, &job, context_tokens as usize)
+            generate(
+                &shared,
+                &mut ctx,
+                &job,
+                context_tokens as usize,
+                &mut cached,
+            )
         }))
         .unwrap_or_else(|panic| {
             let message = crate::panic_message(panic.as_ref());
             tracing::error!(panic = %message, "the local model panicked in a generation");
+            // What the cache holds is unknown now: start the next one from scratch.
+            ctx.clear_kv_cache();
+            cached.clear();
             Err(ModelError::Internal(format!(
                 "the local model failed: {message}"
             )))
@@ -271,6 +337,8 @@ fn worker(
                 "local generation done"
             ),
             Err(e) => {
+                ctx.clear_kv_cache();
+                cached.clear();
                 let _ = job.tx.blocking_send(Err(e));
             }
         }
@@ -278,13 +346,28 @@ fn worker(
     }
 }
 
-/// Decodes the prompt, then samples until end-of-generation, `max_tokens`, or a closed channel.
+/// How many leading tokens of `prompt` can stay in a cache that holds `cached`: the common
+/// prefix, less one so that the last prompt token is always decoded (its logits are sampled).
+pub(crate) fn reusable_prefix(cached: &[LlamaToken], prompt: &[LlamaToken]) -> usize {
+    let common = cached
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
+    common.min(prompt.len().saturating_sub(1))
+}
+
+/// Decodes the prompt (after the part the KV cache already holds), then samples until
+/// end-of-generation, `max_tokens`, or a closed channel. `cached` is kept equal to the tokens
+/// in the cache.
 fn generate(
-    model: &LlamaModel,
+    shared: &Shared,
     ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
     job: &Job,
     n_ctx: usize,
+    cached: &mut Vec<LlamaToken>,
 ) -> Result<Usage, ModelError> {
+    let model = &shared.model;
     let vocab = model.vocab();
     let tokens = vocab.tokenize(job.prompt.as_bytes(), true, true);
     if tokens.len() + 16 >= n_ctx {
@@ -294,28 +377,50 @@ fn generate(
         )));
     }
     let max_new = (job.params.max_tokens as usize).min(n_ctx - tokens.len() - 1);
+    // Drop what differs from the cached tokens; keep the shared prefix.
+    let mut keep = reusable_prefix(cached, &tokens);
+    if keep < cached.len() {
+        let removed = ctx
+            .clear_kv_cache_seq(Some(0), Some(keep as u32), None)
+            .unwrap_or(false);
+        if !removed {
+            ctx.clear_kv_cache();
+            keep = 0;
+        }
+        cached.truncate(keep);
+    }
+    shared
+        .stats
+        .prompt_tokens
+        .fetch_add(tokens.len(), Ordering::Relaxed);
+    shared
+        .stats
+        .reused_tokens
+        .fetch_add(keep, Ordering::Relaxed);
     let n_batch = 512usize;
     let mut batch = LlamaBatch::new(n_batch, 1);
     let last = tokens.len() - 1;
-    for (chunk_no, chunk) in tokens.chunks(n_batch).enumerate() {
+    for (chunk_no, chunk) in tokens[keep..].chunks(n_batch).enumerate() {
         batch.clear();
         for (j, token) in chunk.iter().enumerate() {
-            let pos = chunk_no * n_batch + j;
+            let pos = keep + chunk_no * n_batch + j;
             batch
                 .add(*token, pos as i32, &[0], pos == last)
                 .map_err(|e| ModelError::Internal(format!("batch: {e}")))?;
         }
         ctx.decode(&mut batch)
             .map_err(|e| ModelError::Internal(format!("decode the prompt: {e}")))?;
+        cached.extend_from_slice(chunk);
     }
+    let penalty = shared.prompt.repeat_penalty.max(1.0);
     let mut sampler = if job.params.temperature <= 0.0 {
         LlamaSampler::chain_simple([
-            LlamaSampler::penalties(model.n_vocab(), 64, 1.1, 0.0, 0.0),
+            LlamaSampler::penalties(model.n_vocab(), 64, penalty, 0.0, 0.0),
             LlamaSampler::greedy(),
         ])
     } else {
         LlamaSampler::chain_simple([
-            LlamaSampler::penalties(model.n_vocab(), 64, 1.1, 0.0, 0.0),
+            LlamaSampler::penalties(model.n_vocab(), 64, penalty, 0.0, 0.0),
             LlamaSampler::top_p(job.params.top_p.clamp(0.05, 1.0), 1),
             LlamaSampler::temp(job.params.temperature),
             LlamaSampler::dist(job.params.seed),
@@ -350,6 +455,7 @@ fn generate(
         logits_index = 0;
         ctx.decode(&mut batch)
             .map_err(|e| ModelError::Internal(format!("decode: {e}")))?;
+        cached.push(token);
     }
     if !pending_bytes.is_empty() {
         let rest = String::from_utf8_lossy(&pending_bytes).into_owned();
@@ -392,7 +498,19 @@ fn take_valid_utf8(bytes: &mut Vec<u8>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::take_valid_utf8;
+    use super::{reusable_prefix, take_valid_utf8};
+    use llama_cpp_2::token::LlamaToken;
+
+    #[test]
+    fn the_shared_prefix_is_reused_but_the_last_prompt_token_is_decoded() {
+        let t = |v: &[i32]| v.iter().map(|&i| LlamaToken::new(i)).collect::<Vec<_>>();
+        assert_eq!(reusable_prefix(&t(&[1, 2, 3, 9, 9]), &t(&[1, 2, 3, 4])), 3);
+        assert_eq!(reusable_prefix(&t(&[]), &t(&[1, 2])), 0);
+        // The same prompt again: everything but the last token.
+        assert_eq!(reusable_prefix(&t(&[1, 2, 3]), &t(&[1, 2, 3])), 2);
+        assert_eq!(reusable_prefix(&t(&[5]), &t(&[1, 2])), 0);
+        assert_eq!(reusable_prefix(&t(&[1]), &t(&[])), 0);
+    }
 
     #[test]
     fn split_multibyte_characters_wait_for_their_rest() {

@@ -2,10 +2,12 @@
 //! [`OpenAiChatModel`] (any OpenAI-compatible chat API over HTTP, streamed) and
 //! [`LocalChatModel`] (a GGUF chat model run in-process by llama.cpp, with a bounded queue).
 
+pub mod catalog;
 mod local;
 mod openai;
 
-pub use local::{LocalChatModel, LocalModelConfig};
+pub use catalog::{KnownModel, PromptProfile, DEFAULT_LOCAL_MODEL};
+pub use local::{LocalChatModel, LocalModelConfig, PrefixCacheStats};
 pub use openai::{OpenAiChatConfig, OpenAiChatModel};
 
 use futures::future::BoxFuture;
@@ -167,6 +169,14 @@ pub trait ChatModel: Send + Sync {
     /// Tokens `text` takes in this model's tokenizer (an estimate where the backend's tokenizer
     /// is not available locally).
     fn count_tokens(&self, text: &str) -> usize;
+    /// What the prompt-prefix KV cache spared, for models that keep one.
+    fn prefix_cache(&self) -> Option<&PrefixCacheStats> {
+        None
+    }
+    /// Most posts worth putting in a prompt for this model (`None`: as many as fit).
+    fn preferred_posts(&self) -> Option<usize> {
+        None
+    }
     /// Whether the agent may offer tools (a bounded `search_posts` loop).
     fn supports_tools(&self) -> bool {
         false
