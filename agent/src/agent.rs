@@ -30,8 +30,13 @@ pub struct AgentConfig {
     pub temperature: f32,
     /// Fewer relevant posts than this makes an implicit window widen.
     pub min_relevant: usize,
-    /// A post found only by the dense retriever counts as relevant from this cosine up.
+    /// A post found only by the dense retriever counts as relevant from this cosine up (when
+    /// it also covers the question, see `min_coverage`).
     pub min_dense_score: f32,
+    /// From this cosine up a post is relevant whatever words it shares (a paraphrase).
+    pub strong_dense_score: f32,
+    /// Share of the question's topic words (light-stemmed) a post must hold to address it.
+    pub min_coverage: f32,
     /// Tokens for the prompt; `None`: the model's window minus the answer and a margin.
     pub prompt_budget: Option<usize>,
     /// How many times an implicit window may widen.
@@ -51,6 +56,8 @@ impl Default for AgentConfig {
             temperature: 0.0,
             min_relevant: 3,
             min_dense_score: 0.35,
+            strong_dense_score: 0.6,
+            min_coverage: 0.5,
             prompt_budget: None,
             max_widen_steps: 4,
             infer_min_overlap: 0.3,
@@ -215,18 +222,41 @@ fn extractive_answer(posts: &[Post], question: &str) -> String {
     }
     let mut out = String::from("Here is what the posts say:\n");
     for e in extracts {
-        let who = posts[e.number - 1]
-            .author
-            .as_deref()
-            .map_or_else(|| "A post".to_string(), |a| format!("@{a}"));
-        let backing = match e.corroborated_by.len() {
-            0 => " (one account; unconfirmed)".to_string(),
-            1 => " (another account says the same)".to_string(),
-            n => format!(" ({n} other accounts say the same)"),
-        };
-        out.push_str(&format!("- {who}: “{}”{backing} [{}]\n", e.quote, e.number));
+        out.push_str(&format!("- {}\n", extract_line(posts, &e)));
     }
     out
+}
+
+/// `@who: “quote” (backing) [n]`.
+fn extract_line(posts: &[Post], e: &ground::Extract) -> String {
+    let who = posts[e.number - 1]
+        .author
+        .as_deref()
+        .map_or_else(|| "A post".to_string(), |a| format!("@{a}"));
+    let backing = match e.corroborated_by.len() {
+        0 => " (one account; unconfirmed)".to_string(),
+        1 => " (another account says the same)".to_string(),
+        n => format!(" ({n} other accounts say the same)"),
+    };
+    format!("{who}: “{}”{backing} [{}]", e.quote, e.number)
+}
+
+/// The post that answers `question` best, quoted, when the model's checked text does not cite
+/// it: a reader sees the primary source's own words next to the summary (a small model often
+/// leaves out the one detail that was asked for). Empty when it is already cited.
+fn closest_post_line(posts: &[Post], question: &str, answer: &str) -> String {
+    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
+    let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
+    let Some(best) = ground::extractive(&texts, &authors, question, 1)
+        .into_iter()
+        .next()
+    else {
+        return String::new();
+    };
+    if cite::cited_numbers(answer).contains(&best.number) {
+        return String::new();
+    }
+    format!("\n\nClosest post: {}", extract_line(posts, &best))
 }
 
 /// `stream` with any panic while polling it turned into one `Err` item that ends it.
@@ -302,6 +332,39 @@ pub fn post_url(post: &Post) -> Option<String> {
 }
 
 /// Appends the earlier posts that still apply (inside `window`, sharing a query word, not
+
+/// `word` without a plural or verb ending, for matching "floods" to "flooding".
+fn light_stem(word: &str) -> &str {
+    for suffix in ["ing", "ies", "es", "ed", "s"] {
+        if let Some(stem) = word.strip_suffix(suffix) {
+            if stem.chars().count() >= 3 {
+                return stem;
+            }
+        }
+    }
+    word
+}
+
+/// Share of the topic words of `query` (the plan's search words) found in `text`, compared
+/// light-stemmed. Scripts without spaces (CJK) are matched by bigrams, which do not measure
+/// coverage well: there any match counts (1.0), as does an empty query.
+fn coverage(query: &str, text: &str) -> f32 {
+    if query.chars().any(tidings_index::script::is_cjk) {
+        return 1.0;
+    }
+    let asked: std::collections::HashSet<String> = cite::content_words(query)
+        .iter()
+        .map(|w| light_stem(w).to_string())
+        .collect();
+    if asked.is_empty() {
+        return 1.0;
+    }
+    let have: std::collections::HashSet<String> = cite::content_words(text)
+        .iter()
+        .map(|w| light_stem(w).to_string())
+        .collect();
+    asked.iter().filter(|w| have.contains(*w)).count() as f32 / asked.len() as f32
+}
 
 /// Whether `post` names one of `anchors` (its text, hashtags, mentions or author), as whole
 /// terms: every term of an anchor in the post's terms ("emilia-romagna" → emilia, romagna).
@@ -530,12 +593,18 @@ impl Agent {
         if !plan.anchors.is_empty() && !mentions_any(&hit.post, &plan.anchors) {
             return false;
         }
-        if hit.breakdown.bm25.is_some() {
+        let dense = hit.breakdown.dense.unwrap_or(0.0);
+        // A close paraphrase counts whatever words it uses.
+        if dense >= self.config.strong_dense_score {
             return true;
         }
-        hit.breakdown
-            .dense
-            .is_some_and(|d| d >= self.config.min_dense_score)
+        // Otherwise the post must carry enough of what was asked: sharing one common word
+        // with a question ("awesome", "photo") is not addressing it.
+        let covered = coverage(&plan.query, &hit.post.text) >= self.config.min_coverage;
+        if hit.breakdown.bm25.is_some() {
+            return covered;
+        }
+        covered && dense >= self.config.min_dense_score
     }
 
     /// Answers a question as a stream: `Retrieved`, then `Delta`s, then one `Done`. Errors
@@ -682,6 +751,9 @@ impl Agent {
         };
         let config = self.config.clone();
         let asked = question.clone();
+        // Answers to searched questions quote the closest post when the model did not cite
+        // it; summaries over given posts (digests) do not.
+        let quote_closest = retrieval.searched && request.fixed_posts.is_none();
         let stream = async_stream::stream! {
             let used: Vec<Post> = retrieval.posts.iter().map(|h| h.post.clone()).collect();
             let window = retrieval.window.clone();
@@ -753,6 +825,9 @@ impl Agent {
             if extractive {
                 // Nothing the model wrote is supported: quote the posts instead.
                 rest = extractive_answer(&used, &asked);
+            } else if !used.is_empty() && quote_closest {
+                let so_far = format!("{text}{rest}");
+                rest.push_str(&closest_post_line(&used, &asked, &so_far));
             }
             if !rest.is_empty() {
                 first_token.get_or_insert_with(|| started.elapsed());
@@ -1032,6 +1107,24 @@ mod tests {
             }
             other => panic!("expected a contained panic, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_post_addresses_a_question_when_it_covers_its_words() {
+        assert_eq!(light_stem("flooding"), "flood");
+        assert_eq!(light_stem("floods"), "flood");
+        assert_eq!(light_stem("gas"), "gas");
+        let q = "kaine took hundreds thousands dollars gifts";
+        assert!(
+            coverage(
+                q,
+                "Tim Kaine took thousands of dollars in gifts as governor"
+            ) >= 0.5
+        );
+        assert!(coverage("awesome sight", "An awesome gif of the meteor") < 0.6);
+        assert!(coverage("awesome sight", "What an awesome sight over the bay") >= 0.99);
+        assert_eq!(coverage("", "anything"), 1.0);
+        assert_eq!(coverage("東京 地震", "大阪の天気"), 1.0);
     }
 
     #[test]

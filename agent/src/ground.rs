@@ -525,6 +525,12 @@ pub fn extractive(
         } else {
             asked.iter().filter(|w| p.words.contains(*w)).count() as f32 / asked.len() as f32
         };
+        // Informative: a statement with names or numbers and a few words, not a bare reaction
+        // ("so sad", "haha #floods"); reactions are often copied, so corroboration alone would
+        // put them first.
+        let facts = claims(posts[i]);
+        let informative =
+            (p.words.len() as f32 / 6.0).min(1.0) * if facts.is_empty() { 0.6 } else { 1.0 };
         let mut by = Vec::new();
         let mut centrality = 0.0f32;
         for (j, q) in grounded.iter().enumerate() {
@@ -544,8 +550,14 @@ pub fn extractive(
                 by.push(j + 1);
             }
         }
-        // Rank: corroboration first, then closeness to the question, centrality, retrieval order.
-        let score = by.len() as f32 * 10.0 + relevance * 3.0 + centrality - i as f32 * 0.01;
+        // Rank: a question with words of its own wants the posts closest to them first;
+        // "what is happening?" wants what most accounts say. Then centrality, retrieval order.
+        let corroboration = by.len().min(3) as f32;
+        let score = if asked.is_empty() {
+            (corroboration * 10.0 + centrality) * informative
+        } else {
+            (relevance * 10.0 + corroboration * 2.0 + centrality) * informative
+        } - i as f32 * 0.01;
         scored.push((i + 1, score, by));
     }
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -563,22 +575,39 @@ pub fn extractive(
         }
         out.push(Extract {
             number: n,
-            quote: first_statement(posts[n - 1]),
+            quote: quote_for(posts[n - 1], &asked),
             corroborated_by: by,
         });
     }
     out
 }
 
-/// A post's first sentence without links or a retweet prefix, at most 200 graphemes.
-fn first_statement(text: &str) -> String {
+/// What to quote of a post: all of it (without links or a retweet prefix) when it is short;
+/// else its sentence that shares most words with the question (the first on a tie), at most
+/// 200 graphemes.
+fn quote_for(text: &str, asked: &HashSet<String>) -> String {
+    const MAX: usize = 200;
     let clean = crate::prompt::prompt_text(text);
-    let first = match sentence_end(&clean) {
-        Some(end) if end >= 40 => clean[..end].trim(),
-        _ => clean.trim(),
-    };
-    let cut = prefix_graphemes(first, 200);
-    if cut.len() < first.len() {
+    let clean = clean.trim();
+    if clean.chars().count() <= MAX {
+        return clean.to_string();
+    }
+    let mut best = clean;
+    let mut best_score = -1i64;
+    for (a, b) in crate::cite::sentences(clean) {
+        let sentence = clean[a..b].trim();
+        if sentence.is_empty() {
+            continue;
+        }
+        let words = content_words(sentence);
+        let score = asked.iter().filter(|w| words.contains(*w)).count() as i64;
+        if score > best_score {
+            best = sentence;
+            best_score = score;
+        }
+    }
+    let cut = prefix_graphemes(best, MAX);
+    if cut.len() < best.len() {
         format!("{}…", cut.trim_end())
     } else {
         cut.to_string()
@@ -718,9 +747,17 @@ mod tests {
             "What happened in Ferrara?",
             2,
         );
-        assert_eq!(e[0].number, 2, "{e:?}");
-        assert_eq!(e[0].quote, "Earthquake hits Ferrara, buildings damaged");
-        assert_eq!(e[0].corroborated_by, vec![3, 4]);
+        // The fullest of the corroborated statements comes first, then the lone one.
+        assert_eq!(e[0].number, 4, "{e:?}");
+        assert_eq!(
+            e[0].quote,
+            "Earthquake hits Ferrara: buildings damaged, people in the streets"
+        );
+        assert_eq!(e[0].corroborated_by, vec![2, 3]);
+        assert_eq!(
+            e[1].number, 1,
+            "copies of the quoted post are not quoted again: {e:?}"
+        );
     }
 
     #[test]

@@ -223,14 +223,24 @@ async fn upstream_failures_map_to_clear_errors() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
+    // The model answered about the bridge; the post closest to the question (the flooding) is
+    // quoted after it, so the asker sees what was asked about in the source's own words.
     assert_eq!(
         v["choices"][0]["message"]["content"],
-        "Posts report the Miller Street bridge is closed (one account reports this; unconfirmed) [2]."
+        "Posts report the Miller Street bridge is closed (one account reports this; unconfirmed) [2].\n\n\
+         Closest post: A post: “Heavy flooding downtown, water rising fast” (one account; unconfirmed) [1]"
     );
+    let mut cited: Vec<&str> = v["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    cited.sort();
     assert_eq!(
-        v["citations"],
-        json!(["p1"]),
-        "the tool-found post is cited as [2]: {v}"
+        cited,
+        ["p1", "p2"],
+        "the tool-found post is cited as [2], the closest post as [1]: {v}"
     );
 
     calls.0.store(0, Ordering::SeqCst);
