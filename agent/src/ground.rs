@@ -259,7 +259,10 @@ pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
     } else {
         MIN_WORD_SHARE
     };
-    let supported_by = if missing.is_empty() {
+    // A sentence that says nothing checkable ("posts report [1]", "Re-tweet [1].") is not
+    // support for anything: it has fewer than two content words and no claim.
+    let says_nothing = c.is_empty() && words.len() < 2;
+    let supported_by = if missing.is_empty() && !says_nothing {
         // Posts that hold at least one of the claims (or any, without claims) and share
         // enough of the sentence's words.
         candidates
@@ -731,6 +734,13 @@ mod tests {
             g.push("Police closed the Miller Street bridge [1].") + &g.finish(),
             "Police closed the Miller Street bridge (one account reports this; unconfirmed) [1]."
         );
+    }
+
+    #[test]
+    fn empty_sentences_are_not_answers() {
+        let mut g = SentenceGate::with_posts(posts(), Strictness::Strict);
+        assert_eq!(g.push("posts report [1]. Re-tweet [2].") + &g.finish(), "");
+        assert_eq!(g.kept, 0);
     }
 
     #[test]
