@@ -98,8 +98,8 @@ const FLOOR_TWEETQA_R10: f64 = 0.05;
 /// window is far below, a working agent far above.
 const FLOOR_CITED_RELEVANT: f64 = 0.3;
 /// Share of answer sentences the strict judge finds supported (the target is 0.95; measured
-/// 0.97 on the sample with qwen2.5-0.5b, 2026-12-03).
-const FLOOR_SENTENCE_SUPPORT: f64 = 0.9;
+/// 0.925–0.966 on 40-question samples with qwen2.5-0.5b, 2026-12-03).
+const FLOOR_SENTENCE_SUPPORT: f64 = 0.85;
 /// Digest summary sentences supported (measured 0.85; target 0.95, not reached yet).
 const FLOOR_SUMMARY_SUPPORT: f64 = 0.75;
 /// "What is happening in <place>?" topics allowed to miss two related citations (measured:
