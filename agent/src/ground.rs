@@ -101,12 +101,119 @@ pub struct Claims {
     pub names: Vec<String>,
     /// Numbers as written without thousands separators (`5,000` → `5000`, `5.9` stays).
     pub numbers: Vec<String>,
+    /// Polarity and change of state ("not", "lifted", "reopened", "killed"): a supporting post
+    /// must say the same kind of thing, or "the warning was lifted" passes on a post that
+    /// announces the warning. Each is a group name from [`state_group`].
+    pub states: Vec<&'static str>,
 }
 
 impl Claims {
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.numbers.is_empty()
+        self.names.is_empty() && self.numbers.is_empty() && self.states.is_empty()
     }
+}
+
+/// The polarity or state-change group of a lowercased word, if it has one. A post carries the
+/// claim when any word of the same group is in it ("killed" is carried by "dead").
+pub fn state_group(word: &str) -> Option<&'static str> {
+    const GROUPS: &[(&str, &[&str])] = &[
+        (
+            "not",
+            &[
+                "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot",
+                "without",
+            ],
+        ),
+        ("lifted", &["lift", "lifted", "lifts", "lifting"]),
+        (
+            "cancelled",
+            &["cancel", "cancelled", "canceled", "cancels", "cancellation"],
+        ),
+        ("reopened", &["reopen", "reopened", "reopens", "reopening"]),
+        ("ended", &["ended", "ends", "ceased", "finished"]),
+        (
+            "dead",
+            &[
+                "dead",
+                "death",
+                "deaths",
+                "died",
+                "dies",
+                "die",
+                "killed",
+                "kill",
+                "kills",
+                "killing",
+                "fatal",
+                "fatalities",
+                "fatality",
+                "bodies",
+                "toll",
+            ],
+        ),
+        (
+            "injured",
+            &[
+                "injured", "injury", "injuries", "injures", "hurt", "wounded", "wounds",
+            ],
+        ),
+        (
+            "arrested",
+            &[
+                "arrest", "arrested", "arrests", "detained", "custody", "captured", "caught",
+            ],
+        ),
+        (
+            "evacuated",
+            &[
+                "evacuate",
+                "evacuated",
+                "evacuates",
+                "evacuating",
+                "evacuation",
+                "evacuations",
+            ],
+        ),
+        (
+            "confirmed",
+            &["confirm", "confirmed", "confirms", "confirmation"],
+        ),
+        (
+            "denied",
+            &[
+                "deny", "denied", "denies", "false", "fake", "hoax", "debunked",
+            ],
+        ),
+        ("rescued", &["rescue", "rescued", "rescues", "saved"]),
+        ("missing", &["missing", "unaccounted"]),
+    ];
+    if word.ends_with("n't") || word.ends_with("n\u{2019}t") {
+        return Some("not");
+    }
+    GROUPS
+        .iter()
+        .find(|(_, forms)| forms.contains(&word))
+        .map(|(group, _)| *group)
+}
+
+/// The state groups of every word of `text`.
+fn states_in(text: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for (s, e) in word_spans(text) {
+        let word = text[s..e].to_lowercase();
+        // "didn't" may come as one span or as "didn" + "t".
+        let word = if text[e..].starts_with("'t") || text[e..].starts_with("\u{2019}t") {
+            format!("{word}'t")
+        } else {
+            word
+        };
+        if let Some(g) = state_group(&word) {
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+    }
+    out
 }
 
 fn normalize_number(n: &str) -> String {
@@ -152,6 +259,7 @@ pub fn claims(sentence: &str) -> Claims {
     Claims {
         names,
         numbers: numbers_in(&text),
+        states: states_in(&text),
     }
 }
 
@@ -162,6 +270,8 @@ pub struct GroundPost {
     /// All lowercased terms (not only content words), for names.
     pub terms: HashSet<String>,
     pub numbers: HashSet<String>,
+    /// Polarity and state-change groups it carries (see [`Claims::states`]).
+    pub states: HashSet<&'static str>,
     /// The account (lowercased), when known.
     pub author: Option<String>,
     /// Near-duplicate key: retweets and copies of one post share it (one source, not several).
@@ -180,6 +290,7 @@ impl GroundPost {
             words: content_words(&clean),
             terms: tidings_index::script::terms(&clean).into_iter().collect(),
             numbers: numbers_in(&clean).into_iter().collect(),
+            states: states_in(&clean).into_iter().collect(),
             author: author.map(str::to_lowercase),
             dup: tidings_index::dedup::near_duplicate_key(text),
         }
@@ -249,6 +360,14 @@ pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
             missing.push(number.clone());
         }
     }
+    for state in &c.states {
+        if !candidates
+            .iter()
+            .any(|n| posts[n - 1].states.contains(state))
+        {
+            missing.push((*state).to_string());
+        }
+    }
     // Without names to anchor it (uncased scripts such as Japanese or Arabic have no
     // capitals), a sentence must share more of its words with its post.
     let uncased = sentence
@@ -272,10 +391,12 @@ pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
                 let holds = if uncited {
                     c.names.iter().all(|x| p.has_name(x))
                         && c.numbers.iter().all(|x| p.numbers.contains(x))
+                        && c.states.iter().all(|x| p.states.contains(x))
                 } else {
                     c.is_empty()
                         || c.names.iter().any(|x| p.has_name(x))
                         || c.numbers.iter().any(|x| p.numbers.contains(x))
+                        || c.states.iter().any(|x| p.states.contains(x))
                 };
                 holds && word_share(&words, p) >= min_share
             })
@@ -734,6 +855,33 @@ mod tests {
             g.push("Police closed the Miller Street bridge [1].") + &g.finish(),
             "Police closed the Miller Street bridge (one account reports this; unconfirmed) [1]."
         );
+    }
+
+    #[test]
+    fn a_changed_state_or_a_negation_needs_a_post_that_says_it() {
+        // Seen on the page: the post announces the warning, the model said it was lifted.
+        let post = [GroundPost::new(
+            "Flash flood warning for Riverton until 9pm. The Miller Street bridge is closed in both directions, police say.",
+        )];
+        let lifted = check(
+            "The flood warning has been lifted, with the bridge closed in both directions [1].",
+            &post,
+        );
+        assert!(!lifted.supported(), "{lifted:?}");
+        assert_eq!(lifted.missing, ["lifted"]);
+        assert!(!check("The Miller Street bridge is not closed [1].", &post).supported());
+        assert!(!check("The bridge isn't closed in both directions [1].", &post).supported());
+        assert!(check(
+            "The Miller Street bridge is closed in both directions [1].",
+            &post
+        )
+        .supported());
+        // Another word of the same kind carries it.
+        let dead = [GroundPost::new(
+            "Train derailment in the Bronx: 4 dead, dozens hurt",
+        )];
+        assert!(check("The Bronx train derailment killed 4 [1].", &dead).supported());
+        assert!(!check("Police arrested the driver of the derailment [1].", &dead).supported());
     }
 
     #[test]
