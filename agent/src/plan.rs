@@ -170,7 +170,8 @@ pub fn topic_words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Words that are capitalised in questions without naming anything.
+/// Words that are capitalised in questions without naming anything (calendar words, the
+/// same list the trending topics skip, are checked too).
 const NOT_NAMES: &[&str] = &[
     "i",
     "i'm",
@@ -189,13 +190,6 @@ const NOT_NAMES: &[&str] = &[
     "yesterday",
     "tomorrow",
     "now",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
     "what",
     "who",
     "when",
@@ -234,6 +228,7 @@ pub fn anchors(text: &str) -> Vec<String> {
         let capital = !first
             && word.chars().next().is_some_and(char::is_uppercase)
             && !NOT_NAMES.contains(&word.to_lowercase().as_str())
+            && !crate::suggest::CALENDAR.contains(&word.to_lowercase().as_str())
             && !is_filler(&word.to_lowercase());
         if tagged || capital {
             let term = word.trim_start_matches(['#', '@', '$']).to_lowercase();

@@ -65,7 +65,7 @@ pub(crate) fn proper_phrases(text: &str) -> Vec<String> {
 }
 
 /// Calendar words are capitalised but are not topics.
-const CALENDAR: &[&str] = &[
+pub(crate) const CALENDAR: &[&str] = &[
     "monday",
     "tuesday",
     "wednesday",
