@@ -163,14 +163,46 @@ fn ends_sentence_alone(c: char) -> bool {
     matches!(c, '\n' | '。' | '！' | '？' | '｡' | '۔' | '؟' | '।' | '॥')
 }
 
-/// Sentences of `text` with their byte ranges.
+/// Titles and abbreviations a full stop does not end a sentence after (lowercase, no dot).
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "gen", "gov", "sen", "rep", "pres", "lt",
+    "col", "capt", "sgt", "rev", "vs", "etc", "no", "approx", "dept", "est", "inc", "ltd", "co",
+    "corp", "mt", "ft", "jan", "feb", "mar", "apr", "aug", "sept", "sep", "oct", "nov", "dec",
+];
+
+/// Whether the full stop at byte `dot` of `text` closes an abbreviation rather than a sentence:
+/// an initial ("Donald J. Trump"), a dotted acronym ("U.S."), or a title ("Dr.").
+fn is_abbreviation(text: &str, dot: usize) -> bool {
+    let before = text.get(..dot).unwrap_or("");
+    let word = before
+        .rsplit(|c: char| c.is_whitespace() || c == '(' || c == '"' || c == '“')
+        .next()
+        .unwrap_or("");
+    let mut chars = word.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => c.is_uppercase(),
+        (Some(_), Some(_)) if word.contains('.') => {
+            word.split('.').all(|part| part.chars().count() <= 2)
+        }
+        (Some(_), Some(_)) => ABBREVIATIONS.contains(&word.to_lowercase().as_str()),
+        _ => false,
+    }
+}
+
+/// Sentences of `text` with their byte ranges. A full stop after an initial, a dotted acronym
+/// or a title does not end one.
 pub fn sentences(text: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     let bytes: Vec<(usize, char)> = text.char_indices().collect();
     for (i, (pos, c)) in bytes.iter().enumerate() {
         let next_is_space = bytes.get(i + 1).map_or(true, |(_, n)| n.is_whitespace());
-        if (matches!(c, '.' | '!' | '?') && next_is_space) || ends_sentence_alone(*c) {
+        let stop = match c {
+            '.' => next_is_space && !is_abbreviation(text, *pos),
+            '!' | '?' => next_is_space,
+            _ => false,
+        };
+        if stop || ends_sentence_alone(*c) {
             let end = pos + c.len_utf8();
             if text[start..end].trim().len() > 1 {
                 out.push((start, end));
@@ -328,6 +360,19 @@ mod tests {
         );
         assert!(s.iter().any(|(n, v)| *n == 1 && *v > 0.3), "{s:?}");
         assert_eq!(sentences("東京で揺れ。大阪は無事！ok").len(), 3);
+        let text = "Donald J. Trump spoke in the U.S. Senate. Dr. Smith left. It rained.";
+        let got: Vec<&str> = sentences(text)
+            .into_iter()
+            .map(|(s, e)| text[s..e].trim())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "Donald J. Trump spoke in the U.S. Senate.",
+                "Dr. Smith left.",
+                "It rained."
+            ]
+        );
         assert_eq!(
             infer("東京で大きな揺れがありました。", &posts, 0.3),
             vec![1]

@@ -155,7 +155,11 @@ pub fn validate(
         Some(_) => return Err(Rejection::invalid("id", "must be a string or an integer")),
     };
     let text = match obj.remove("text") {
-        Some(Value::String(s)) => clean_text(&s),
+        // Platforms hand out text HTML-escaped (the X API's `&amp;`, `&lt;`, `&gt;`; archives
+        // such as CrisisLex keep them) and a post is plain text, so character references are
+        // decoded here for every source. A post that spells one out literally ("write &amp;")
+        // loses it, which is far rarer than escaped text shown to readers as `&amp;`.
+        Some(Value::String(s)) => clean_text(&crate::sources::html::decode(&s)),
         None | Some(Value::Null) => return Err(Rejection::missing("text")),
         Some(_) => return Err(Rejection::invalid("text", "must be a string")),
     };
@@ -618,6 +622,16 @@ mod tests {
                 .code,
             "malformed_json"
         );
+    }
+
+    #[test]
+    fn html_escapes_in_text_are_decoded_once() {
+        let p = check(
+            json!({"id": "p1", "text": "Rain &amp; wind &lt;3 &amp;amp; caf&#233; &bogus; AT&T",
+            "created_at": "2024-03-01T00:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(p.text, "Rain & wind <3 &amp; café &bogus; AT&T");
     }
 
     #[test]
