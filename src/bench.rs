@@ -13,7 +13,9 @@ use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tidings_index::{Embedder, LocalEmbedder, PostId, SearchFilter, SearchMode, SearchRequest};
+use tidings_index::{
+    Embedder, LocalEmbedder, PostId, Ranker, SearchFilter, SearchMode, SearchRequest,
+};
 use tidings_ingest::ValidationConfig;
 
 #[derive(Clone, Debug)]
@@ -342,6 +344,7 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
                     limit: 10,
                     mode: SearchMode::Text,
                     collapse_duplicates: true,
+                    ranker: Ranker::default(),
                 };
                 let t0 = Instant::now();
                 search.search_blocking(&req, None)?;

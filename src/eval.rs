@@ -16,8 +16,9 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tidings_index::rerank::{self, LinearModel, TrainingGroup, FEATURES, FEATURE_NAMES};
 use tidings_index::{
-    Embedder, LocalEmbedder, SearchFilter, SearchHandle, SearchMode, SearchRequest,
+    Embedder, LocalEmbedder, Ranker, SearchFilter, SearchHandle, SearchMode, SearchRequest,
 };
 use tidings_ingest::ValidationConfig;
 
@@ -58,6 +59,11 @@ pub struct EvalOptions {
     /// Unanswerable questions to ask (a seeded sample of TweetQA questions whose gold post is
     /// removed from the index, plus every question about an event absent from the feed).
     pub abstention_sample: usize,
+    /// Train the learned ranker on the train half of the TweetQA questions and print its
+    /// weights and both halves' figures.
+    pub train_reranker: bool,
+    /// Also write every candidate's features (TSV) here.
+    pub features_out: Option<PathBuf>,
 }
 
 /// Questions about events that are in neither feed (each checked: its names occur in no post),
@@ -85,11 +91,48 @@ const ABSENT_EVENTS: &[&str] = &[
     "how many tourists are stranded in tallinn",
 ];
 
-const MODES: [(SearchMode, &str); 3] = [
-    (SearchMode::Text, "bm25"),
-    (SearchMode::Vector, "dense"),
-    (SearchMode::Hybrid, "hybrid"),
+/// The retrieval configurations compared: BM25 alone, dense alone, hybrid by plain relative
+/// score fusion, and hybrid with the learned ranker (the product's default).
+/// The last, the product, searches with the agent's query (the question without question words
+/// and time expressions, see `tidings_agent::plan`); the others with the text as given.
+const MODES: [(SearchMode, Ranker, &str); 5] = [
+    (SearchMode::Text, Ranker::Fusion, "bm25"),
+    (SearchMode::Vector, Ranker::Fusion, "dense"),
+    (SearchMode::Hybrid, Ranker::Fusion, "fusion"),
+    (SearchMode::Hybrid, Ranker::Learned, "learned"),
+    (SearchMode::Hybrid, Ranker::Learned, "hybrid"),
 ];
+
+/// Whether row `m` of [`MODES`] searches with the agent's planned query.
+fn planned_row(m: usize) -> bool {
+    m + 1 == MODES.len()
+}
+
+/// The search words the agent would use for `question` asked at `as_of_ms`.
+fn agent_query(question: &str, as_of_ms: Option<i64>) -> String {
+    let as_of = as_of_ms
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_else(chrono::Utc::now);
+    let plan = tidings_agent::plan::plan(question, &[], as_of, &Default::default());
+    if plan.query.trim().is_empty() {
+        question.to_string()
+    } else {
+        plan.query
+    }
+}
+
+/// Whether a TweetQA question belongs to the held-out half: decided by an FNV-1a hash of its
+/// first gold post id, so every question about one tweet falls on the same side, and the
+/// reranker is trained only on the other half.
+fn held_out(q: &Question) -> bool {
+    let key = q.gold_post_ids.first().map_or("", String::as_str);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % 2 == 1
+}
 
 /// Floors a working index clears easily and a broken one (empty, unfiltered, misaligned) does not.
 const FLOOR_NDCG10: f64 = 0.25;
@@ -109,6 +152,130 @@ const FLOOR_PLACES_SLACK: usize = 6;
 /// cannot tell a TweetQA question without its tweet from one with it; see the note in
 /// README "Answer quality").
 const FLOOR_ABSTENTION: f64 = 0.4;
+
+/// R@1 and R@10 of `model` over feature groups (a group without its gold post counts as a miss).
+fn model_recall(model: &LinearModel, groups: &[&TrainingGroup]) -> (f64, f64) {
+    let (mut r1, mut r10) = (0usize, 0usize);
+    for g in groups {
+        let mut order: Vec<usize> = (0..g.candidates.len()).collect();
+        order.sort_by(|&a, &b| {
+            model
+                .score(&g.candidates[b])
+                .total_cmp(&model.score(&g.candidates[a]))
+        });
+        if order.first().is_some_and(|&i| g.gold[i]) {
+            r1 += 1;
+        }
+        if order.iter().take(10).any(|&i| g.gold[i]) {
+            r10 += 1;
+        }
+    }
+    let n = groups.len().max(1) as f64;
+    (r1 as f64 / n, r10 as f64 / n)
+}
+
+/// `--train-reranker`: features of every question's hybrid candidates, a model trained on the
+/// train half, and both halves' recall under the shipped model and the new one.
+fn train_reranker(
+    search: &SearchHandle,
+    questions: &[Question],
+    queries: &[String],
+    vectors: &[Vec<f32>],
+    features_out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut groups: [Vec<TrainingGroup>; 2] = [Vec::new(), Vec::new()];
+    let mut out = match features_out {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
+    };
+    if let Some(w) = out.as_mut() {
+        use std::io::Write;
+        writeln!(w, "qid\tsplit\tgold\t{}", FEATURE_NAMES.join("\t"))?;
+    }
+    for (i, ((q, query), v)) in questions.iter().zip(queries).zip(vectors).enumerate() {
+        let to = q.as_of.as_deref().map(time_ms).transpose()?;
+        let req = request(query, to, None, (SearchMode::Hybrid, Ranker::Learned), 10);
+        let rows = search.candidate_features(&req, Some(v))?;
+        let split = usize::from(held_out(q));
+        let mut g = TrainingGroup::default();
+        for (id, f) in rows {
+            let gold = q.gold_post_ids.contains(&id);
+            if let Some(w) = out.as_mut() {
+                use std::io::Write;
+                let cols: Vec<String> = f.iter().map(|x| format!("{x:.5}")).collect();
+                writeln!(w, "{i}\t{split}\t{}\t{}", u8::from(gold), cols.join("\t"))?;
+            }
+            g.candidates.push(f);
+            g.gold.push(gold);
+        }
+        groups[split].push(g);
+    }
+    let pool_recall = |gs: &[TrainingGroup]| {
+        gs.iter().filter(|g| g.gold.iter().any(|x| *x)).count() as f64 / gs.len().max(1) as f64
+    };
+    println!(
+        "\nreranker training: features of {} questions in {:.1}s; gold post among the candidates: train {:.3}, held-out {:.3}",
+        questions.len(),
+        started.elapsed().as_secs_f64(),
+        pool_recall(&groups[0]),
+        pool_recall(&groups[1])
+    );
+    let trained = rerank::train(&groups[0], 400, 1e-4);
+    let all = |s: usize| groups[s].iter().collect::<Vec<_>>();
+    for (name, model) in [("shipped", rerank::MODEL), ("trained", trained)] {
+        let (t1, t10) = model_recall(&model, &all(0));
+        let (h1, h10) = model_recall(&model, &all(1));
+        println!("{name:<8} train R@1 {t1:.3} R@10 {t10:.3} | held-out R@1 {h1:.3} R@10 {h10:.3}");
+    }
+    println!("trained weights (paste into index/src/rerank.rs `MODEL`):");
+    for (name, w) in FEATURE_NAMES.iter().zip(trained.weights) {
+        println!("        {w:.4}, // {name}");
+    }
+    // Answerability: the best candidate's probability with the gold post present (should
+    // answer) and with it removed (should decline), among questions whose gold is a candidate.
+    let answers = rerank::train_answerability(&groups[0], 400, 1e-4);
+    let best_probs = |model: &LinearModel, gs: &[TrainingGroup]| -> (Vec<f32>, Vec<f32>) {
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for g in gs.iter().filter(|g| g.gold.iter().any(|x| *x)) {
+            let p: Vec<f32> = g.candidates.iter().map(|f| model.probability(f)).collect();
+            with.push(p.iter().copied().fold(0.0, f32::max));
+            without.push(
+                p.iter()
+                    .zip(&g.gold)
+                    .filter(|(_, gold)| !**gold)
+                    .map(|(p, _)| *p)
+                    .fold(0.0, f32::max),
+            );
+        }
+        (with, without)
+    };
+    let rates = |(with, without): &(Vec<f32>, Vec<f32>), t: f32| {
+        (
+            with.iter().filter(|p| **p >= t).count() as f64 / with.len().max(1) as f64,
+            without.iter().filter(|p| **p < t).count() as f64 / without.len().max(1) as f64,
+        )
+    };
+    let (train_probs, held_probs) = (
+        best_probs(&answers, &groups[0]),
+        best_probs(&answers, &groups[1]),
+    );
+    println!(
+        "answerability model (paste into `ANSWERS_MODEL`): bias {:.4}",
+        answers.bias
+    );
+    for (name, w) in FEATURE_NAMES.iter().zip(answers.weights) {
+        println!("        {w:.4}, // {name}");
+    }
+    println!("threshold | train: answered with gold / declined without | held-out: same");
+    for t in [0.02f32, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6] {
+        let (a, d) = rates(&train_probs, t);
+        let (ha, hd) = rates(&held_probs, t);
+        println!("{t:>9.2} | {a:.3} / {d:.3} | {ha:.3} / {hd:.3}");
+    }
+    debug_assert_eq!(FEATURE_NAMES.len(), FEATURES);
+    Ok(())
+}
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
@@ -189,7 +356,7 @@ fn request(
     query: &str,
     to_ms: Option<i64>,
     from_ms: Option<i64>,
-    mode: SearchMode,
+    (mode, ranker): (SearchMode, Ranker),
     limit: usize,
 ) -> SearchRequest {
     SearchRequest {
@@ -204,6 +371,7 @@ fn request(
         limit,
         mode,
         collapse_duplicates: false,
+        ranker,
     }
 }
 
@@ -281,10 +449,16 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
     );
     println!("(R@50 cannot exceed 50/rel, about 0.054 here: each topic has ~900 related posts)");
     println!(
-        "{:<40} {:>6} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9}",
-        "topic", "rel", "bm25 nDCG", "R@50", "dense nDCG", "R@50", "hyb nDCG", "R@50"
+        "{:<40} {:>6} | {}",
+        "topic",
+        "rel",
+        MODES
+            .iter()
+            .map(|(_, _, name)| format!("{:>9} {:>9}", format!("{name} nDCG"), "R@50"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
-    let mut sums = [[0.0f64; 2]; 3];
+    let mut sums = [[0.0f64; 2]; MODES.len()];
     for (topic, vector) in topics.iter().zip(&topic_vectors) {
         let to = time_ms(&topic.as_of)?;
         let from = to - 60 * 86_400_000;
@@ -295,10 +469,16 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
             .map(|(id, _)| id)
             .collect();
         let mut row = Vec::new();
-        for (m, (mode, _)) in MODES.iter().enumerate() {
+        let planned = agent_query(&topic.query, Some(to));
+        let planned_vector = embedder.embed(vec![planned.clone()]).await?;
+        for (m, (mode, ranker, _)) in MODES.iter().enumerate() {
+            let (query, vector) = match (planned_row(m), planned_vector.first()) {
+                (true, Some(pv)) => (&planned, pv),
+                _ => (&topic.query, vector),
+            };
             let ranked = ids(
                 &search,
-                &request(&topic.query, Some(to), Some(from), *mode, 50),
+                &request(query, Some(to), Some(from), (*mode, *ranker), 50),
                 Some(vector),
             )?;
             let (ndcg, recall) = (
@@ -334,16 +514,36 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
     let qvectors = embedder
         .embed(questions.iter().map(|q| q.question.clone()).collect())
         .await?;
-    let mut hits = [[0usize; 2]; 3];
-    for (q, v) in questions.iter().zip(&qvectors) {
+    let planned_queries: Vec<String> = questions
+        .iter()
+        .map(|q| {
+            let to = q.as_of.as_deref().and_then(|t| time_ms(t).ok());
+            agent_query(&q.question, to)
+        })
+        .collect();
+    let pvectors = embedder.embed(planned_queries.clone()).await?;
+    // hits[mode][split][k]: split 0 = train half, 1 = held-out half; k 0 = R@1, 1 = R@10.
+    let mut hits = [[[0usize; 2]; 2]; MODES.len()];
+    let mut split_sizes = [0usize; 2];
+    for (i, (q, v)) in questions.iter().zip(&qvectors).enumerate() {
         let to = q.as_of.as_deref().map(time_ms).transpose()?;
-        for (m, (mode, _)) in MODES.iter().enumerate() {
-            let ranked = ids(&search, &request(&q.question, to, None, *mode, 10), Some(v))?;
+        let split = usize::from(held_out(q));
+        split_sizes[split] += 1;
+        for (m, (mode, ranker, _)) in MODES.iter().enumerate() {
+            let (query, v) = match (planned_row(m), planned_queries.get(i), pvectors.get(i)) {
+                (true, Some(p), Some(pv)) => (p, pv),
+                _ => (&q.question, v),
+            };
+            let ranked = ids(
+                &search,
+                &request(query, to, None, (*mode, *ranker), 10),
+                Some(v),
+            )?;
             if ranked.first().is_some_and(|r| q.gold_post_ids.contains(r)) {
-                hits[m][0] += 1;
+                hits[m][split][0] += 1;
             }
             if ranked.iter().any(|r| q.gold_post_ids.contains(r)) {
-                hits[m][1] += 1;
+                hits[m][split][1] += 1;
             }
         }
     }
@@ -354,12 +554,39 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         questions.len(),
         qstart.elapsed().as_secs_f64()
     );
-    println!("{:<8} {:>9} {:>9}", "mode", "R@1", "R@10");
+    println!(
+        "The learned ranker is trained on the train half only (split by gold post); the held-out half is what it is judged on."
+    );
+    println!(
+        "{:<8} {:>9} {:>9} | {:>12} {:>12} | {:>9} {:>9}",
+        "mode", "R@1 all", "R@10 all", "R@1 held-out", "R@10 held-out", "R@1 train", "R@10 train"
+    );
     let mut r10 = Vec::new();
-    for (m, (_, name)) in MODES.iter().enumerate() {
-        let (a, b) = (hits[m][0] as f64 / nq, hits[m][1] as f64 / nq);
-        r10.push(b);
-        println!("{name:<8} {a:>9.3} {b:>9.3}");
+    let mut held_r1 = Vec::new();
+    for (m, (_, _, name)) in MODES.iter().enumerate() {
+        let h = &hits[m];
+        let all = |k: usize| (h[0][k] + h[1][k]) as f64 / nq;
+        let part = |s: usize, k: usize| h[s][k] as f64 / split_sizes[s].max(1) as f64;
+        r10.push(all(1));
+        held_r1.push(part(1, 0));
+        println!(
+            "{name:<8} {:>9.3} {:>9.3} | {:>12.3} {:>12.3} | {:>9.3} {:>9.3}",
+            all(0),
+            all(1),
+            part(1, 0),
+            part(1, 1),
+            part(0, 0),
+            part(0, 1)
+        );
+    }
+    if options.train_reranker {
+        train_reranker(
+            &search,
+            &questions,
+            &planned_queries,
+            &pvectors,
+            options.features_out.as_deref(),
+        )?;
     }
     let answer_figures = if options.answer_sample != Some(0) {
         let models = if options.models.is_empty() {
@@ -410,7 +637,7 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
     service.shutdown().await;
     if options.check_floors {
         let mut failures = Vec::new();
-        for ((_, name), ((ndcg, _), r)) in MODES.iter().zip(means.iter().zip(&r10)) {
+        for ((_, _, name), ((ndcg, _), r)) in MODES.iter().zip(means.iter().zip(&r10)) {
             if *ndcg < FLOOR_NDCG10 {
                 failures.push(format!(
                     "{name}: CrisisLex mean nDCG@10 {ndcg:.3} < {FLOOR_NDCG10}"
@@ -422,7 +649,15 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
                 ));
             }
         }
-        let mut checks = MODES.len() * 2;
+        let mut checks = MODES.len() * 2 + 1;
+        // The product's ranking must beat plain BM25 on the questions it was not trained on.
+        if let (Some(bm25), Some(hybrid)) = (held_r1.first(), held_r1.last()) {
+            if hybrid < bm25 {
+                failures.push(format!(
+                    "hybrid: TweetQA held-out recall@1 {hybrid:.3} < BM25's {bm25:.3}"
+                ));
+            }
+        }
         if let Some((f, d)) = &answer_figures {
             checks += 4;
             if !d.boston_and_west_apart {

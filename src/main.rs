@@ -174,6 +174,13 @@ enum Command {
         /// about events absent from the feed; 0 skips the abstention figures.
         #[arg(long, default_value_t = 30)]
         abstention: usize,
+        /// Train the learned ranker on the train half of the TweetQA questions and print its
+        /// weights with both halves' recall.
+        #[arg(long)]
+        train_reranker: bool,
+        /// With --train-reranker: write every candidate's features (TSV) to this file.
+        #[arg(long)]
+        features_out: Option<PathBuf>,
     },
     /// Throughput and latency figures against same-process baselines.
     Bench {
@@ -374,6 +381,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             all_answers,
             models,
             abstention,
+            train_reranker,
+            features_out,
         } => {
             tidings::eval::run(
                 settings,
@@ -385,6 +394,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     answer_sample: if all_answers { None } else { Some(answers) },
                     models,
                     abstention_sample: abstention,
+                    train_reranker,
+                    features_out,
                 },
             )
             .await

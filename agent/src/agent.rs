@@ -37,6 +37,10 @@ pub struct AgentConfig {
     pub strong_dense_score: f32,
     /// Share of the question's topic words (light-stemmed) a post must hold to address it.
     pub min_coverage: f32,
+    /// The learned ranker's answerability probability the best relevant post must reach for
+    /// the agent to answer at all (below it: "found nothing"). Searches the learned ranker did
+    /// not score (BM25 only, a query without terms) skip the check.
+    pub min_answerability: f32,
     /// Tokens for the prompt; `None`: the model's window minus the answer and a margin.
     pub prompt_budget: Option<usize>,
     /// How many times an implicit window may widen.
@@ -58,6 +62,7 @@ impl Default for AgentConfig {
             min_dense_score: 0.35,
             strong_dense_score: 0.6,
             min_coverage: 0.5,
+            min_answerability: tidings_index::rerank::ANSWERS_THRESHOLD,
             prompt_budget: None,
             max_widen_steps: 4,
             infer_min_overlap: 0.3,
@@ -524,6 +529,11 @@ impl Agent {
                 .into_iter()
                 .filter(|h| self.is_relevant(h, &plan))
                 .collect();
+            let relevant = if self.answerable(&relevant, &plan) {
+                relevant
+            } else {
+                Vec::new()
+            };
             let found = relevant.len();
             if best.as_ref().is_none_or(|(_, b, _)| found > b.len()) {
                 best = Some((window.clone(), relevant, results.degraded));
@@ -583,6 +593,22 @@ impl Agent {
         request.limit = (plan.max_results * 2).max(10);
         request.mode = SearchMode::Hybrid;
         request
+    }
+
+    /// Whether the best of `relevant` is likely enough to be what the question is about
+    /// (see `min_answerability`).
+    fn answerable(&self, relevant: &[SearchHit], plan: &Plan) -> bool {
+        if plan.query.trim().is_empty() || relevant.is_empty() {
+            return true;
+        }
+        let mut best = None::<f32>;
+        for hit in relevant {
+            match hit.breakdown.answers {
+                Some(p) => best = Some(best.map_or(p, |b| b.max(p))),
+                None => return true,
+            }
+        }
+        best.is_none_or(|b| b >= self.config.min_answerability)
     }
 
     fn is_relevant(&self, hit: &SearchHit, plan: &Plan) -> bool {

@@ -132,6 +132,7 @@ pub(crate) fn document() -> Value {
         ("langs", "Comma-separated language codes"),
         ("limit", "1..100"),
         ("mode", "hybrid | text | vector"),
+        ("ranker", "learned (default) | fusion: how hybrid candidates are ordered"),
         ("half_life", "Recency half-life (1h) or off"),
         ("collapse", "Collapse near-duplicates (default true)"),
     ]
@@ -164,7 +165,7 @@ pub(crate) fn document() -> Value {
                     "as_of": {"type": "string"}, "authors": {"type": "array", "items": {"type": "string"}},
                     "exclude_authors": {"type": "array", "items": {"type": "string"}}, "sources": {"type": "array", "items": {"type": "string"}},
                     "langs": {"type": "array", "items": {"type": "string"}}, "limit": {"type": "integer"},
-                    "mode": {"enum": ["hybrid", "text", "vector"]}, "half_life": {"type": "string"}, "collapse": {"type": "boolean"}}},
+                    "mode": {"enum": ["hybrid", "text", "vector"]}, "ranker": {"enum": ["learned", "fusion"]}, "half_life": {"type": "string"}, "collapse": {"type": "boolean"}}},
                 "SearchResponse": {"type": "object", "properties": {"query": {"type": "string"}, "hits": {"type": "array", "items": {"type": "object"}}, "took_ms": {"type": "number"}, "degraded": {"type": "string"}}},
                 "ChatRequest": {"type": "object", "required": ["messages"], "properties": {
                     "model": {"type": "string", "description": "tidings, tidings-<persona>, or the backend model id"},

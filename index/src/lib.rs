@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod embed;
 mod error;
 pub mod post;
+pub mod rerank;
 pub mod script;
 pub mod search;
 mod stats;
@@ -28,7 +29,8 @@ pub use embed::{Embedder, LocalEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig};
 pub use error::IndexError;
 pub use post::{Engagement, Post, PostId, PostRefs};
 pub use search::{
-    ScoreBreakdown, SearchFilter, SearchHandle, SearchHit, SearchMode, SearchRequest, SearchResults,
+    Ranker, ScoreBreakdown, SearchFilter, SearchHandle, SearchHit, SearchMode, SearchRequest,
+    SearchResults,
 };
 pub use stats::IndexStats;
 pub use vector_worker::VectorWorkerConfig;

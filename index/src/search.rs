@@ -8,6 +8,10 @@
 
 use crate::embed::Embedder;
 use crate::post::Post;
+use crate::rerank::{
+    features, relative_odds, CandidateSet, IdfCache, QueryTerms, RetrievalSignals, ANSWERS_MODEL,
+    FEATURES, MODEL,
+};
 use crate::text::{load_post, TextIndex, F_CREATED_AT, F_DUP_KEY, F_ID_HASH};
 use crate::vectors::VectorStore;
 use crate::IndexError;
@@ -40,6 +44,17 @@ pub enum SearchMode {
     Vector,
 }
 
+/// How hybrid candidates are ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ranker {
+    /// The learned reranker over BM25, dense and term-match features ([`crate::rerank`]).
+    #[default]
+    Learned,
+    /// Relative score fusion of BM25 and dense alone (the baseline the reranker is measured
+    /// against).
+    Fusion,
+}
+
 /// A resolved search: times are absolute, the caller already parsed user input.
 #[derive(Clone, Debug)]
 pub struct SearchRequest {
@@ -53,6 +68,8 @@ pub struct SearchRequest {
     pub mode: SearchMode,
     /// Collapse near-duplicates (retweets, reposts, copies) into their best-scoring member.
     pub collapse_duplicates: bool,
+    /// How hybrid candidates are ordered (text-only and vector-only searches ignore it).
+    pub ranker: Ranker,
 }
 
 impl SearchRequest {
@@ -65,6 +82,7 @@ impl SearchRequest {
             limit: 10,
             mode: SearchMode::Hybrid,
             collapse_duplicates: true,
+            ranker: Ranker::default(),
         }
     }
 }
@@ -76,8 +94,14 @@ pub struct ScoreBreakdown {
     pub bm25_rank: Option<usize>,
     pub dense: Option<f32>,
     pub dense_rank: Option<usize>,
-    /// Relative-score-fusion score in [0, 1] before the multipliers.
+    /// Relevance in [0, 1] before the multipliers: relative score fusion, or with the learned
+    /// ranker the odds that this post beats the best candidate.
     pub fused: f32,
+    /// The learned ranker's logit, when it ranked this search.
+    pub rerank: Option<f32>,
+    /// With the learned ranker: the probability that this post is one the question was asked
+    /// about (the answerability model of [`crate::rerank`]).
+    pub answers: Option<f32>,
     /// Recency multiplier in [RECENCY_FLOOR, 1].
     pub recency: f32,
     /// Engagement multiplier ≥ 1.
@@ -120,6 +144,24 @@ pub fn relative_score(score: f32, min: f32, max: f32) -> f32 {
     }
 }
 
+/// Cosine similarity of two vectors (0 when either is zero or their lengths differ).
+pub fn cosine_of(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
+    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na <= 0.0 || nb <= 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}
+
 /// Recency multiplier for a post `age_ms` old: `floor + (1 - floor) · 2^(-age / half_life)`.
 /// Posts from the future (relative to `as_of`) count as age 0.
 pub fn recency_multiplier(age_ms: i64, half_life: Option<Duration>) -> f32 {
@@ -144,6 +186,16 @@ pub struct SearchHandle {
     pub(crate) text: TextIndex,
     pub(crate) vectors: Option<Arc<dyn VectorStore>>,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
+}
+
+/// Per candidate: relative odds, ranking logit, answerability probability.
+type LearnedScores = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+struct Gathered {
+    candidates: Vec<Candidate>,
+    bm25_count: usize,
+    dense_count: usize,
+    degraded: Option<String>,
 }
 
 struct Candidate {
@@ -222,58 +274,20 @@ impl SearchHandle {
     ) -> Result<SearchResults, IndexError> {
         let started = Instant::now();
         let searcher = self.text.reader.searcher();
-        // Collapsing needs more raw candidates than hits: retweet floods collapse to one.
-        let pool = (request.limit * 5).clamp(50, 1000);
-        let mut candidates: HashMap<DocAddress, Candidate> = HashMap::new();
-        let mut bm25_count = 0;
-        if request.mode != SearchMode::Vector {
-            let hits = self
-                .text
-                .bm25(&searcher, &request.query, &request.filter, pool)?;
-            bm25_count = hits.len();
-            for (rank, (score, addr)) in hits.into_iter().enumerate() {
-                candidates.insert(
-                    addr,
-                    Candidate {
-                        addr,
-                        bm25: Some((rank + 1, score)),
-                        dense: None,
-                    },
-                );
-            }
-        }
-        let mut dense_count = 0;
-        let mut degraded = None;
-        if let (Some(vector), Some(store)) = (query_vector, &self.vectors) {
-            let exact = self
-                .filtered_count(&searcher, &request.filter)?
-                .is_some_and(|n| n <= EXACT_SCAN_MAX_POSTS);
-            match store.search(vector, &request.filter, pool, exact) {
-                Ok(hits) => {
-                    dense_count = hits.len();
-                    let addrs =
-                        self.addresses_of(&searcher, hits.iter().map(|h| h.post_id.as_str()))?;
-                    for (rank, hit) in hits.iter().enumerate() {
-                        let Some(&addr) = addrs.get(&hit.post_id) else {
-                            continue;
-                        };
-                        candidates
-                            .entry(addr)
-                            .or_insert(Candidate {
-                                addr,
-                                bm25: None,
-                                dense: None,
-                            })
-                            .dense = Some((rank + 1, hit.score));
-                    }
-                }
-                Err(e) if request.mode == SearchMode::Hybrid => {
-                    degraded = Some(format!("dense search failed: {e}"))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let mut scored = self.score(&searcher, request, candidates.into_values())?;
+        let Gathered {
+            candidates,
+            bm25_count,
+            dense_count,
+            degraded,
+        } = self.gather(&searcher, request, query_vector)?;
+        let mut loaded: HashMap<DocAddress, Post> = HashMap::new();
+        let mut scored = self.score(
+            &searcher,
+            request,
+            candidates.into_iter(),
+            query_vector,
+            &mut loaded,
+        )?;
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
         let mut hits: Vec<SearchHit> = Vec::new();
         let mut by_dup: HashMap<u64, usize> = HashMap::new();
@@ -288,7 +302,10 @@ impl SearchHandle {
             if hits.len() == request.limit {
                 continue;
             }
-            let post = load_post(&searcher, &self.text.fields, addr)?;
+            let post = match loaded.remove(&addr) {
+                Some(post) => post,
+                None => load_post(&searcher, &self.text.fields, addr)?,
+            };
             by_dup.insert(dup_key, hits.len());
             hits.push(SearchHit {
                 post,
@@ -317,14 +334,99 @@ impl SearchHandle {
         })
     }
 
-    /// Final score of every candidate, with its breakdown and near-duplicate key.
+    /// BM25 and dense candidates of `request`, merged by post, in a stable order (BM25 rank,
+    /// then dense rank).
+    fn gather(
+        &self,
+        searcher: &Searcher,
+        request: &SearchRequest,
+        query_vector: Option<&[f32]>,
+    ) -> Result<Gathered, IndexError> {
+        // Collapsing needs more raw candidates than hits: retweet floods collapse to one.
+        let pool = (request.limit * 5).clamp(50, 1000);
+        let mut candidates: HashMap<DocAddress, Candidate> = HashMap::new();
+        let mut bm25_count = 0;
+        if request.mode != SearchMode::Vector {
+            let hits = self
+                .text
+                .bm25(searcher, &request.query, &request.filter, pool)?;
+            bm25_count = hits.len();
+            for (rank, (score, addr)) in hits.into_iter().enumerate() {
+                candidates.insert(
+                    addr,
+                    Candidate {
+                        addr,
+                        bm25: Some((rank + 1, score)),
+                        dense: None,
+                    },
+                );
+            }
+        }
+        let mut dense_count = 0;
+        let mut degraded = None;
+        if let (Some(vector), Some(store)) = (query_vector, &self.vectors) {
+            let exact = self
+                .filtered_count(searcher, &request.filter)?
+                .is_some_and(|n| n <= EXACT_SCAN_MAX_POSTS);
+            match store.search(vector, &request.filter, pool, exact) {
+                Ok(hits) => {
+                    dense_count = hits.len();
+                    let addrs =
+                        self.addresses_of(searcher, hits.iter().map(|h| h.post_id.as_str()))?;
+                    for (rank, hit) in hits.iter().enumerate() {
+                        let Some(&addr) = addrs.get(&hit.post_id) else {
+                            continue;
+                        };
+                        candidates
+                            .entry(addr)
+                            .or_insert(Candidate {
+                                addr,
+                                bm25: None,
+                                dense: None,
+                            })
+                            .dense = Some((rank + 1, hit.score));
+                    }
+                }
+                Err(e) if request.mode == SearchMode::Hybrid => {
+                    degraded = Some(format!("dense search failed: {e}"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut candidates: Vec<Candidate> = candidates.into_values().collect();
+        candidates.sort_by_key(|c| {
+            (
+                c.bm25.map_or(usize::MAX, |b| b.0),
+                c.dense.map_or(usize::MAX, |d| d.0),
+            )
+        });
+        Ok(Gathered {
+            candidates,
+            bm25_count,
+            dense_count,
+            degraded,
+        })
+    }
+
+    /// Final score of every candidate, with its breakdown and near-duplicate key. Posts the
+    /// learned ranker had to read are left in `loaded`.
     fn score(
         &self,
         searcher: &Searcher,
         request: &SearchRequest,
         candidates: impl Iterator<Item = Candidate>,
+        query_vector: Option<&[f32]>,
+        loaded: &mut HashMap<DocAddress, Post>,
     ) -> Result<Vec<(DocAddress, f32, ScoreBreakdown, u64)>, IndexError> {
         let candidates: Vec<Candidate> = candidates.collect();
+        let learned = if request.mode == SearchMode::Hybrid
+            && request.ranker == Ranker::Learned
+            && !request.query.trim().is_empty()
+        {
+            self.learned_scores(searcher, request, &candidates, query_vector, loaded)?
+        } else {
+            None
+        };
         let bm25_max = candidates
             .iter()
             .filter_map(|c| c.bm25.map(|b| b.1))
@@ -338,7 +440,7 @@ impl SearchHandle {
         let retrievers = (bm25_max > 0.0) as u8 + (!dense.is_empty()) as u8;
         let mut columns = HashMap::new();
         let mut out = Vec::new();
-        for c in candidates {
+        for (i, c) in candidates.into_iter().enumerate() {
             let seg = c.addr.segment_ord;
             if let std::collections::hash_map::Entry::Vacant(e) = columns.entry(seg) {
                 let ff = searcher.segment_reader(seg).fast_fields();
@@ -353,12 +455,22 @@ impl SearchHandle {
             let created_ms = created.first(c.addr.doc_id).unwrap_or(0);
             let dup_key = dup.first(c.addr.doc_id).unwrap_or(0);
             let engagement_total = engagement.first(c.addr.doc_id).unwrap_or(0);
-            let fused = (c
-                .bm25
-                .map_or(0.0, |(_, b)| relative_score(b, 0.0, bm25_max))
-                + c.dense
-                    .map_or(0.0, |(_, d)| relative_score(d, dense_min, dense_max)))
-                / f32::from(retrievers.max(1));
+            let (fused, rerank, answers) = match &learned {
+                Some((odds, logits, answers)) => (
+                    odds.get(i).copied().unwrap_or(0.0),
+                    logits.get(i).copied(),
+                    answers.get(i).copied(),
+                ),
+                None => (
+                    (c.bm25
+                        .map_or(0.0, |(_, b)| relative_score(b, 0.0, bm25_max))
+                        + c.dense
+                            .map_or(0.0, |(_, d)| relative_score(d, dense_min, dense_max)))
+                        / f32::from(retrievers.max(1)),
+                    None,
+                    None,
+                ),
+            };
             let recency = recency_multiplier(request.as_of_ms - created_ms, request.half_life);
             let engagement = engagement_multiplier(engagement_total);
             let breakdown = ScoreBreakdown {
@@ -367,12 +479,131 @@ impl SearchHandle {
                 dense: c.dense.map(|d| d.1),
                 dense_rank: c.dense.map(|d| d.0),
                 fused,
+                rerank,
+                answers,
                 recency,
                 engagement,
             };
             out.push((c.addr, fused * recency * engagement, breakdown, dup_key));
         }
         Ok(out)
+    }
+
+    /// The learned ranker's relative odds, logits and answerability for `candidates` (in
+    /// order); `None` when the query has no analyzable term.
+    fn learned_scores(
+        &self,
+        searcher: &Searcher,
+        request: &SearchRequest,
+        candidates: &[Candidate],
+        query_vector: Option<&[f32]>,
+        loaded: &mut HashMap<DocAddress, Post>,
+    ) -> Result<Option<LearnedScores>, IndexError> {
+        let Some(rows) =
+            self.rerank_features(searcher, request, candidates, query_vector, loaded)?
+        else {
+            return Ok(None);
+        };
+        let logits: Vec<f32> = rows.iter().map(|f| MODEL.score(f)).collect();
+        let answers = rows.iter().map(|f| ANSWERS_MODEL.probability(f)).collect();
+        Ok(Some((relative_odds(&logits), logits, answers)))
+    }
+
+    /// The reranker's features of `candidates` (in order); `None` when the query has no
+    /// analyzable term. Reads each candidate post (kept in `loaded` for the hits) and, for
+    /// candidates only BM25 found, their stored vectors to get the cosine.
+    fn rerank_features(
+        &self,
+        searcher: &Searcher,
+        request: &SearchRequest,
+        candidates: &[Candidate],
+        query_vector: Option<&[f32]>,
+        loaded: &mut HashMap<DocAddress, Post>,
+    ) -> Result<Option<Vec<[f32; FEATURES]>>, IndexError> {
+        let field = self.text.fields.text;
+        let mut idf = IdfCache::new(searcher.num_docs(), |t: &str| {
+            searcher
+                .doc_freq(&tantivy::Term::from_field_text(field, t))
+                .unwrap_or(0)
+        });
+        let query = QueryTerms::new(&request.query, |t| idf.get(t));
+        if query.is_empty() || candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut signals = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            if let std::collections::hash_map::Entry::Vacant(e) = loaded.entry(c.addr) {
+                e.insert(load_post(searcher, &self.text.fields, c.addr)?);
+            }
+            let mut cosine = c.dense.map(|d| d.1);
+            if let (None, Some(q), Some(store), Some(post)) =
+                (cosine, query_vector, &self.vectors, loaded.get(&c.addr))
+            {
+                // A post not embedded yet (or a store that fails) simply has no cosine.
+                if let Ok(Some(v)) = store.vector_of(post.id.as_str()) {
+                    cosine = Some(cosine_of(q, &v));
+                }
+            }
+            signals.push(RetrievalSignals {
+                bm25: c.bm25,
+                dense_rank: c.dense.map(|d| d.0),
+                cosine,
+            });
+        }
+        let cosines: Vec<f32> = signals.iter().filter_map(|s| s.cosine).collect();
+        let (cos_min, cos_max) = if cosines.is_empty() {
+            (0.0, 0.0)
+        } else {
+            (
+                cosines.iter().copied().fold(f32::INFINITY, f32::min),
+                cosines.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            )
+        };
+        let set = CandidateSet {
+            bm25_max: candidates
+                .iter()
+                .filter_map(|c| c.bm25.map(|b| b.1))
+                .fold(0.0f32, f32::max),
+            cos_min,
+            cos_max,
+        };
+        Ok(Some(
+            candidates
+                .iter()
+                .zip(&signals)
+                .map(|(c, s)| {
+                    let text = loaded.get(&c.addr).map_or("", |p| p.text.as_str());
+                    features(&query, &set, s, text)
+                })
+                .collect(),
+        ))
+    }
+
+    /// The learned ranker's features of every hybrid candidate of `request`, with each
+    /// candidate's post id, in retrieval order (for training the ranker and inspecting it).
+    pub fn candidate_features(
+        &self,
+        request: &SearchRequest,
+        query_vector: Option<&[f32]>,
+    ) -> Result<Vec<(String, [f32; FEATURES])>, IndexError> {
+        let searcher = self.text.reader.searcher();
+        let gathered = self.gather(&searcher, request, query_vector)?;
+        let mut loaded = HashMap::new();
+        let rows = self
+            .rerank_features(
+                &searcher,
+                request,
+                &gathered.candidates,
+                query_vector,
+                &mut loaded,
+            )?
+            .unwrap_or_default();
+        Ok(gathered
+            .candidates
+            .iter()
+            .zip(rows)
+            .filter_map(|(c, f)| loaded.get(&c.addr).map(|p| (p.id.to_string(), f)))
+            .collect())
     }
 
     /// How many live posts pass `filter` (`None` without any filter), counted in tantivy.

@@ -43,6 +43,30 @@ async fn semantic_search_finds_paraphrases_and_hybrid_fuses() {
     assert_eq!(b["bm25_rank"], 1, "{hybrid}");
     assert_eq!(b["dense_rank"], 1, "{hybrid}");
     assert!(hybrid["degraded"].is_null(), "{hybrid}");
+    // The learned ranker scored it: its logit and answerability are shown, and the best
+    // candidate's relative odds are 1.
+    assert!(b["rerank"].is_number(), "{hybrid}");
+    let answers = b["answers"].as_f64().expect("answerability");
+    assert!((0.0..=1.0).contains(&answers), "{hybrid}");
+    assert!(
+        (b["fused"].as_f64().unwrap() - 1.0).abs() < 1e-6,
+        "{hybrid}"
+    );
+    // Plain fusion on request: same winner, no learned scores.
+    let (status, fusion) = app
+        .search(json!({ "q": "wildfire evacuation", "limit": 3, "ranker": "fusion" }))
+        .await;
+    assert_eq!(status, 200, "{fusion}");
+    assert_eq!(hit_ids(&fusion)[0], "s1");
+    assert!(
+        fusion["hits"][0]["score_breakdown"]["rerank"].is_null(),
+        "{fusion}"
+    );
+    let (status, bad) = app
+        .search(json!({ "q": "wildfire", "ranker": "magic" }))
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["code"], "invalid_request", "{bad}");
     app.stop().await;
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tidings_index::{Post, SearchFilter, SearchHit, SearchMode, SearchRequest};
+use tidings_index::{Post, Ranker, SearchFilter, SearchHit, SearchMode, SearchRequest};
 
 /// The search request as clients send it (POST body; GET uses the same names, lists comma-separated).
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +30,8 @@ pub(crate) struct SearchBody {
     langs: Vec<String>,
     limit: Option<usize>,
     mode: Option<String>,
+    /// How hybrid candidates are ordered: `learned` (default) or `fusion`.
+    ranker: Option<String>,
     /// Recency half-life (`1h`), or `off`.
     half_life: Option<String>,
     collapse: Option<bool>,
@@ -52,6 +54,7 @@ pub(crate) struct SearchParams {
     langs: Option<String>,
     limit: Option<usize>,
     mode: Option<String>,
+    ranker: Option<String>,
     half_life: Option<String>,
     collapse: Option<bool>,
 }
@@ -80,6 +83,7 @@ impl From<SearchParams> for SearchBody {
             langs: split(p.langs),
             limit: p.limit,
             mode: p.mode,
+            ranker: p.ranker,
             half_life: p.half_life,
             collapse: p.collapse,
         }
@@ -143,6 +147,10 @@ struct BreakdownDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     dense_rank: Option<usize>,
     fused: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rerank: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answers: Option<f32>,
     recency: f32,
     engagement: f32,
 }
@@ -169,6 +177,8 @@ impl From<&SearchHit> for HitDto {
                 dense: b.dense,
                 dense_rank: b.dense_rank,
                 fused: b.fused,
+                rerank: b.rerank,
+                answers: b.answers,
                 recency: b.recency,
                 engagement: b.engagement,
             },
@@ -252,6 +262,15 @@ fn resolve(body: SearchBody, state: &AppState) -> Result<SearchRequest, ApiError
             )))
         }
     };
+    let ranker = match body.ranker.as_deref().unwrap_or("learned") {
+        "learned" | "rerank" => Ranker::Learned,
+        "fusion" => Ranker::Fusion,
+        other => {
+            return Err(invalid(format!(
+                "`ranker` is `{other}`; use learned or fusion"
+            )))
+        }
+    };
     let half_life = match body.half_life.as_deref() {
         Some("off" | "none" | "0") => None,
         Some(h) => Some(parse_duration(h).map_err(|e| invalid(format!("`half_life`: {e}")))?),
@@ -285,6 +304,7 @@ fn resolve(body: SearchBody, state: &AppState) -> Result<SearchRequest, ApiError
         limit,
         mode,
         collapse_duplicates: body.collapse.unwrap_or(true),
+        ranker,
     })
 }
 

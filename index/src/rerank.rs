@@ -1,0 +1,580 @@
+//! Learned reranking of hybrid candidates.
+//!
+//! BM25 and the dense retriever each bring their candidates (see [`crate::search`]); relative
+//! score fusion alone ranks them no better than BM25 on questions (TweetQA R@1 0.57 against
+//! 0.55), because a question shares its filler words with many posts and the dense cosine of a
+//! short question is flat. The reranker scores every candidate from features that say how well
+//! the post answers the *words that matter* in the question:
+//!
+//! | # | feature | what it measures |
+//! |---|---|---|
+//! | 0 | `bm25_rel` | BM25 score / the best BM25 score among candidates (0 when BM25 did not find it) |
+//! | 1 | `dense_rel` | cosine, min–max over the candidates |
+//! | 2 | `dense_cos` | raw cosine of the query and post embeddings |
+//! | 3 | `bm25_rr` | 1 / BM25 rank (0 when absent) |
+//! | 4 | `dense_rr` | 1 / dense rank (0 when absent) |
+//! | 5 | `idf_coverage` | share of the query's IDF mass whose terms the post holds |
+//! | 6 | `rare_coverage` | share of the query's three rarest terms the post holds |
+//! | 7 | `bigram` | share of the query's adjacent term pairs (IDF-weighted) adjacent in the post |
+//! | 8 | `numbers` | share of the query's numbers the post holds (0 when it has none) |
+//! | 9 | `missing_rare` | IDF of the rarest query term the post lacks / the query's top IDF |
+//! | 10 | `length` | ln(1 + terms in the post) / 5 |
+//! | 11 | `coverage_x_cos` | `idf_coverage · dense_cos` |
+//!
+//! The model is linear in these features, trained pairwise (logistic loss on "gold post above
+//! another candidate of the same question") by `tidings eval --train-reranker` on one
+//! half of the public TweetQA questions (split by a hash of the gold post id); the other half
+//! and the CrisisLex topics are never trained on and are what the figures report. A candidate's
+//! fused score is `exp(z − z_best)`: the odds, under the model, that it beats the best candidate,
+//! so the best is 1 and recency and engagement multiply it as they multiply plain fusion.
+
+use crate::analyzer::social_analyzer;
+use std::collections::{HashMap, HashSet};
+
+/// Number of features per candidate.
+pub const FEATURES: usize = 12;
+
+/// Feature names, in order (for printing trained weights and score breakdowns).
+pub const FEATURE_NAMES: [&str; FEATURES] = [
+    "bm25_rel",
+    "dense_rel",
+    "dense_cos",
+    "bm25_rr",
+    "dense_rr",
+    "idf_coverage",
+    "rare_coverage",
+    "bigram",
+    "numbers",
+    "missing_rare",
+    "length",
+    "coverage_x_cos",
+];
+
+/// A linear model over [`FEATURES`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearModel {
+    pub weights: [f32; FEATURES],
+    pub bias: f32,
+}
+
+impl LinearModel {
+    /// The model's score: a logit. For the ranking model only differences between candidates
+    /// of one query matter; for the answerability model it is the log-odds that the post is
+    /// the one the question was written about.
+    pub fn score(&self, features: &[f32; FEATURES]) -> f32 {
+        self.bias
+            + self
+                .weights
+                .iter()
+                .zip(features)
+                .map(|(w, x)| w * x)
+                .sum::<f32>()
+    }
+
+    /// `score` as a probability.
+    pub fn probability(&self, features: &[f32; FEATURES]) -> f32 {
+        1.0 / (1.0 + (-self.score(features)).exp())
+    }
+}
+
+/// The shipped model: trained by `tidings eval --train-reranker` on the train half of the
+/// public TweetQA questions, 2026-12-03 (held-out half: R@1 0.631, R@10 0.772 against BM25's
+/// 0.550 / 0.694; see BENCHMARKS.md). `length` weighs much because TweetQA questions were
+/// written from full tweets; the cap is the candidate pool, which holds the gold post for 0.84
+/// of the questions.
+pub const MODEL: LinearModel = LinearModel {
+    weights: [
+        1.1223,  // bm25_rel
+        2.3003,  // dense_rel
+        2.2920,  // dense_cos
+        1.4757,  // bm25_rr
+        1.4683,  // dense_rr
+        1.5456,  // idf_coverage
+        1.0914,  // rare_coverage
+        1.2553,  // bigram
+        0.4584,  // numbers
+        -1.3165, // missing_rare
+        6.6100,  // length
+        1.1248,  // coverage_x_cos
+    ],
+    bias: 0.0,
+};
+
+/// The answerability model: pointwise logistic regression on the same features ("is this the
+/// post the question was written about?"), trained on the same half. A search hit carries its
+/// probability ([`crate::ScoreBreakdown::answers`]); the agent declines to answer from posts
+/// below [`ANSWERS_THRESHOLD`].
+pub const ANSWERS_MODEL: LinearModel = LinearModel {
+    weights: [
+        -0.2447, // bm25_rel
+        -1.1682, // dense_rel
+        -1.1555, // dense_cos
+        4.1746,  // bm25_rr
+        3.6225,  // dense_rr
+        -0.4502, // idf_coverage
+        -0.3339, // rare_coverage
+        1.1402,  // bigram
+        0.3376,  // numbers
+        -2.0473, // missing_rare
+        -1.7395, // length
+        1.4411,  // coverage_x_cos
+    ],
+    bias: -1.9878,
+};
+
+/// The answerability probability below which a post is not taken to address the question.
+/// Chosen on the train half (2026-12-03): with the gold post present the best candidate
+/// reaches it for 0.952 of the questions, with it removed 0.647 of them fall below it (held-out
+/// half: 0.944 / 0.641); 0.2 would decline 0.80 but lose 0.22 of the answerable ones.
+pub const ANSWERS_THRESHOLD: f32 = 0.1;
+
+/// What a candidate brought from the retrievers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RetrievalSignals {
+    /// BM25 rank (1-based) and score.
+    pub bm25: Option<(usize, f32)>,
+    /// Dense rank (1-based) when the dense retriever found it.
+    pub dense_rank: Option<usize>,
+    /// Cosine of the query and the post, when known (from the dense retriever or the store).
+    pub cosine: Option<f32>,
+}
+
+/// The query side of the features, computed once per search.
+#[derive(Clone, Debug, Default)]
+pub struct QueryTerms {
+    /// Analyzed terms in query order (de-duplicated), with their IDF.
+    terms: Vec<(String, f32)>,
+    /// Adjacent pairs of analyzed terms (by position) in the query, each weighted by the
+    /// smaller IDF of its two terms (so "when did" counts little, "boston marathon" much).
+    bigrams: Vec<((String, String), f32)>,
+    /// Analyzed terms that hold a digit.
+    numbers: Vec<String>,
+    /// The three rarest terms.
+    rare: Vec<String>,
+    idf_total: f32,
+    idf_max: f32,
+}
+
+/// Analyzed tokens of `text` with their positions (hashtags give two tokens at one position).
+fn tokens(text: &str) -> Vec<(usize, String)> {
+    let mut analyzer = social_analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    while let Some(token) = stream.next() {
+        out.push((token.position, token.text.clone()));
+    }
+    out
+}
+
+/// Adjacent pairs of tokens: every token at position p with every token at position p + 1.
+fn adjacent_pairs(tokens: &[(usize, String)]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for (i, (p, a)) in tokens.iter().enumerate() {
+        for (q, b) in tokens.iter().skip(i + 1) {
+            if *q == p + 1 {
+                pairs.push((a.clone(), b.clone()));
+            } else if *q > p + 1 {
+                break;
+            }
+        }
+    }
+    pairs
+}
+
+impl QueryTerms {
+    /// Analyzes `query`; `idf` gives each term's inverse document frequency.
+    pub fn new(query: &str, mut idf: impl FnMut(&str) -> f32) -> QueryTerms {
+        let toks = tokens(query);
+        let mut seen = HashSet::new();
+        let mut terms = Vec::new();
+        for (_, t) in &toks {
+            if seen.insert(t.clone()) {
+                let w = idf(t).max(0.0);
+                terms.push((t.clone(), w));
+            }
+        }
+        let weight = |t: &str| terms.iter().find(|(u, _)| u == t).map_or(0.0, |(_, w)| *w);
+        let bigrams = adjacent_pairs(&toks)
+            .into_iter()
+            .map(|(a, b)| {
+                let w = weight(&a).min(weight(&b));
+                ((a, b), w)
+            })
+            .collect();
+        let numbers = terms
+            .iter()
+            .filter(|(t, _)| t.chars().any(|c| c.is_ascii_digit()))
+            .map(|(t, _)| t.clone())
+            .collect();
+        let mut by_rarity: Vec<&(String, f32)> = terms.iter().collect();
+        by_rarity.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let rare = by_rarity.iter().take(3).map(|(t, _)| t.clone()).collect();
+        let idf_total = terms.iter().map(|(_, w)| w).sum();
+        let idf_max = terms.iter().map(|(_, w)| *w).fold(0.0f32, f32::max);
+        QueryTerms {
+            terms,
+            bigrams,
+            numbers,
+            rare,
+            idf_total,
+            idf_max,
+        }
+    }
+
+    /// Whether the query has any term at all.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// The analyzed terms, in query order.
+    pub fn terms(&self) -> impl Iterator<Item = &str> {
+        self.terms.iter().map(|(t, _)| t.as_str())
+    }
+}
+
+/// Candidate-set statistics the relative features need.
+#[derive(Clone, Copy, Debug)]
+pub struct CandidateSet {
+    pub bm25_max: f32,
+    pub cos_min: f32,
+    pub cos_max: f32,
+}
+
+/// The features of one candidate post.
+pub fn features(
+    query: &QueryTerms,
+    set: &CandidateSet,
+    signals: &RetrievalSignals,
+    post_text: &str,
+) -> [f32; FEATURES] {
+    let toks = tokens(post_text);
+    let held: HashSet<&str> = toks.iter().map(|(_, t)| t.as_str()).collect();
+    let pairs: HashSet<(String, String)> = adjacent_pairs(&toks).into_iter().collect();
+    let share = |hit: usize, of: usize| if of == 0 { 0.0 } else { hit as f32 / of as f32 };
+
+    let bm25_rel = signals.bm25.map_or(0.0, |(_, s)| {
+        if set.bm25_max > 0.0 {
+            (s / set.bm25_max).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    });
+    let cos = signals.cosine.unwrap_or(set.cos_min);
+    let dense_rel = crate::search::relative_score(cos, set.cos_min, set.cos_max);
+    let bm25_rr = signals.bm25.map_or(0.0, |(r, _)| 1.0 / r.max(1) as f32);
+    let dense_rr = signals.dense_rank.map_or(0.0, |r| 1.0 / r.max(1) as f32);
+    let matched_idf: f32 = query
+        .terms
+        .iter()
+        .filter(|(t, _)| held.contains(t.as_str()))
+        .map(|(_, w)| w)
+        .sum();
+    let idf_coverage = if query.idf_total > 0.0 {
+        matched_idf / query.idf_total
+    } else {
+        0.0
+    };
+    let rare_coverage = share(
+        query
+            .rare
+            .iter()
+            .filter(|t| held.contains(t.as_str()))
+            .count(),
+        query.rare.len(),
+    );
+    let bigram_total: f32 = query.bigrams.iter().map(|(_, w)| w).sum();
+    let bigram = if bigram_total > 0.0 {
+        query
+            .bigrams
+            .iter()
+            .filter(|(p, _)| pairs.contains(p))
+            .map(|(_, w)| w)
+            .sum::<f32>()
+            / bigram_total
+    } else {
+        0.0
+    };
+    let numbers = share(
+        query
+            .numbers
+            .iter()
+            .filter(|t| held.contains(t.as_str()))
+            .count(),
+        query.numbers.len(),
+    );
+    let missing = query
+        .terms
+        .iter()
+        .filter(|(t, _)| !held.contains(t.as_str()))
+        .map(|(_, w)| *w)
+        .fold(0.0f32, f32::max);
+    let missing_rare = if query.idf_max > 0.0 {
+        missing / query.idf_max
+    } else {
+        0.0
+    };
+    let length = (1.0 + toks.len() as f32).ln() / 5.0;
+    [
+        bm25_rel,
+        dense_rel,
+        cos,
+        bm25_rr,
+        dense_rr,
+        idf_coverage,
+        rare_coverage,
+        bigram,
+        numbers,
+        missing_rare,
+        length,
+        idf_coverage * cos,
+    ]
+}
+
+/// One training query: its candidates' features and which of them are gold.
+#[derive(Clone, Debug, Default)]
+pub struct TrainingGroup {
+    pub candidates: Vec<[f32; FEATURES]>,
+    pub gold: Vec<bool>,
+}
+
+/// Minimises the mean logistic loss `ln(1 + e^(−y·(w·x + b)))` over `rows` (label `y` ±1) with
+/// L2 regularisation, by full-batch Adam. Deterministic.
+fn fit_logistic(
+    rows: &[([f32; FEATURES], f64)],
+    epochs: usize,
+    l2: f32,
+    with_bias: bool,
+) -> LinearModel {
+    const P: usize = FEATURES + 1;
+    let mut w = [0.0f64; P];
+    let (mut m, mut v) = ([0.0f64; P], [0.0f64; P]);
+    let (lr, b1, b2, eps) = (0.05f64, 0.9f64, 0.999f64, 1e-8f64);
+    let n = rows.len().max(1) as f64;
+    for epoch in 1..=epochs {
+        let mut grad = [0.0f64; P];
+        for (x, y) in rows {
+            let mut z = if with_bias { w[FEATURES] } else { 0.0 };
+            for (k, xk) in x.iter().enumerate() {
+                z += w[k] * f64::from(*xk);
+            }
+            // d/dz of ln(1 + e^(−y·z)) = −y / (1 + e^(y·z))
+            let g = -y / (1.0 + (y * z).exp());
+            for (k, xk) in x.iter().enumerate() {
+                grad[k] += g * f64::from(*xk) / n;
+            }
+            if with_bias {
+                grad[FEATURES] += g / n;
+            }
+        }
+        for k in 0..P {
+            if k < FEATURES {
+                grad[k] += f64::from(l2) * w[k];
+            }
+            m[k] = b1 * m[k] + (1.0 - b1) * grad[k];
+            v[k] = b2 * v[k] + (1.0 - b2) * grad[k] * grad[k];
+            let mh = m[k] / (1.0 - b1.powi(epoch as i32));
+            let vh = v[k] / (1.0 - b2.powi(epoch as i32));
+            w[k] -= lr * mh / (vh.sqrt() + eps);
+        }
+    }
+    let mut weights = [0.0f32; FEATURES];
+    for (o, x) in weights.iter_mut().zip(w) {
+        *o = x as f32;
+    }
+    LinearModel {
+        weights,
+        bias: if with_bias { w[FEATURES] as f32 } else { 0.0 },
+    }
+}
+
+/// Trains the ranking [`LinearModel`] with pairwise logistic loss: every gold candidate against
+/// every other candidate of its query. Groups without a gold candidate (or with only gold)
+/// teach nothing. Deterministic.
+pub fn train(groups: &[TrainingGroup], epochs: usize, l2: f32) -> LinearModel {
+    let mut diffs: Vec<([f32; FEATURES], f64)> = Vec::new();
+    for g in groups {
+        for (gi, gold) in g.candidates.iter().zip(&g.gold) {
+            if !gold {
+                continue;
+            }
+            for (oi, other) in g.candidates.iter().zip(&g.gold) {
+                if *other {
+                    continue;
+                }
+                let mut d = [0.0f32; FEATURES];
+                for (k, v) in d.iter_mut().enumerate() {
+                    *v = gi[k] - oi[k];
+                }
+                diffs.push((d, 1.0));
+            }
+        }
+    }
+    fit_logistic(&diffs, epochs, l2, false)
+}
+
+/// Trains the answerability model: pointwise logistic regression, gold candidates against the
+/// others (unweighted, so probabilities are on the scale of one gold post among ~100
+/// candidates; the threshold is chosen on the same scale).
+pub fn train_answerability(groups: &[TrainingGroup], epochs: usize, l2: f32) -> LinearModel {
+    let mut rows: Vec<([f32; FEATURES], f64)> = Vec::new();
+    for g in groups {
+        for (x, gold) in g.candidates.iter().zip(&g.gold) {
+            rows.push((*x, if *gold { 1.0 } else { -1.0 }));
+        }
+    }
+    fit_logistic(&rows, epochs, l2, true)
+}
+
+/// Scores a candidate list: `exp(z − z_best)` per candidate, in the input order.
+pub fn relative_odds(logits: &[f32]) -> Vec<f32> {
+    let best = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    logits.iter().map(|z| (z - best).exp()).collect()
+}
+
+/// Inverse document frequency as BM25 uses it: `ln(1 + (N − df + 0.5) / (df + 0.5))`.
+pub fn idf(doc_freq: u64, num_docs: u64) -> f32 {
+    let (df, n) = (doc_freq as f64, num_docs as f64);
+    (1.0 + (n - df + 0.5).max(0.0) / (df + 0.5)).ln() as f32
+}
+
+/// Per-term IDF lookups, cached for one query.
+pub(crate) struct IdfCache<F: FnMut(&str) -> u64> {
+    doc_freq: F,
+    num_docs: u64,
+    cache: HashMap<String, f32>,
+}
+
+impl<F: FnMut(&str) -> u64> IdfCache<F> {
+    pub(crate) fn new(num_docs: u64, doc_freq: F) -> Self {
+        IdfCache {
+            doc_freq,
+            num_docs,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&mut self, term: &str) -> f32 {
+        if let Some(v) = self.cache.get(term) {
+            return *v;
+        }
+        let v = idf((self.doc_freq)(term), self.num_docs);
+        self.cache.insert(term.to_string(), v);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn flat_idf(_: &str) -> f32 {
+        1.0
+    }
+
+    fn set() -> CandidateSet {
+        CandidateSet {
+            bm25_max: 10.0,
+            cos_min: 0.1,
+            cos_max: 0.9,
+        }
+    }
+
+    #[test]
+    fn coverage_and_bigrams_see_the_words_that_matter() {
+        let q = QueryTerms::new("when did the Boston marathon bombing happen", |t| {
+            if ["boston", "marathon", "bomb"].contains(&t) {
+                5.0
+            } else {
+                0.5
+            }
+        });
+        let s = RetrievalSignals::default();
+        let good = features(&q, &set(), &s, "Bombing at the Boston Marathon finish line");
+        let bad = features(&q, &set(), &s, "When did the party happen?");
+        assert!(good[5] > bad[5], "idf coverage {good:?} vs {bad:?}");
+        assert!(good[6] > bad[6]);
+        assert!(good[7] > 0.0, "boston marathon is an adjacent pair");
+        assert!(bad[7] < good[7], "filler pairs weigh little");
+        assert!(good[9] < bad[9], "the bad post lacks a rare term");
+    }
+
+    #[test]
+    fn numbers_count_only_when_asked() {
+        let q = QueryTerms::new("what happened on route 66", flat_idf);
+        let s = RetrievalSignals::default();
+        assert_eq!(features(&q, &set(), &s, "Crash on route 66")[8], 1.0);
+        assert_eq!(features(&q, &set(), &s, "Crash on route 9")[8], 0.0);
+        let q = QueryTerms::new("what happened", flat_idf);
+        assert_eq!(features(&q, &set(), &s, "Crash on route 66")[8], 0.0);
+    }
+
+    #[test]
+    fn training_learns_the_feature_that_separates_gold() {
+        // Gold posts have feature 5 high; feature 0 is noise.
+        let mut groups = Vec::new();
+        for i in 0..40 {
+            let mut g = TrainingGroup::default();
+            for j in 0..10 {
+                let mut x = [0.0f32; FEATURES];
+                x[0] = ((i * 7 + j * 3) % 10) as f32 / 10.0;
+                let gold = j == i % 10;
+                x[5] = if gold {
+                    0.9
+                } else {
+                    0.2 + (j % 3) as f32 / 10.0
+                };
+                g.candidates.push(x);
+                g.gold.push(gold);
+            }
+            groups.push(g);
+        }
+        let model = train(&groups, 200, 1e-4);
+        assert!(model.weights[5] > 1.0, "{model:?}");
+        for g in &groups {
+            let best = g
+                .candidates
+                .iter()
+                .enumerate()
+                .max_by(|a, b| model.score(a.1).total_cmp(&model.score(b.1)))
+                .map(|(i, _)| i);
+            assert_eq!(best, g.gold.iter().position(|x| *x));
+        }
+    }
+
+    #[test]
+    fn relative_odds_put_the_best_at_one() {
+        let odds = relative_odds(&[0.0, 2.0, 1.0]);
+        assert_eq!(odds[1], 1.0);
+        assert!(odds[0] < odds[2] && odds[2] < 1.0);
+        assert!(relative_odds(&[]).is_empty());
+    }
+
+    #[test]
+    fn idf_falls_with_document_frequency() {
+        assert!(idf(1, 1000) > idf(100, 1000));
+        assert!(idf(1000, 1000) >= 0.0);
+        assert!(idf(0, 0).is_finite());
+    }
+
+    proptest! {
+        #[test]
+        fn features_are_finite_and_bounded_for_any_text(
+            query in crate::testing::any_text(),
+            post in crate::testing::any_text(),
+            bm25 in proptest::option::of((1usize..100, 0.0f32..50.0)),
+            cosine in proptest::option::of(-1.0f32..1.0),
+        ) {
+            let q = QueryTerms::new(&query, |t| t.len() as f32 / 3.0);
+            let s = RetrievalSignals { bm25, dense_rank: bm25.map(|b| b.0), cosine };
+            let f = features(&q, &set(), &s, &post);
+            for (i, x) in f.iter().enumerate() {
+                prop_assert!(x.is_finite(), "feature {} is {}", FEATURE_NAMES[i], x);
+            }
+            for i in [0usize, 1, 3, 4, 5, 6, 7, 8, 9] {
+                prop_assert!((0.0..=1.0).contains(&f[i]), "feature {} is {}", FEATURE_NAMES[i], f[i]);
+            }
+            prop_assert!(MODEL.score(&f).is_finite());
+        }
+    }
+}
