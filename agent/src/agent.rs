@@ -597,8 +597,13 @@ impl Agent {
 
     /// Whether the best of `relevant` is likely enough to be what the question is about
     /// (see `min_answerability`).
+    /// The model was trained on English questions: a Chinese, Japanese or Korean query becomes
+    /// character bigrams whose coverage features it never saw, so such questions skip it.
     fn answerable(&self, relevant: &[SearchHit], plan: &Plan) -> bool {
-        if plan.query.trim().is_empty() || relevant.is_empty() {
+        if plan.query.trim().is_empty()
+            || relevant.is_empty()
+            || plan.query.chars().any(tidings_index::script::is_cjk)
+        {
             return true;
         }
         let mut best = None::<f32>;
