@@ -64,6 +64,9 @@ pub struct EvalOptions {
     pub train_reranker: bool,
     /// Also write every candidate's features (TSV) here.
     pub features_out: Option<PathBuf>,
+    /// Write one JSON line per answered TweetQA question here (question, gold, answer, the
+    /// top post, what was found): for reading the answers, not for scoring.
+    pub answers_out: Option<PathBuf>,
 }
 
 /// Questions about events that are in neither feed (each checked: its names occur in no post),
@@ -605,8 +608,15 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
             let agent = tokio::task::block_in_place(|| app::agent(&s, search.clone()))?
                 .context("the answer evaluation needs a chat model (model.kind is none)")?;
             println!("\n=== answers with {} ===", agent.model().id());
-            let figures =
-                answers(&agent, &questions, options.answer_sample, &crisis, &topics).await?;
+            let figures = answers(
+                &agent,
+                &questions,
+                options.answer_sample,
+                &crisis,
+                &topics,
+                options.answers_out.as_deref(),
+            )
+            .await?;
             let digest = digests(&agent).await?;
             // The floors judge the first model; the others are reported.
             if i == 0 {
@@ -1180,8 +1190,16 @@ async fn answers(
     sample: Option<usize>,
     crisis: &Path,
     topics: &[Topic],
+    log_to: Option<&Path>,
 ) -> anyhow::Result<AnswerFigures> {
+    use std::io::Write as _;
     use tidings_agent::{AskRequest, SearchOptions};
+    let mut log = match log_to {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?,
+        )),
+        None => None,
+    };
     let dated: Vec<&Question> = questions.iter().filter(|q| q.as_of.is_some()).collect();
     let k = sample.unwrap_or(dated.len()).min(dated.len());
     let picked = seeded_sample(dated.len(), k, 20_260_101);
@@ -1278,6 +1296,28 @@ async fn answers(
                 valid_citations += 1;
             }
         }
+        if let Some(log) = log.as_mut() {
+            let line = serde_json::json!({
+                "question": q.question,
+                "answers": q.answers,
+                "gold_post_ids": q.gold_post_ids,
+                "held_out": held_out(q),
+                "answer": answer.text,
+                "contains_answer": contains_answer(&answer.text, &q.answers),
+                "found_nothing": answer.no_results,
+                "extractive": answer.grounding.extractive,
+                "dropped": answer.grounding.dropped,
+                "given": given,
+                "gold_rank": given.iter().position(|id| q.gold_post_ids.contains(id)),
+                "top_post": retrieval.posts.first().map(|h| h.post.text.clone()),
+                "top_answers": retrieval.posts.first().map(|h| h.breakdown.answers),
+                "plan_query": retrieval.plan.query,
+            });
+            writeln!(log, "{line}")?;
+        }
+    }
+    if let Some(log) = log.as_mut() {
+        log.flush()?;
     }
     let n = picked.len().max(1) as f64;
     first_token.sort_by(f64::total_cmp);

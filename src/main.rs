@@ -181,6 +181,10 @@ enum Command {
         /// With --train-reranker: write every candidate's features (TSV) to this file.
         #[arg(long)]
         features_out: Option<PathBuf>,
+        /// Write each answered TweetQA question, its answer and what was retrieved as one
+        /// JSON line to this file (for reading the answers).
+        #[arg(long)]
+        answers_out: Option<PathBuf>,
     },
     /// Throughput and latency figures against same-process baselines.
     Bench {
@@ -383,6 +387,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             abstention,
             train_reranker,
             features_out,
+            answers_out,
         } => {
             tidings::eval::run(
                 settings,
@@ -396,6 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     abstention_sample: abstention,
                     train_reranker,
                     features_out,
+                    answers_out,
                 },
             )
             .await

@@ -246,19 +246,19 @@ fn extract_line(posts: &[Post], e: &ground::Extract) -> String {
     format!("{who}: “{}”{backing} [{}]", e.quote, e.number)
 }
 
-/// The post that answers `question` best, quoted, when the model's checked text does not cite
-/// it: a reader sees the primary source's own words next to the summary (a small model often
-/// leaves out the one detail that was asked for). Empty when it is already cited.
+/// The primary source quoted: the best-ranked post's part closest to `question` (see
+/// [`ground::primary`]), so a reader sees the source's own words next to the summary (a small
+/// model often leaves out the one detail that was asked for). Empty when the answer already
+/// says most of it.
 fn closest_post_line(posts: &[Post], question: &str, answer: &str) -> String {
+    /// Share of the quote's words the answer may hold before the quote would only repeat it.
+    const REPEATS: f32 = 0.8;
     let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
     let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
-    let Some(best) = ground::extractive(&texts, &authors, question, 1)
-        .into_iter()
-        .next()
-    else {
+    let Some(best) = ground::primary(&texts, &authors, question) else {
         return String::new();
     };
-    if cite::cited_numbers(answer).contains(&best.number) {
+    if ground::already_says(answer, &best.quote) >= REPEATS {
         return String::new();
     }
     format!("\n\nClosest post: {}", extract_line(posts, &best))
