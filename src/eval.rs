@@ -144,17 +144,17 @@ const FLOOR_TWEETQA_R10: f64 = 0.05;
 /// window is far below, a working agent far above.
 const FLOOR_CITED_RELEVANT: f64 = 0.3;
 /// Share of answer sentences the strict judge finds supported (the target is 0.95; measured
-/// 0.925–0.966 on 40-question samples with qwen2.5-0.5b, 2026-12-03).
-const FLOOR_SENTENCE_SUPPORT: f64 = 0.85;
-/// Digest summary sentences supported (measured 0.85; target 0.95, not reached yet).
-const FLOOR_SUMMARY_SUPPORT: f64 = 0.75;
+/// 0.931–0.946 on the 100-question sample with qwen2.5-0.5b, 2026-12-03).
+const FLOOR_SENTENCE_SUPPORT: f64 = 0.9;
+/// Digest summary sentences supported (measured 0.90; target 0.95, not reached yet).
+const FLOOR_SUMMARY_SUPPORT: f64 = 0.85;
 /// "What is happening in <place>?" topics allowed to miss two related citations (measured:
 /// 5 of 10 reach two; the target is all of them, not reached yet).
 const FLOOR_PLACES_SLACK: usize = 6;
 /// Unanswerable questions answered "found nothing" (target 0.9, not reached: lexical coverage
 /// cannot tell a TweetQA question without its tweet from one with it; see the note in
 /// README "Answer quality").
-const FLOOR_ABSTENTION: f64 = 0.4;
+const FLOOR_ABSTENTION: f64 = 0.65;
 
 /// R@1 and R@10 of `model` over feature groups (a group without its gold post counts as a miss).
 fn model_recall(model: &LinearModel, groups: &[&TrainingGroup]) -> (f64, f64) {
@@ -701,6 +701,14 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
                     f.sentence_support
                 ));
             }
+            // The answer must say the asked-for thing at least as often as the top post alone.
+            checks += 1;
+            if f.gold_answer < f.top_post_baseline {
+                failures.push(format!(
+                    "answers contain a gold answer {:.3} < the top post's {:.3}",
+                    f.gold_answer, f.top_post_baseline
+                ));
+            }
             if f.uncited > 0 {
                 failures.push(format!(
                     "{} answer sentences carry no citation (must be 0)",
@@ -925,6 +933,11 @@ struct AnswerFigures {
     places: usize,
     /// Share of unanswerable questions answered "found nothing".
     abstention: Option<f64>,
+    /// Share of answers that contain a gold answer string.
+    gold_answer: f64,
+    /// Share of questions whose top retrieved post contains one (what showing that post alone
+    /// would give).
+    top_post_baseline: f64,
 }
 
 /// Whether an answer declines: the agent's own "I found no posts" or the model saying the
@@ -1111,6 +1124,19 @@ fn strictly_supported(sentence: &str, posts: &[&str]) -> Option<bool> {
         "according",
         "as",
         "also",
+        // Pronouns and question words open sentences; they name nothing.
+        "he",
+        "she",
+        "they",
+        "we",
+        "you",
+        "his",
+        "her",
+        "their",
+        "what",
+        "who",
+        "when",
+        "where",
     ];
     let cited: Vec<&str> = tidings_agent::cite::cited_numbers(sentence)
         .into_iter()
@@ -1450,5 +1476,7 @@ async fn answers(
         places_with_two_related: two_related,
         places: topics.len(),
         abstention: None,
+        gold_answer: with_answer as f64 / n,
+        top_post_baseline: baseline as f64 / n,
     })
 }

@@ -41,6 +41,11 @@ pub struct AgentConfig {
     /// the agent to answer at all (below it: "found nothing"). Searches the learned ranker did
     /// not score (BM25 only, a query without terms) skip the check.
     pub min_answerability: f32,
+    /// From this answerability up a post is relevant whatever share of the question's words
+    /// it repeats: the ranker weighed its words, rare terms and cosine together (a question's
+    /// frame, "which soccer team does Tim Cahill play on?", is seldom in the post that answers
+    /// it). Anchors (names the question asks about) still apply.
+    pub sure_answerability: f32,
     /// Tokens for the prompt; `None`: the model's window minus the answer and a margin.
     pub prompt_budget: Option<usize>,
     /// How many times an implicit window may widen.
@@ -63,6 +68,7 @@ impl Default for AgentConfig {
             strong_dense_score: 0.6,
             min_coverage: 0.5,
             min_answerability: tidings_index::rerank::ANSWERS_THRESHOLD,
+            sure_answerability: 0.3,
             prompt_budget: None,
             max_widen_steps: 4,
             infer_min_overlap: 0.3,
@@ -262,6 +268,13 @@ fn closest_post_line(posts: &[Post], question: &str, answer: &str) -> String {
         return String::new();
     }
     format!("\n\nClosest post: {}", extract_line(posts, &best))
+}
+
+/// Whether the learned ranker's answerability speaks for `plan`'s question. It was trained on
+/// English questions: a Chinese, Japanese or Korean query becomes character bigrams whose
+/// coverage features it never saw, so such questions (and queries without terms) go without it.
+fn learned_applies(plan: &Plan) -> bool {
+    !plan.query.trim().is_empty() && !plan.query.chars().any(tidings_index::script::is_cjk)
 }
 
 /// `stream` with any panic while polling it turned into one `Err` item that ends it.
@@ -596,14 +609,9 @@ impl Agent {
     }
 
     /// Whether the best of `relevant` is likely enough to be what the question is about
-    /// (see `min_answerability`).
-    /// The model was trained on English questions: a Chinese, Japanese or Korean query becomes
-    /// character bigrams whose coverage features it never saw, so such questions skip it.
+    /// (see `min_answerability` and [`learned_applies`]).
     fn answerable(&self, relevant: &[SearchHit], plan: &Plan) -> bool {
-        if plan.query.trim().is_empty()
-            || relevant.is_empty()
-            || plan.query.chars().any(tidings_index::script::is_cjk)
-        {
+        if relevant.is_empty() || !learned_applies(plan) {
             return true;
         }
         let mut best = None::<f32>;
@@ -624,10 +632,26 @@ impl Agent {
         if !plan.anchors.is_empty() && !mentions_any(&hit.post, &plan.anchors) {
             return false;
         }
+        let learned = learned_applies(plan);
+        // The question's rarest word (a name typed in lower case, a place) is not stood in for
+        // by its common ones: a post without it counts only as a close paraphrase.
+        let lacks_rarest = learned && hit.breakdown.lacks_rarest == Some(true);
+        if learned
+            && !lacks_rarest
+            && hit
+                .breakdown
+                .answers
+                .is_some_and(|p| p >= self.config.sure_answerability)
+        {
+            return true;
+        }
         let dense = hit.breakdown.dense.unwrap_or(0.0);
         // A close paraphrase counts whatever words it uses.
         if dense >= self.config.strong_dense_score {
             return true;
+        }
+        if lacks_rarest {
+            return false;
         }
         // Otherwise the post must carry enough of what was asked: sharing one common word
         // with a question ("awesome", "photo") is not addressing it.

@@ -172,7 +172,7 @@ const ABBREVIATIONS: &[&str] = &[
 
 /// Whether the full stop at byte `dot` of `text` closes an abbreviation rather than a sentence:
 /// an initial ("Donald J. Trump"), a dotted acronym ("U.S."), or a title ("Dr.").
-fn is_abbreviation(text: &str, dot: usize) -> bool {
+pub(crate) fn is_abbreviation(text: &str, dot: usize) -> bool {
     let before = text.get(..dot).unwrap_or("");
     let word = before
         .rsplit(|c: char| c.is_whitespace() || c == '(' || c == '"' || c == '“')

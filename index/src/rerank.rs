@@ -34,6 +34,15 @@ use std::collections::{HashMap, HashSet};
 /// Number of features per candidate.
 pub const FEATURES: usize = 12;
 
+/// Index of `missing_rare` among the features.
+pub const MISSING_RARE: usize = 9;
+
+/// Whether a candidate with `features` lacks the query's rarest term (or one of the rarest,
+/// on a tie): `missing_rare` is 1.
+pub fn lacks_rarest(features: &[f32; FEATURES]) -> bool {
+    features[MISSING_RARE] >= 1.0 - 1e-4
+}
+
 /// Feature names, in order (for printing trained weights and score breakdowns).
 pub const FEATURE_NAMES: [&str; FEATURES] = [
     "bm25_rel",

@@ -102,6 +102,9 @@ pub struct ScoreBreakdown {
     /// With the learned ranker: the probability that this post is one the question was asked
     /// about (the answerability model of [`crate::rerank`]).
     pub answers: Option<f32>,
+    /// With the learned ranker: whether the post lacks the query's rarest term (by IDF) — a
+    /// lowercased name ("mayci breaux"), a place — which other words cannot stand in for.
+    pub lacks_rarest: Option<bool>,
     /// Recency multiplier in [RECENCY_FLOOR, 1].
     pub recency: f32,
     /// Engagement multiplier ≥ 1.
@@ -189,7 +192,8 @@ pub struct SearchHandle {
 }
 
 /// Per candidate: relative odds, ranking logit, answerability probability.
-type LearnedScores = (Vec<f32>, Vec<f32>, Vec<f32>);
+/// Per candidate: odds of beating the best, logit, answerability, lacks the rarest term.
+type LearnedScores = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<bool>);
 
 struct Gathered {
     candidates: Vec<Candidate>,
@@ -455,11 +459,12 @@ impl SearchHandle {
             let created_ms = created.first(c.addr.doc_id).unwrap_or(0);
             let dup_key = dup.first(c.addr.doc_id).unwrap_or(0);
             let engagement_total = engagement.first(c.addr.doc_id).unwrap_or(0);
-            let (fused, rerank, answers) = match &learned {
-                Some((odds, logits, answers)) => (
+            let (fused, rerank, answers, lacks_rarest) = match &learned {
+                Some((odds, logits, answers, lacks)) => (
                     odds.get(i).copied().unwrap_or(0.0),
                     logits.get(i).copied(),
                     answers.get(i).copied(),
+                    lacks.get(i).copied(),
                 ),
                 None => (
                     (c.bm25
@@ -467,6 +472,7 @@ impl SearchHandle {
                         + c.dense
                             .map_or(0.0, |(_, d)| relative_score(d, dense_min, dense_max)))
                         / f32::from(retrievers.max(1)),
+                    None,
                     None,
                     None,
                 ),
@@ -481,6 +487,7 @@ impl SearchHandle {
                 fused,
                 rerank,
                 answers,
+                lacks_rarest,
                 recency,
                 engagement,
             };
@@ -506,7 +513,8 @@ impl SearchHandle {
         };
         let logits: Vec<f32> = rows.iter().map(|f| MODEL.score(f)).collect();
         let answers = rows.iter().map(|f| ANSWERS_MODEL.probability(f)).collect();
-        Ok(Some((relative_odds(&logits), logits, answers)))
+        let lacks = rows.iter().map(crate::rerank::lacks_rarest).collect();
+        Ok(Some((relative_odds(&logits), logits, answers, lacks)))
     }
 
     /// The reranker's features of `candidates` (in order); `None` when the query has no
