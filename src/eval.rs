@@ -770,6 +770,7 @@ async fn digests(agent: &tidings_agent::Agent) -> anyhow::Result<DigestFigures> 
             .get("informativeness")
             .is_some_and(|i| i.starts_with("Related"))
     };
+    let mut unsupported: Vec<String> = Vec::new();
     let mut figures = DigestFigures {
         boston_and_west_apart: false,
         mixed_stories: 0,
@@ -846,6 +847,9 @@ Digests of CrisisLexT26 days with overlapping events (24 h, UTC day, top 5 stori
                 if let Some(ok) = strictly_supported(&sentence, &by_number) {
                     figures.summary_sentences += 1;
                     figures.summary_supported += usize::from(ok);
+                    if !ok {
+                        unsupported.push(sentence.trim().to_string());
+                    }
                 }
             }
             println!(
@@ -872,6 +876,12 @@ Digests of CrisisLexT26 days with overlapping events (24 h, UTC day, top 5 stori
             figures.boston_and_west_apart = boston && west;
         }
     }
+    for sentence in &unsupported {
+        println!(
+            "  summary sentence not supported: {}",
+            sentence.chars().take(220).collect::<String>()
+        );
+    }
     println!(
         "digests: {} cited posts, {:.3} labelled as related to their story's event; {} mixed stories; summary sentences supported by a cited post {:.3} ({}/{}, strict judge)",
         cited,
@@ -887,7 +897,8 @@ Digests of CrisisLexT26 days with overlapping events (24 h, UTC day, top 5 stori
 /// The parts of an answer the strict judge looks at: each quoted line (an extractive bullet,
 /// the closest-post line) whole, since a quote may hold several sentences under one citation;
 /// the rest sentence by sentence. The agent's own lines (the extractive header, the inferred
-/// "Sources" line, the note that the window was widened) are left out.
+/// "Sources" line, the note that the window was widened) and its single-source note are left
+/// out.
 fn judged_units(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -914,7 +925,9 @@ fn judged_units(text: &str) -> Vec<String> {
             continue;
         }
         for (a, b) in tidings_agent::cite::sentences(t) {
-            out.push(t[a..b].to_string());
+            // Judge what the sentence says of the world, not the agent's note on how many
+            // accounts say it (its words would count against the sentence's share).
+            out.push(t[a..b].replace(tidings_agent::ground::SINGLE_SOURCE_NOTE, " "));
         }
     }
     out

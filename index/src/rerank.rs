@@ -34,15 +34,6 @@ use std::collections::{HashMap, HashSet};
 /// Number of features per candidate.
 pub const FEATURES: usize = 12;
 
-/// Index of `missing_rare` among the features.
-pub const MISSING_RARE: usize = 9;
-
-/// Whether a candidate with `features` lacks the query's rarest term (or one of the rarest,
-/// on a tie): `missing_rare` is 1.
-pub fn lacks_rarest(features: &[f32; FEATURES]) -> bool {
-    features[MISSING_RARE] >= 1.0 - 1e-4
-}
-
 /// Feature names, in order (for printing trained weights and score breakdowns).
 pub const FEATURE_NAMES: [&str; FEATURES] = [
     "bm25_rel",
@@ -239,6 +230,22 @@ impl QueryTerms {
     pub fn terms(&self) -> impl Iterator<Item = &str> {
         self.terms.iter().map(|(t, _)| t.as_str())
     }
+
+    /// The query's rarest term (highest IDF) among those some post holds; `unseen_idf` is the
+    /// IDF of a term in no post ([`idf`] of 0). A term no post holds (a misspelling, a word
+    /// nobody used) tells no post from another, so it is never the rarest.
+    pub fn rarest_known(&self, unseen_idf: f32) -> Option<&str> {
+        self.terms
+            .iter()
+            .filter(|(_, w)| *w < unseen_idf - 1e-4)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(t, _)| t.as_str())
+    }
+}
+
+/// Whether `text`, analyzed as the index analyzes posts, holds the analyzed `term`.
+pub fn holds_term(text: &str, term: &str) -> bool {
+    tokens(text).iter().any(|(_, t)| t == term)
 }
 
 /// Candidate-set statistics the relative features need.
@@ -476,6 +483,25 @@ impl<F: FnMut(&str) -> u64> IdfCache<F> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_rarest_known_term_skips_terms_no_post_holds() {
+        let n = 1000;
+        let df = |t: &str| match t {
+            "bad" => 0,
+            "flood" => 3,
+            _ => 200,
+        };
+        let q = QueryTerms::new("How bad is the flooding downtown?", |t| idf(df(t), n));
+        assert_eq!(q.rarest_known(idf(0, n)), Some("flood"));
+        assert!(holds_term(
+            "Heavy flooding downtown, water rising fast",
+            "flood"
+        ));
+        assert!(!holds_term("The Miller Street bridge is closed", "flood"));
+        let none = QueryTerms::new("bad", |t| idf(df(t), n));
+        assert_eq!(none.rarest_known(idf(0, n)), None);
+    }
 
     fn flat_idf(_: &str) -> f32 {
         1.0

@@ -102,8 +102,9 @@ pub struct ScoreBreakdown {
     /// With the learned ranker: the probability that this post is one the question was asked
     /// about (the answerability model of [`crate::rerank`]).
     pub answers: Option<f32>,
-    /// With the learned ranker: whether the post lacks the query's rarest term (by IDF) — a
-    /// lowercased name ("mayci breaux"), a place — which other words cannot stand in for.
+    /// With the learned ranker: whether the post lacks the query's rarest term that some post
+    /// holds (by IDF) — a name typed in lower case ("mayci breaux"), a place — which other
+    /// words cannot stand in for.
     pub lacks_rarest: Option<bool>,
     /// Recency multiplier in [RECENCY_FLOOR, 1].
     pub recency: f32,
@@ -506,18 +507,18 @@ impl SearchHandle {
         query_vector: Option<&[f32]>,
         loaded: &mut HashMap<DocAddress, Post>,
     ) -> Result<Option<LearnedScores>, IndexError> {
-        let Some(rows) =
+        let Some((rows, lacks)) =
             self.rerank_features(searcher, request, candidates, query_vector, loaded)?
         else {
             return Ok(None);
         };
         let logits: Vec<f32> = rows.iter().map(|f| MODEL.score(f)).collect();
         let answers = rows.iter().map(|f| ANSWERS_MODEL.probability(f)).collect();
-        let lacks = rows.iter().map(crate::rerank::lacks_rarest).collect();
         Ok(Some((relative_odds(&logits), logits, answers, lacks)))
     }
 
-    /// The reranker's features of `candidates` (in order); `None` when the query has no
+    /// The reranker's features of `candidates` (in order), and whether each lacks the query's
+    /// rarest known term ([`QueryTerms::rarest_known`]); `None` when the query has no
     /// analyzable term. Reads each candidate post (kept in `loaded` for the hits) and, for
     /// candidates only BM25 found, their stored vectors to get the cosine.
     fn rerank_features(
@@ -527,7 +528,7 @@ impl SearchHandle {
         candidates: &[Candidate],
         query_vector: Option<&[f32]>,
         loaded: &mut HashMap<DocAddress, Post>,
-    ) -> Result<Option<Vec<[f32; FEATURES]>>, IndexError> {
+    ) -> Result<Option<(Vec<[f32; FEATURES]>, Vec<bool>)>, IndexError> {
         let field = self.text.fields.text;
         let mut idf = IdfCache::new(searcher.num_docs(), |t: &str| {
             searcher
@@ -575,16 +576,15 @@ impl SearchHandle {
             cos_min,
             cos_max,
         };
-        Ok(Some(
-            candidates
-                .iter()
-                .zip(&signals)
-                .map(|(c, s)| {
-                    let text = loaded.get(&c.addr).map_or("", |p| p.text.as_str());
-                    features(&query, &set, s, text)
-                })
-                .collect(),
-        ))
+        let rarest = query.rarest_known(crate::rerank::idf(0, searcher.num_docs()));
+        let mut rows = Vec::with_capacity(candidates.len());
+        let mut lacks = Vec::with_capacity(candidates.len());
+        for (c, s) in candidates.iter().zip(&signals) {
+            let text = loaded.get(&c.addr).map_or("", |p| p.text.as_str());
+            rows.push(features(&query, &set, s, text));
+            lacks.push(rarest.is_some_and(|r| !crate::rerank::holds_term(text, r)));
+        }
+        Ok(Some((rows, lacks)))
     }
 
     /// The learned ranker's features of every hybrid candidate of `request`, with each
@@ -597,7 +597,7 @@ impl SearchHandle {
         let searcher = self.text.reader.searcher();
         let gathered = self.gather(&searcher, request, query_vector)?;
         let mut loaded = HashMap::new();
-        let rows = self
+        let (rows, _) = self
             .rerank_features(
                 &searcher,
                 request,

@@ -563,7 +563,12 @@ async fn the_model_receives_the_edited_answer_and_one_answer_at_a_time() {
         .await;
     assert_eq!(status, 200, "{v}");
     let answer_id = v["message"]["id"].as_str().expect("an answer").to_string();
-    assert_eq!(v["message"]["content"], "The bridge is closed [1].");
+    // The model's sentence, then the primary source in its own words (the answer holds too
+    // few of them to stand for it).
+    assert_eq!(
+        v["message"]["content"],
+        "The bridge is closed [1].\n\nClosest post: A post: “The Miller Street bridge is closed in Riverton” (one account; unconfirmed) [1]"
+    );
 
     let edited = "EDITED BY HAND: the bridge reopened at noon [1].";
     let (status, _) = app
