@@ -267,7 +267,22 @@ fn closest_post_line(posts: &[Post], question: &str, answer: &str) -> String {
     if ground::already_says(answer, &best.quote) >= REPEATS {
         return String::new();
     }
-    format!("\n\nClosest post: {}", extract_line(posts, &best))
+    format!(
+        "{}Closest post: {}",
+        paragraph_gap(answer),
+        extract_line(posts, &best)
+    )
+}
+
+/// What to put after `text` so that what follows starts a paragraph of its own.
+fn paragraph_gap(text: &str) -> &'static str {
+    if text.is_empty() || text.ends_with("\n\n") {
+        ""
+    } else if text.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    }
 }
 
 /// Whether the learned ranker's answerability speaks for `plan`'s question. It was trained on
@@ -905,14 +920,7 @@ impl Agent {
                 let inferred = cite::infer(&text, &texts, config.infer_min_overlap);
                 if !inferred.is_empty() {
                     let markers: String = inferred.iter().map(|n| format!("[{n}]")).collect();
-                    let gap = if text.ends_with("\n\n") {
-                        ""
-                    } else if text.ends_with('\n') {
-                        "\n"
-                    } else {
-                        "\n\n"
-                    };
-                    let sources = format!("{gap}Sources: {markers}");
+                    let sources = format!("{}Sources: {markers}", paragraph_gap(&text));
                     text.push_str(&sources);
                     yield Ok(AgentEvent::Delta(sources));
                     numbers = cite::support(&text, &texts)
@@ -1144,6 +1152,14 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_follows_the_answer_starts_one_paragraph() {
+        assert_eq!(paragraph_gap("Closed [1]."), "\n\n");
+        assert_eq!(paragraph_gap("閉鎖 [1]。\n"), "\n");
+        assert_eq!(paragraph_gap("閉鎖 [1]。\n\n"), "");
+        assert_eq!(paragraph_gap(""), "");
+    }
 
     #[tokio::test]
     async fn a_panic_inside_the_answer_stream_ends_it_with_an_error() {
