@@ -634,6 +634,7 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
                 options.answer_sample,
                 options.abstention_sample,
                 &topics,
+                options.answers_out.as_deref(),
             )
             .await?;
             if let Some((f, _)) = kept.as_mut() {
@@ -953,6 +954,64 @@ struct AnswerFigures {
     top_post_baseline: f64,
 }
 
+/// One JSON line per answer the evaluation asks for (`--answers-out`), so that a person can
+/// read what it said: TweetQA answers (`kind` "tweetqa"), place questions ("place") and
+/// unanswerable questions ("removed", "absent").
+struct AnswerLog(Option<std::io::BufWriter<std::fs::File>>);
+
+impl AnswerLog {
+    /// Nothing is written without a path; `append` keeps what an earlier part wrote.
+    fn open(path: Option<&Path>, append: bool) -> anyhow::Result<AnswerLog> {
+        let Some(path) = path else {
+            return Ok(AnswerLog(None));
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .with_context(|| format!("open {}", path.display()))?;
+        Ok(AnswerLog(Some(std::io::BufWriter::new(file))))
+    }
+
+    fn record(&mut self, line: serde_json::Value) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        if let Some(out) = self.0.as_mut() {
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        if let Some(out) = self.0.as_mut() {
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The answer-log line of an unanswerable question.
+fn abstention_line(
+    kind: &str,
+    question: &str,
+    retrieval: &tidings_agent::Retrieval,
+    answer: &tidings_agent::Answer,
+) -> serde_json::Value {
+    serde_json::json!({
+        "kind": kind,
+        "question": question,
+        "answer": answer.text,
+        "abstains": abstains(answer),
+        "found_nothing": answer.no_results,
+        "top_post": retrieval.posts.first().map(|h| h.post.text.clone()),
+        "top_answers": retrieval.posts.first().map(|h| h.breakdown.answers),
+        "top_lacks_rarest": retrieval.posts.first().map(|h| h.breakdown.lacks_rarest),
+        "plan_query": retrieval.plan.query,
+    })
+}
+
 /// Whether an answer declines: the agent's own "I found no posts" or the model saying the
 /// posts do not tell.
 fn abstains(answer: &tidings_agent::Answer) -> bool {
@@ -986,8 +1045,10 @@ async fn abstention(
     answered: Option<usize>,
     k: usize,
     topics: &[Topic],
+    log_to: Option<&Path>,
 ) -> anyhow::Result<f64> {
     use tidings_agent::AskRequest;
+    let mut log = AnswerLog::open(log_to, true)?;
     let started = Instant::now();
     let dated: Vec<&Question> = questions.iter().filter(|q| q.as_of.is_some()).collect();
     let skip = answered.unwrap_or(dated.len()).min(dated.len());
@@ -1009,7 +1070,7 @@ async fn abstention(
     for q in &picked {
         let as_of = tidings_api::parse_time(q.as_of.as_deref().unwrap_or_default())
             .map_err(anyhow::Error::msg)?;
-        let (_, answer) = agent
+        let (retrieval, answer) = agent
             .answer(AskRequest {
                 question: q.question.clone(),
                 as_of: Some(as_of),
@@ -1017,6 +1078,7 @@ async fn abstention(
                 ..AskRequest::default()
             })
             .await?;
+        log.record(abstention_line("removed", &q.question, &retrieval, &answer))?;
         removed_asked += 1;
         if abstains(&answer) {
             removed_abstained += 1;
@@ -1032,7 +1094,7 @@ async fn abstention(
     for (i, question) in ABSENT_EVENTS.iter().enumerate() {
         let topic = &topics[i % topics.len().max(1)];
         let as_of = tidings_api::parse_time(&topic.as_of).map_err(anyhow::Error::msg)?;
-        let (_, answer) = agent
+        let (retrieval, answer) = agent
             .answer(AskRequest {
                 question: question.to_string(),
                 as_of: Some(as_of),
@@ -1040,6 +1102,7 @@ async fn abstention(
                 ..AskRequest::default()
             })
             .await?;
+        log.record(abstention_line("absent", question, &retrieval, &answer))?;
         absent_asked += 1;
         if abstains(&answer) {
             absent_abstained += 1;
@@ -1047,6 +1110,7 @@ async fn abstention(
             examples.push(format!("{question} → {}", answer.text.replace('\n', " ")));
         }
     }
+    log.flush()?;
     let rate = (removed_abstained + absent_abstained) as f64
         / (removed_asked + absent_asked).max(1) as f64;
     println!(
@@ -1231,14 +1295,8 @@ async fn answers(
     topics: &[Topic],
     log_to: Option<&Path>,
 ) -> anyhow::Result<AnswerFigures> {
-    use std::io::Write as _;
     use tidings_agent::{AskRequest, SearchOptions};
-    let mut log = match log_to {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?,
-        )),
-        None => None,
-    };
+    let mut log = AnswerLog::open(log_to, false)?;
     let dated: Vec<&Question> = questions.iter().filter(|q| q.as_of.is_some()).collect();
     let k = sample.unwrap_or(dated.len()).min(dated.len());
     let picked = seeded_sample(dated.len(), k, 20_260_101);
@@ -1335,8 +1393,9 @@ async fn answers(
                 valid_citations += 1;
             }
         }
-        if let Some(log) = log.as_mut() {
-            let line = serde_json::json!({
+        {
+            log.record(serde_json::json!({
+                "kind": "tweetqa",
                 "question": q.question,
                 "answers": q.answers,
                 "gold_post_ids": q.gold_post_ids,
@@ -1351,12 +1410,8 @@ async fn answers(
                 "top_post": retrieval.posts.first().map(|h| h.post.text.clone()),
                 "top_answers": retrieval.posts.first().map(|h| h.breakdown.answers),
                 "plan_query": retrieval.plan.query,
-            });
-            writeln!(log, "{line}")?;
+            }))?;
         }
-    }
-    if let Some(log) = log.as_mut() {
-        log.flush()?;
     }
     let n = picked.len().max(1) as f64;
     first_token.sort_by(f64::total_cmp);
@@ -1461,6 +1516,15 @@ async fn answers(
                     .is_some_and(|g| *g > 0)
             })
             .count();
+        log.record(serde_json::json!({
+            "kind": "place",
+            "question": format!("What is happening in {place}?"),
+            "topic": topic.id,
+            "answer": answer.text,
+            "found_nothing": answer.no_results,
+            "cited": answer.citations.iter().map(|c| c.post.id.to_string()).collect::<Vec<_>>(),
+            "relevant": relevant,
+        }))?;
         cited_total += cited;
         relevant_total += relevant;
         two_related += usize::from(relevant >= 2);
@@ -1472,6 +1536,7 @@ async fn answers(
             relevant
         );
     }
+    log.flush()?;
     let share = if cited_total == 0 {
         0.0
     } else {

@@ -257,8 +257,6 @@ fn extract_line(posts: &[Post], e: &ground::Extract) -> String {
 /// model often leaves out the one detail that was asked for). Empty when the answer already
 /// says most of it.
 fn closest_post_line(posts: &[Post], question: &str, answer: &str) -> String {
-    /// Share of the quote's words the answer may hold before the quote would only repeat it.
-    const REPEATS: f32 = 0.8;
     let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
     let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
     let Some(best) = ground::primary(&texts, &authors, question) else {
@@ -273,6 +271,33 @@ fn closest_post_line(posts: &[Post], question: &str, answer: &str) -> String {
         extract_line(posts, &best)
     )
 }
+
+/// The main reports for an overview question ("What is happening in Boston?", see
+/// [`Plan::overview`]): up to three distinct posts that most accounts carry, each quoted
+/// briefly and cited, leaving out what `answer` already says. One closest post would show a
+/// single account's view of a story many are telling.
+fn main_reports(posts: &[Post], answer: &str) -> String {
+    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
+    let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
+    // No question words: every given post already addresses the question, so the ranking is
+    // by how many accounts carry a statement and how central it is.
+    let lines: Vec<String> = ground::extractive(&texts, &authors, "", 3)
+        .iter()
+        .filter(|e| ground::already_says(answer, &e.quote) < REPEATS)
+        .map(|e| format!("- {}", extract_line(posts, e)))
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "{}Main reports:\n{}\n",
+        paragraph_gap(answer),
+        lines.join("\n")
+    )
+}
+
+/// Share of a quote's words an answer may hold before quoting it would only repeat it.
+const REPEATS: f32 = 0.8;
 
 /// What to put after `text` so that what follows starts a paragraph of its own.
 fn paragraph_gap(text: &str) -> &'static str {
@@ -824,6 +849,7 @@ impl Agent {
         // Answers to searched questions quote the closest post when the model did not cite
         // it; summaries over given posts (digests) do not.
         let quote_closest = retrieval.searched && request.fixed_posts.is_none();
+        let overview = retrieval.plan.overview;
         let stream = async_stream::stream! {
             let used: Vec<Post> = retrieval.posts.iter().map(|h| h.post.clone()).collect();
             let window = retrieval.window.clone();
@@ -897,7 +923,11 @@ impl Agent {
                 rest = extractive_answer(&used, &asked);
             } else if !used.is_empty() && quote_closest {
                 let so_far = format!("{text}{rest}");
-                rest.push_str(&closest_post_line(&used, &asked, &so_far));
+                if overview {
+                    rest.push_str(&main_reports(&used, &so_far));
+                } else {
+                    rest.push_str(&closest_post_line(&used, &asked, &so_far));
+                }
             }
             if !rest.is_empty() {
                 first_token.get_or_insert_with(|| started.elapsed());
@@ -1159,6 +1189,62 @@ mod tests {
         assert_eq!(paragraph_gap("閉鎖 [1]。\n"), "\n");
         assert_eq!(paragraph_gap("閉鎖 [1]。\n\n"), "");
         assert_eq!(paragraph_gap(""), "");
+    }
+
+    #[test]
+    fn an_overview_shows_the_reports_most_accounts_carry() {
+        let post = |id: &str, author: &str, text: &str| {
+            let mut p = crate::suggest_test_post(id);
+            p.text = text.into();
+            p.author = Some(author.into());
+            p
+        };
+        let posts = vec![
+            post("t:1", "a", "so scary, praying for Boston"),
+            post(
+                "t:2",
+                "b",
+                "Two explosions at the Boston Marathon finish line, many injured",
+            ),
+            post(
+                "t:3",
+                "c",
+                "Explosions at the Boston Marathon finish line: many injured",
+            ),
+            post(
+                "t:4",
+                "d",
+                "Boston police: a third device found near the JFK Library",
+            ),
+            post(
+                "t:5",
+                "e",
+                "BREAKING two explosions at Boston Marathon finish line, many injured",
+            ),
+        ];
+        let out = main_reports(&posts, "Posts report explosions in Boston [2].");
+        assert!(out.starts_with("\n\nMain reports:\n- @"), "{out}");
+        let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("- ")).collect();
+        // The story three accounts carry comes first, quoted once; then the other report.
+        assert!(
+            lines[0].contains("finish line") && lines[0].contains("2 other accounts say the same"),
+            "{out}"
+        );
+        assert_eq!(
+            lines.iter().filter(|l| l.contains("finish line")).count(),
+            1,
+            "{out}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("JFK Library") && l.ends_with("[4]")),
+            "{out}"
+        );
+        // What the answer already says in full is not repeated.
+        let said = "Two explosions at the Boston Marathon finish line, many injured [2]. A third device was found near the JFK Library, Boston police say [4].";
+        let out = main_reports(&posts, said);
+        assert!(!out.contains("JFK"), "{out}");
     }
 
     #[tokio::test]

@@ -657,6 +657,36 @@ fn quotable(text: &str, post: &GroundPost) -> bool {
     post.words.len() >= 2 && !looks_like_injection(text)
 }
 
+/// How much a post reads as a statement (0–1): a few words of its own (not `#tags` or
+/// `@handles`) with names or numbers, not a bare or shouted reaction ("so sad", "PRAY FOR
+/// BOSTON #prayforboston"). Reactions are copied by many accounts, so corroboration alone
+/// would put them first.
+fn informative(text: &str) -> f32 {
+    let clean = crate::prompt::prompt_text(text);
+    let own: String = clean
+        .split_whitespace()
+        .filter(|w| !w.starts_with(['#', '@']))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words = content_words(&own).len() as f32;
+    let facts = if claims(&clean).is_empty() { 0.6 } else { 1.0 };
+    let (upper, cased) = own.chars().fold((0usize, 0usize), |(u, n), c| {
+        if c.is_uppercase() {
+            (u + 1, n + 1)
+        } else if c.is_lowercase() {
+            (u, n + 1)
+        } else {
+            (u, n)
+        }
+    });
+    let shouted = if cased >= 12 && upper * 10 >= cased * 7 {
+        0.5
+    } else {
+        1.0
+    };
+    (words / 6.0).min(1.0) * facts * shouted
+}
+
 /// The fallback answer: up to `max` posts' first sentences, most corroborated (shared by other
 /// accounts' posts) first, then those closest to `question` and most central, quoted briefly.
 /// `authors[i]` names post `i + 1`'s account (posts by the same account corroborate nothing).
@@ -679,12 +709,7 @@ pub fn extractive(
         } else {
             asked.iter().filter(|w| p.words.contains(*w)).count() as f32 / asked.len() as f32
         };
-        // Informative: a statement with names or numbers and a few words, not a bare reaction
-        // ("so sad", "haha #floods"); reactions are often copied, so corroboration alone would
-        // put them first.
-        let facts = claims(posts[i]);
-        let informative =
-            (p.words.len() as f32 / 6.0).min(1.0) * if facts.is_empty() { 0.6 } else { 1.0 };
+        let informative = informative(posts[i]);
         let (by, centrality) = corroborators(i, &grounded, authors);
         // Rank: a question with words of its own wants the posts closest to them first;
         // "what is happening?" wants what most accounts say. Then centrality, retrieval order.
@@ -786,6 +811,28 @@ mod tests {
 
     fn posts() -> Vec<GroundPost> {
         POSTS.iter().map(|p| GroundPost::new(p)).collect()
+    }
+
+    #[test]
+    fn statements_outweigh_reactions() {
+        let statement =
+            informative("Two explosions at the Boston Marathon finish line, many injured");
+        assert!(statement > 0.99, "{statement}");
+        for reaction in [
+            "PRAY FOR BOSTON #prayforboston",
+            "so sad #boston #marathon",
+            "OMG THIS IS SO SCARY PRAYERS TO EVERYONE",
+            "#Boston #marathon #prayers @cnn",
+        ] {
+            assert!(
+                informative(reaction) < 0.4,
+                "{reaction}: {}",
+                informative(reaction)
+            );
+        }
+        assert_eq!(informative(""), 0.0);
+        // Scripts without case are never "shouted".
+        assert!(informative("東京で地震 震度5強 けが人多数 交通機関停止 各地で停電 確認中") > 0.0);
     }
 
     #[test]

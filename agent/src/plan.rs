@@ -55,6 +55,11 @@ pub struct Plan {
     /// from posts that only share common words with it). Empty when the question names
     /// nothing (all lowercase, or a script without case): then any search hit counts.
     pub anchors: Vec<String>,
+    /// Whether the question asks what is going on ("What is happening in Boston?", "any news
+    /// on the floods?") rather than for one fact ("Who was arrested?"): its search words are
+    /// only the names it asks about (or none), or it asks for news or updates without a
+    /// who/which/when/where/why. Such an answer shows the main reports, not one post.
+    pub overview: bool,
     pub search: bool,
     pub max_results: usize,
 }
@@ -73,6 +78,33 @@ static CASHTAG: LazyLock<Regex> = LazyLock::new(|| {
 });
 static QUOTED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"["“”]([^"“”]{2,120})["“”]"#).expect("a valid built-in regex"));
+/// Words that ask what is going on rather than for one fact.
+static OVERVIEW_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:happening|going on|latest|news|updates?|summari[sz]e|summary|what'?s new)\b",
+    )
+    .expect("a valid built-in regex")
+});
+/// Words that ask for one fact.
+static FACT_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:who|whom|whose|which|when|where|why|how (?:many|much|long|old|far|big))\b",
+    )
+    .expect("a valid built-in regex")
+});
+
+/// See [`Plan::overview`]: `query` holds the search words, `anchors` the names asked about.
+fn is_overview(question: &str, query: &str, anchors: &[String]) -> bool {
+    let named: std::collections::HashSet<String> = anchors
+        .iter()
+        .flat_map(|a| crate::cite::content_words(a))
+        .collect();
+    let only_names = crate::cite::content_words(query)
+        .iter()
+        .all(|w| named.contains(w) || named.contains(w.trim_start_matches('#')));
+    only_names || (OVERVIEW_CUE.is_match(question) && !FACT_CUE.is_match(question))
+}
+
 static SMALL_TALK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*(?:hi|hello|hey|yo|thanks|thank you|thx|ok|okay|cool|great|bye|good (?:morning|night|evening)|who are you|what are you|how are you)[\s!.?]*$").expect("a valid built-in regex")
 });
@@ -340,6 +372,7 @@ pub fn plan(
         // "What did @nws post today?": everything by the author in the window.
         query = question.to_string();
     }
+    let overview = is_overview(&text, &query, &anchors);
     Plan {
         query,
         window,
@@ -356,6 +389,7 @@ pub fn plan(
         mentions,
         phrases,
         anchors,
+        overview,
         search,
         max_results: options
             .max_results
@@ -405,6 +439,20 @@ mod tests {
         assert_eq!(p.query, "boston");
         assert_eq!(p.window.span(), chrono::Duration::hours(2));
         assert!(p.search);
+    }
+
+    #[test]
+    fn overview_questions_ask_what_is_going_on() {
+        let overview = |q: &str| plan(q, &[], at(), &SearchOptions::default()).overview;
+        assert!(overview("What's happening in Boston right now?"));
+        assert!(overview("What is happening right now?"));
+        assert!(overview("What is happening in Lac-Megantic, Quebec?"));
+        assert!(overview("Any news on the floods in Colorado?"));
+        assert!(overview("Latest on #COfire"));
+        assert!(!overview("Which soccer team does Tim Cahill play on?"));
+        assert!(!overview("How many people died in the Glasgow crash?"));
+        assert!(!overview("Where is the latest fire in Colorado?"));
+        assert!(!overview("did the bridge collapse"));
     }
 
     #[test]

@@ -243,9 +243,29 @@ impl QueryTerms {
     }
 }
 
-/// Whether `text`, analyzed as the index analyzes posts, holds the analyzed `term`.
-pub fn holds_term(text: &str, term: &str) -> bool {
-    tokens(text).iter().any(|(_, t)| t == term)
+/// A post's text analyzed as the index analyzes posts, once for its features and its term
+/// checks.
+#[derive(Clone, Debug, Default)]
+pub struct PostTerms {
+    count: usize,
+    held: HashSet<String>,
+    pairs: HashSet<(String, String)>,
+}
+
+impl PostTerms {
+    pub fn new(text: &str) -> PostTerms {
+        let toks = tokens(text);
+        PostTerms {
+            count: toks.len(),
+            pairs: adjacent_pairs(&toks).into_iter().collect(),
+            held: toks.into_iter().map(|(_, t)| t).collect(),
+        }
+    }
+
+    /// Whether the post holds the analyzed `term`.
+    pub fn holds(&self, term: &str) -> bool {
+        self.held.contains(term)
+    }
 }
 
 /// Candidate-set statistics the relative features need.
@@ -261,11 +281,10 @@ pub fn features(
     query: &QueryTerms,
     set: &CandidateSet,
     signals: &RetrievalSignals,
-    post_text: &str,
+    post: &PostTerms,
 ) -> [f32; FEATURES] {
-    let toks = tokens(post_text);
-    let held: HashSet<&str> = toks.iter().map(|(_, t)| t.as_str()).collect();
-    let pairs: HashSet<(String, String)> = adjacent_pairs(&toks).into_iter().collect();
+    let held = &post.held;
+    let pairs = &post.pairs;
     let share = |hit: usize, of: usize| if of == 0 { 0.0 } else { hit as f32 / of as f32 };
 
     let bm25_rel = signals.bm25.map_or(0.0, |(_, s)| {
@@ -329,7 +348,7 @@ pub fn features(
     } else {
         0.0
     };
-    let length = (1.0 + toks.len() as f32).ln() / 5.0;
+    let length = (1.0 + post.count as f32).ln() / 5.0;
     [
         bm25_rel,
         dense_rel,
@@ -494,11 +513,8 @@ mod tests {
         };
         let q = QueryTerms::new("How bad is the flooding downtown?", |t| idf(df(t), n));
         assert_eq!(q.rarest_known(idf(0, n)), Some("flood"));
-        assert!(holds_term(
-            "Heavy flooding downtown, water rising fast",
-            "flood"
-        ));
-        assert!(!holds_term("The Miller Street bridge is closed", "flood"));
+        assert!(PostTerms::new("Heavy flooding downtown, water rising fast").holds("flood"));
+        assert!(!PostTerms::new("The Miller Street bridge is closed").holds("flood"));
         let none = QueryTerms::new("bad", |t| idf(df(t), n));
         assert_eq!(none.rarest_known(idf(0, n)), None);
     }
@@ -525,8 +541,18 @@ mod tests {
             }
         });
         let s = RetrievalSignals::default();
-        let good = features(&q, &set(), &s, "Bombing at the Boston Marathon finish line");
-        let bad = features(&q, &set(), &s, "When did the party happen?");
+        let good = features(
+            &q,
+            &set(),
+            &s,
+            &PostTerms::new("Bombing at the Boston Marathon finish line"),
+        );
+        let bad = features(
+            &q,
+            &set(),
+            &s,
+            &PostTerms::new("When did the party happen?"),
+        );
         assert!(good[5] > bad[5], "idf coverage {good:?} vs {bad:?}");
         assert!(good[6] > bad[6]);
         assert!(good[7] > 0.0, "boston marathon is an adjacent pair");
@@ -538,10 +564,19 @@ mod tests {
     fn numbers_count_only_when_asked() {
         let q = QueryTerms::new("what happened on route 66", flat_idf);
         let s = RetrievalSignals::default();
-        assert_eq!(features(&q, &set(), &s, "Crash on route 66")[8], 1.0);
-        assert_eq!(features(&q, &set(), &s, "Crash on route 9")[8], 0.0);
+        assert_eq!(
+            features(&q, &set(), &s, &PostTerms::new("Crash on route 66"))[8],
+            1.0
+        );
+        assert_eq!(
+            features(&q, &set(), &s, &PostTerms::new("Crash on route 9"))[8],
+            0.0
+        );
         let q = QueryTerms::new("what happened", flat_idf);
-        assert_eq!(features(&q, &set(), &s, "Crash on route 66")[8], 0.0);
+        assert_eq!(
+            features(&q, &set(), &s, &PostTerms::new("Crash on route 66"))[8],
+            0.0
+        );
     }
 
     #[test]
@@ -602,7 +637,7 @@ mod tests {
         ) {
             let q = QueryTerms::new(&query, |t| t.len() as f32 / 3.0);
             let s = RetrievalSignals { bm25, dense_rank: bm25.map(|b| b.0), cosine };
-            let f = features(&q, &set(), &s, &post);
+            let f = features(&q, &set(), &s, &PostTerms::new(&post));
             for (i, x) in f.iter().enumerate() {
                 prop_assert!(x.is_finite(), "feature {} is {}", FEATURE_NAMES[i], x);
             }

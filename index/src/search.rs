@@ -498,7 +498,8 @@ impl SearchHandle {
     }
 
     /// The learned ranker's relative odds, logits and answerability for `candidates` (in
-    /// order); `None` when the query has no analyzable term.
+    /// order), and whether each lacks the query's rarest known term; `None` when the query
+    /// has no analyzable term.
     fn learned_scores(
         &self,
         searcher: &Searcher,
@@ -580,9 +581,10 @@ impl SearchHandle {
         let mut rows = Vec::with_capacity(candidates.len());
         let mut lacks = Vec::with_capacity(candidates.len());
         for (c, s) in candidates.iter().zip(&signals) {
-            let text = loaded.get(&c.addr).map_or("", |p| p.text.as_str());
-            rows.push(features(&query, &set, s, text));
-            lacks.push(rarest.is_some_and(|r| !crate::rerank::holds_term(text, r)));
+            let post =
+                crate::rerank::PostTerms::new(loaded.get(&c.addr).map_or("", |p| p.text.as_str()));
+            rows.push(features(&query, &set, s, &post));
+            lacks.push(rarest.is_some_and(|r| !post.holds(r)));
         }
         Ok(Some((rows, lacks)))
     }
