@@ -225,17 +225,23 @@ impl AgentError {
 /// The answer when nothing the model wrote is supported by the posts: the most corroborated
 /// statements, quoted briefly and cited, with how many accounts carry each.
 fn extractive_answer(posts: &[Post], question: &str) -> String {
-    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
-    let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
-    let extracts = ground::extractive(&texts, &authors, question, 3);
-    if extracts.is_empty() {
+    let lines = extract_lines(posts, question, "");
+    if lines.is_empty() {
         return String::new();
     }
-    let mut out = String::from("Here is what the posts say:\n");
-    for e in extracts {
-        out.push_str(&format!("- {}\n", extract_line(posts, &e)));
-    }
-    out
+    format!("Here is what the posts say:\n{lines}")
+}
+
+/// Up to three of `posts` quoted as list items (see [`ground::extractive`]), leaving out those
+/// `answer` already says.
+fn extract_lines(posts: &[Post], question: &str, answer: &str) -> String {
+    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
+    let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
+    ground::extractive(&texts, &authors, question, 3)
+        .iter()
+        .filter(|e| answer.is_empty() || ground::already_says(answer, &e.quote) < REPEATS)
+        .map(|e| format!("- {}\n", extract_line(posts, e)))
+        .collect()
 }
 
 /// `@who: “quote” (backing) [n]`.
@@ -277,23 +283,13 @@ fn closest_post_line(posts: &[Post], question: &str, answer: &str) -> String {
 /// briefly and cited, leaving out what `answer` already says. One closest post would show a
 /// single account's view of a story many are telling.
 fn main_reports(posts: &[Post], answer: &str) -> String {
-    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
-    let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
     // No question words: every given post already addresses the question, so the ranking is
     // by how many accounts carry a statement and how central it is.
-    let lines: Vec<String> = ground::extractive(&texts, &authors, "", 3)
-        .iter()
-        .filter(|e| ground::already_says(answer, &e.quote) < REPEATS)
-        .map(|e| format!("- {}", extract_line(posts, e)))
-        .collect();
+    let lines = extract_lines(posts, "", answer);
     if lines.is_empty() {
         return String::new();
     }
-    format!(
-        "{}Main reports:\n{}\n",
-        paragraph_gap(answer),
-        lines.join("\n")
-    )
+    format!("{}Main reports:\n{lines}", paragraph_gap(answer))
 }
 
 /// Share of a quote's words an answer may hold before quoting it would only repeat it.

@@ -265,6 +265,30 @@ pub fn claims(sentence: &str) -> Claims {
     }
 }
 
+/// A sentence's first word escapes the name rule (it is capitalised anyway), but a subject
+/// that no given post uses in any form ("Tidings lives in Winnipeg Jets [3].") is invented:
+/// returns it, lowercased. A form is a term sharing the word's first five letters
+/// ("Flooding" is heard in "floods").
+fn unheard_opening(sentence: &str, posts: &[GroundPost]) -> Option<String> {
+    let text = MARKER.replace_all(sentence, " ");
+    let (s, e) = word_spans(&text).into_iter().next()?;
+    let word = &text[s..e];
+    if !word.chars().next().is_some_and(char::is_uppercase)
+        || word.chars().any(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let lower = word.to_lowercase();
+    if NOT_NAMES.contains(&lower.as_str()) || content_words(&lower).is_empty() {
+        return None;
+    }
+    let form: String = lower.chars().take(5).collect();
+    let heard = posts
+        .iter()
+        .any(|p| p.terms.iter().any(|t| t.starts_with(&form)));
+    (!heard).then_some(lower)
+}
+
 /// A post as the grounding check sees it.
 #[derive(Clone, Debug)]
 pub struct GroundPost {
@@ -353,6 +377,9 @@ pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
         if !candidates.iter().any(|n| posts[n - 1].has_name(name)) {
             missing.push(name.clone());
         }
+    }
+    if let Some(word) = unheard_opening(sentence, posts) {
+        missing.push(word);
     }
     for number in &c.numbers {
         if !candidates
@@ -811,6 +838,20 @@ mod tests {
 
     fn posts() -> Vec<GroundPost> {
         POSTS.iter().map(|p| GroundPost::new(p)).collect()
+    }
+
+    #[test]
+    fn an_invented_subject_is_unsupported() {
+        let posts = [GroundPost::new(
+            "Jets fans in Winnipeg celebrate the win downtown",
+        )];
+        let invented = check("Tidings lives in Winnipeg Jets [1].", &posts);
+        assert!(!invented.supported(), "{invented:?}");
+        assert_eq!(invented.missing, ["tidings"]);
+        // An opener some post uses in another form, or a function word, is fine.
+        assert!(check("Celebrations in Winnipeg after the Jets win [1].", &posts).supported());
+        assert!(check("The Jets fans celebrate in Winnipeg [1].", &posts).supported());
+        assert!(check("Fans in Winnipeg celebrate the Jets win [1].", &posts).supported());
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct Plan {
     pub anchors: Vec<String>,
     /// Whether the question asks what is going on ("What is happening in Boston?", "any news
     /// on the floods?") rather than for one fact ("Who was arrested?"): its search words are
-    /// only the names it asks about (or none), or it asks for news or updates without a
+    /// only the names it asks about (or none), or it asks for news or updates; and it has no
     /// who/which/when/where/why. Such an answer shows the main reports, not one post.
     pub overview: bool,
     pub search: bool,
@@ -102,7 +102,7 @@ fn is_overview(question: &str, query: &str, anchors: &[String]) -> bool {
     let only_names = crate::cite::content_words(query)
         .iter()
         .all(|w| named.contains(w) || named.contains(w.trim_start_matches('#')));
-    only_names || (OVERVIEW_CUE.is_match(question) && !FACT_CUE.is_match(question))
+    !FACT_CUE.is_match(question) && (only_names || OVERVIEW_CUE.is_match(question))
 }
 
 static SMALL_TALK: LazyLock<Regex> = LazyLock::new(|| {
@@ -453,6 +453,7 @@ mod tests {
         assert!(!overview("How many people died in the Glasgow crash?"));
         assert!(!overview("Where is the latest fire in Colorado?"));
         assert!(!overview("did the bridge collapse"));
+        assert!(!overview("where does he live?"));
     }
 
     #[test]
