@@ -181,8 +181,9 @@ enum Command {
         /// With --train-reranker: write every candidate's features (TSV) to this file.
         #[arg(long)]
         features_out: Option<PathBuf>,
-        /// Write each answered TweetQA question, its answer and what was retrieved as one
-        /// JSON line to this file (for reading the answers).
+        /// Write every question the evaluation asks (TweetQA, the place questions, the
+        /// unanswerable ones), its answer and what was retrieved as one JSON line to this
+        /// file (for reading the answers; `kind` says which part).
         #[arg(long)]
         answers_out: Option<PathBuf>,
     },
