@@ -149,8 +149,10 @@ const FLOOR_SENTENCE_SUPPORT: f64 = 0.9;
 /// Digest summary sentences supported (measured 0.90; target 0.95, not reached yet).
 const FLOOR_SUMMARY_SUPPORT: f64 = 0.85;
 /// "What is happening in <place>?" topics allowed to miss two related citations (measured:
-/// 5 of 10 reach two; the target is all of them, not reached yet).
-const FLOOR_PLACES_SLACK: usize = 6;
+/// 8 of 10 reach two since overview questions show the main reports; the target is all of
+/// them: at two topics' `as_of` the window holds at most two related posts that name the
+/// place).
+const FLOOR_PLACES_SLACK: usize = 3;
 /// Unanswerable questions answered "found nothing" (target 0.9, not reached: lexical coverage
 /// cannot tell a TweetQA question without its tweet from one with it; see the note in
 /// README "Answer quality").
