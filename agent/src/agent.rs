@@ -915,8 +915,9 @@ impl Agent {
             let mut rest = gate.push(&rest) + &gate.finish();
             let extractive = gate.kept == 0 && !used.is_empty();
             if extractive {
-                // Nothing the model wrote is supported: quote the posts instead.
-                rest = extractive_answer(&used, &asked);
+                // Nothing the model wrote is supported: quote the posts instead (for an
+                // overview, those the most accounts carry; see `main_reports`).
+                rest = extractive_answer(&used, if overview { "" } else { &asked });
             } else if !used.is_empty() && quote_closest {
                 let so_far = format!("{text}{rest}");
                 if overview {

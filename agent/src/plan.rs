@@ -81,7 +81,7 @@ static QUOTED: LazyLock<Regex> =
 /// Words that ask what is going on rather than for one fact.
 static OVERVIEW_CUE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\b(?:happening|going on|latest|news|updates?|summari[sz]e|summary|what'?s new)\b",
+        r"(?i)\b(?:happening|going on|latest|news|updates?|summari[sz]e|summary|what'?s new)\b|何が起き|何があ|最新|ニュース|发生了什么|最新消息|무슨 일",
     )
     .expect("a valid built-in regex")
 });
@@ -242,9 +242,80 @@ const NOT_NAMES: &[&str] = &[
     "give",
 ];
 
+/// Japanese words that are written in katakana or kanji without naming anything.
+const JAPANESE_NOT_NAMES: &[&str] = &[
+    "ニュース",
+    "最新",
+    "速報",
+    "情報",
+    "状況",
+    "現在",
+    "最近",
+    "今日",
+    "昨日",
+    "明日",
+    "今朝",
+    "今夜",
+    "今週",
+    "先週",
+    "投稿",
+    "時間",
+    "場所",
+    "本当",
+    "一体",
+];
+
+fn is_katakana(c: char) -> bool {
+    matches!(c as u32, 0x30A1..=0x30FA | 0x30FC | 0xFF66..=0xFF9F)
+}
+
+fn is_kanji(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x3005)
+}
+
+/// The names in a Japanese question: kana in it mark the grammar, so runs of two or more
+/// katakana ("ボストン") or kanji ("東京", "地震") between them are its words, of which the
+/// generic ones ("ニュース", "最新") are not names. Chinese (no kana) has no such marks, and
+/// Korean spaces its words: both give none.
+fn japanese_names(text: &str) -> Vec<String> {
+    if !text
+        .chars()
+        .any(|c| matches!(c as u32, 0x3041..=0x309F) || is_katakana(c))
+    {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut run = String::new();
+    let mut kind = None::<bool>;
+    for c in text.chars().chain(std::iter::once(' ')) {
+        let this = if is_katakana(c) {
+            Some(true)
+        } else if is_kanji(c) {
+            Some(false)
+        } else {
+            None
+        };
+        if this != kind || this.is_none() {
+            if run.chars().count() >= 2
+                && !JAPANESE_NOT_NAMES.contains(&run.as_str())
+                && !run.chars().all(|c| c == 'ー')
+                && !out.contains(&run)
+            {
+                out.push(std::mem::take(&mut run));
+            }
+            run.clear();
+        }
+        kind = this;
+        if this.is_some() {
+            run.push(c);
+        }
+    }
+    out
+}
+
 /// The names in `text` (see [`Plan::anchors`]): each a lowercase term.
 pub fn anchors(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<String> = japanese_names(text);
     let mut sentence_start = true;
     for raw in text.split_whitespace() {
         let word = raw.trim_matches(|c: char| {
@@ -424,7 +495,13 @@ mod tests {
         );
         assert!(anchors("what did the author say about the floods").is_empty());
         assert!(anchors("What is happening right now? I want News.").is_empty());
-        assert!(anchors("東京で何が起きていますか").is_empty());
+        assert_eq!(anchors("東京で何が起きていますか"), ["東京"]);
+        assert_eq!(
+            anchors("ボストンマラソンの爆発について最新のニュースは？"),
+            ["ボストンマラソン", "爆発"]
+        );
+        assert!(anchors("何が起きているの？").is_empty());
+        assert!(anchors("北京发生了什么").is_empty());
         assert_eq!(anchors("What did Obama's team say?"), ["obama"]);
     }
 
@@ -454,6 +531,7 @@ mod tests {
         assert!(!overview("Where is the latest fire in Colorado?"));
         assert!(!overview("did the bridge collapse"));
         assert!(!overview("where does he live?"));
+        assert!(overview("ボストンで何が起きていますか？"));
     }
 
     #[test]
