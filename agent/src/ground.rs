@@ -1130,6 +1130,12 @@ mod tests {
             let _ = already_says(&answer, &answer);
             let _ = looks_like_injection(&answer);
             let _ = claims(&answer);
+            let score = informative(&answer);
+            prop_assert!((0.0..=1.0).contains(&score), "{score}");
+            let grounded: Vec<GroundPost> = refs.iter().map(|p| GroundPost::new(p)).collect();
+            if let Some(word) = unheard_opening(&answer, &grounded) {
+                prop_assert!(answer.to_lowercase().contains(&word), "{word:?} of {answer:?}");
+            }
         }
     }
 }

@@ -518,6 +518,20 @@ mod tests {
         assert!(p.search);
     }
 
+    proptest::proptest! {
+        /// Any question in any script: Japanese names are pieces of it, and planning (anchors,
+        /// overview) does not panic.
+        #[test]
+        fn any_script_question(question in tidings_index::testing::any_text()) {
+            for name in japanese_names(&question) {
+                proptest::prop_assert!(question.contains(&name), "{name:?} of {question:?}");
+                proptest::prop_assert!(name.chars().count() >= 2);
+            }
+            let p = plan(&question, &[], at(), &SearchOptions::default());
+            let _ = p.overview;
+        }
+    }
+
     #[test]
     fn overview_questions_ask_what_is_going_on() {
         let overview = |q: &str| plan(q, &[], at(), &SearchOptions::default()).overview;

@@ -1,7 +1,7 @@
 //! The grounded prompt: persona, rules, the current time, and the retrieved posts as *data*.
 //!
 //! Spotlighting: the posts sit inside one `"""` fence, one post per line, each line starting
-//! with its number, author and time (`[2] @nws (2024-05-10 16:42 UTC, 78 minutes ago): ...`).
+//! with its number, author and age (`[2] @nws (78 minutes ago): ...`).
 //! Post text is flattened to one line and anything that could close the fence, start a fake
 //! numbered line, or pass for a chat-template token or role header is neutralised, so a post
 //! can only ever be quoted text. The rules say the fenced posts are quoted data whose
@@ -115,12 +115,9 @@ pub fn post_block(n: usize, post: &Post, as_of: DateTime<Utc>) -> String {
     let age = describe_age(as_of - post.created_at);
     let full = prompt_text(&post.text);
     let text = tidings_index::script::shorten(&full, MAX_POST_CHARS);
-    let when = if post.created_at.date_naive() == as_of.date_naive() {
-        post.created_at.format("%H:%M").to_string()
-    } else {
-        post.created_at.format("%Y-%m-%d %H:%M").to_string()
-    };
-    format!("[{n}] {author}({when}, {age}): {text}")
+    // Only the post's age: a clock time or date costs ~15 tokens a post (a token per digit),
+    // and the answer could not state it anyway (the gate checks numbers against post text).
+    format!("[{n}] {author}({age}): {text}")
 }
 
 /// "12 minutes ago", "3 hours ago", "2 days ago".
