@@ -52,8 +52,10 @@ pub struct Plan {
     /// What the question is about by name: capitalised words past the first of a sentence,
     /// `#tags`, `@mentions`, `$CASH`, as lowercase terms. A post that holds none of them does
     /// not address the question (the agent then says it found nothing rather than answering
-    /// from posts that only share common words with it). Empty when the question names
-    /// nothing (all lowercase, or a script without case): then any search hit counts.
+    /// from posts that only share common words with it). In Japanese, the katakana and kanji
+    /// runs between kana (`ボストン`, `東京`). Empty when the question names nothing (all
+    /// lowercase, or Chinese and Korean, which have neither case nor kana): then any search
+    /// hit counts.
     pub anchors: Vec<String>,
     /// Whether the question asks what is going on ("What is happening in Boston?", "any news
     /// on the floods?") rather than for one fact ("Who was arrested?"): its search words are
