@@ -50,6 +50,16 @@ pub async fn run(base: Settings, shared: &Path, index: Option<&Path>) -> anyhow:
     answer_figures(&settings, service, shared).await
 }
 
+/// `settings` answering with the local model `name`, its prompt-prefix cache on or off.
+fn local_settings(settings: &Settings, name: &str, prefix_cache: bool) -> Settings {
+    let mut s = settings.clone();
+    s.model.kind = "local".into();
+    s.model.path = None;
+    s.model.local = name.into();
+    s.model.prefix_cache = prefix_cache;
+    s
+}
+
 /// Time to first token per fetched local model, with the prefix cache and without.
 async fn model_table(
     settings: &Settings,
@@ -91,11 +101,7 @@ async fn model_table(
         let mut reused = String::new();
         let mut shape = String::new();
         for cache in [true, false] {
-            let mut s = settings.clone();
-            s.model.kind = "local".into();
-            s.model.path = None;
-            s.model.local = known.name.into();
-            s.model.prefix_cache = cache;
+            let s = local_settings(settings, known.name, cache);
             let model =
                 tokio::task::block_in_place(|| app::chat_model(&s))?.context("a local model")?;
             let agent = tokio::task::block_in_place(|| {
@@ -149,10 +155,7 @@ async fn model_table(
             }
         }
         // Exactly 8 posts, with the prefix cache (warm from the runs above).
-        let mut s = settings.clone();
-        s.model.kind = "local".into();
-        s.model.path = None;
-        s.model.local = known.name.into();
+        let s = local_settings(settings, known.name, true);
         let agent = tokio::task::block_in_place(|| app::agent(&s, service.search.clone()))?
             .context("a local model")?;
         let (mut eight, mut eight_tokens) = (vec![], vec![]);
