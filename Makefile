@@ -49,19 +49,19 @@ test-browser:
 # is missing or a quality floor is not met.
 test-real:
 	$(CARGO) test --workspace --all-targets --no-run --quiet
-	$(TARGET_DIR)/debug/tidings eval --shared $(SHARED) --check-floors
+	$(TARGET_DIR)/debug/tidings-tools eval --shared $(SHARED) --check-floors
 
 bench: build
-	$(TARGET_DIR)/debug/tidings bench --shared $(SHARED)
+	$(TARGET_DIR)/debug/tidings-tools bench --shared $(SHARED)
 
 # Ingest from NATS JetStream at 127.0.0.1:4222: publish → searchable lag at 50 and 500 posts/s,
 # vector catch-up, backlog drain beside the writer alone.
 bench-nats: build
-	$(TARGET_DIR)/debug/tidings bench --nats --shared $(SHARED)
+	$(TARGET_DIR)/debug/tidings-tools bench --nats --shared $(SHARED)
 
 # The answering path with the local model (TTFT, agent overhead, 8 concurrent askers).
 bench-agent: build
-	$(TARGET_DIR)/debug/tidings bench --agent --shared $(SHARED)
+	$(TARGET_DIR)/debug/tidings-tools bench --agent --shared $(SHARED)
 
 peers:
 	bash bench/peers/run.sh

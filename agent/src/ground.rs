@@ -19,7 +19,7 @@ use tidings_index::script::{prefix_graphemes, word_spans};
 
 /// How much of a sentence's content words (beyond its claims) a supporting post must share:
 /// half. (A third let through sentences that kept a post's names but said something else with
-/// them, about one in ten of the local model's kept sentences in `tidings eval`.)
+/// them, about one in ten of the local model's kept sentences in `tidings-tools eval`.)
 pub const MIN_WORD_SHARE: f32 = 0.5;
 
 /// Capitalised words that open sentences or hedge, never names.

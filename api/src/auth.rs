@@ -8,6 +8,7 @@
 //! the server runs take effect within a second.
 
 use crate::ApiError;
+use crate::ErrorCode;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
@@ -237,7 +238,7 @@ impl KeyStore {
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "missing_api_key",
+                    ErrorCode::MissingApiKey,
                     "send an API key as `Authorization: Bearer tdk_...` (create one with `tidings keys create`)",
                 )
             })?;
@@ -253,14 +254,14 @@ impl KeyStore {
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "invalid_api_key",
+                ErrorCode::InvalidApiKey,
                 "this API key is unknown or revoked",
             )
         })?;
         if !key.allows(scope) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "insufficient_scope",
+                ErrorCode::InsufficientScope,
                 format!(
                     "this key has scopes [{}]; this endpoint needs `{}`",
                     key.scopes
@@ -278,7 +279,7 @@ impl KeyStore {
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!(
                         "this key is limited to {} requests a minute; retry in {secs} s",
                         key.rate_per_minute

@@ -19,7 +19,7 @@ mod web;
 pub mod webhook;
 
 pub use digest::digest_json;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use recover::{recover, Recovered};
 pub use routes::digests::apply_declared as apply_declared_digests;
 pub use time::{parse_duration, parse_time};
@@ -238,7 +238,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!(panic = %message, "a request handler panicked");
     ApiError::new(
         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
+        ErrorCode::Internal,
         "internal error; see the server log",
     )
     .into_response()

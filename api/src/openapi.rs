@@ -2,6 +2,7 @@
 //! router; an HTTP test (`tests/api/openapi.rs`) calls every described operation and checks
 //! that the router serves it.
 
+use crate::ErrorCode;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -23,6 +24,7 @@ fn ok_json(description: &str, schema: &str) -> Value {
 /// The document.
 pub(crate) fn document() -> Value {
     let read = json!([{"bearer": []}]);
+    let error_codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
     let errors = |extra: &[(&str, &str)]| {
         let mut m = serde_json::Map::new();
         m.insert(
@@ -149,7 +151,7 @@ pub(crate) fn document() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}},
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string", "enum": error_codes, "description": "Stable: clients may branch on it. Messages may change."}, "message": {"type": "string"}, "details": {}}}}},
                 "Post": {"type": "object", "required": ["id", "text", "created_at"], "properties": {
                     "id": {"type": "string"}, "source": {"type": "string"}, "url": {"type": "string"},
                     "author": {"type": "string"}, "author_name": {"type": "string"}, "text": {"type": "string"},
@@ -338,6 +340,25 @@ mod tests {
                 );
                 assert!(op["summary"].is_string(), "{method} {path} has no summary");
             }
+        }
+    }
+
+    #[test]
+    fn the_error_schema_lists_every_code_once() {
+        let doc = document();
+        let codes =
+            &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"];
+        let listed: Vec<&str> = codes["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(listed.len(), ErrorCode::ALL.len());
+        let unique: std::collections::HashSet<&str> = listed.iter().copied().collect();
+        assert_eq!(unique.len(), listed.len(), "a code string is used twice");
+        for code in ErrorCode::ALL {
+            assert!(listed.contains(&code.as_str()), "{code} is not documented");
         }
     }
 }

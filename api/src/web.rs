@@ -3,6 +3,7 @@
 //! works without any CDN. A strict Content-Security-Policy allows scripts from this origin
 //! only, so even markup that slipped through sanitising could not run.
 
+use crate::ErrorCode;
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -76,7 +77,7 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Response {
         ),
         None => crate::ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("no asset named {file:?}"),
         )
         .into_response(),

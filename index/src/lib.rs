@@ -12,6 +12,7 @@ pub mod analyzer;
 pub mod dedup;
 pub mod embed;
 mod error;
+pub mod filter;
 pub mod post;
 pub mod rerank;
 pub mod script;

@@ -22,7 +22,7 @@
 //! | 11 | `coverage_x_cos` | `idf_coverage · dense_cos` |
 //!
 //! The model is linear in these features, trained pairwise (logistic loss on "gold post above
-//! another candidate of the same question") by `tidings eval --train-reranker` on one
+//! another candidate of the same question") by `tidings-tools eval --train-reranker` on one
 //! half of the public TweetQA questions (split by a hash of the gold post id); the other half
 //! and the CrisisLex topics are never trained on and are what the figures report. A candidate's
 //! fused score is `exp(z − z_best)`: the odds, under the model, that it beats the best candidate,
@@ -77,7 +77,7 @@ impl LinearModel {
     }
 }
 
-/// The shipped model: trained by `tidings eval --train-reranker` on the train half of the
+/// The shipped model: trained by `tidings-tools eval --train-reranker` on the train half of the
 /// public TweetQA questions, 2026-12-03 (held-out half: R@1 0.631, R@10 0.772 against BM25's
 /// 0.550 / 0.694; see BENCHMARKS.md). `length` weighs much because TweetQA questions were
 /// written from full tweets; the cap is the candidate pool, which holds the gold post for 0.84
@@ -295,7 +295,7 @@ pub fn features(
         }
     });
     let cos = signals.cosine.unwrap_or(set.cos_min);
-    let dense_rel = crate::search::relative_score(cos, set.cos_min, set.cos_max);
+    let dense_rel = relative_score(cos, set.cos_min, set.cos_max);
     let bm25_rr = signals.bm25.map_or(0.0, |(r, _)| 1.0 / r.max(1) as f32);
     let dense_rr = signals.dense_rank.map_or(0.0, |r| 1.0 / r.max(1) as f32);
     let matched_idf: f32 = query
@@ -363,6 +363,15 @@ pub fn features(
         length,
         idf_coverage * cos,
     ]
+}
+
+/// `score` normalised to [0, 1] between `min` and `max` (1 when they coincide).
+pub fn relative_score(score: f32, min: f32, max: f32) -> f32 {
+    if max - min <= f32::EPSILON {
+        1.0
+    } else {
+        ((score - min) / (max - min)).clamp(0.0, 1.0)
+    }
 }
 
 /// One training query: its candidates' features and which of them are gold.

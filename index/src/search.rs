@@ -7,10 +7,11 @@
 //! retrievers is not overtaken by a slightly fresher, barely relevant one once recency applies.
 
 use crate::embed::Embedder;
+pub use crate::filter::SearchFilter;
 use crate::post::Post;
 use crate::rerank::{
-    features, relative_odds, CandidateSet, IdfCache, QueryTerms, RetrievalSignals, ANSWERS_MODEL,
-    FEATURES, MODEL,
+    features, relative_odds, relative_score, CandidateSet, IdfCache, QueryTerms, RetrievalSignals,
+    ANSWERS_MODEL, FEATURES, MODEL,
 };
 use crate::text::{load_post, TextIndex, F_CREATED_AT, F_DUP_KEY, F_ID_HASH};
 use crate::vectors::VectorStore;
@@ -22,18 +23,6 @@ use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocAddress, Searcher};
-
-/// Filters shared by both halves of the index. Times are Unix milliseconds, inclusive.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SearchFilter {
-    pub from_ms: Option<i64>,
-    pub to_ms: Option<i64>,
-    /// Lowercased handles without `@`; a post must have one of them.
-    pub authors: Vec<String>,
-    pub exclude_authors: Vec<String>,
-    pub sources: Vec<String>,
-    pub langs: Vec<String>,
-}
 
 /// Which retrievers take part.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -138,15 +127,6 @@ const EXACT_SCAN_MAX_POSTS: usize = 50_000;
 
 /// An old post keeps this share of its score however old it is, so relevance still counts.
 pub const RECENCY_FLOOR: f32 = 0.3;
-
-/// `score` normalised to [0, 1] between `min` and `max` (1 when they coincide).
-pub fn relative_score(score: f32, min: f32, max: f32) -> f32 {
-    if max - min <= f32::EPSILON {
-        1.0
-    } else {
-        ((score - min) / (max - min)).clamp(0.0, 1.0)
-    }
-}
 
 /// Cosine similarity of two vectors (0 when either is zero or their lengths differ).
 pub fn cosine_of(a: &[f32], b: &[f32]) -> f32 {

@@ -1,8 +1,8 @@
 //! The full-text half of the index: tantivy schema, documents, BM25 queries and filters.
 
 use crate::analyzer::{social_analyzer, SOCIAL_ANALYZER};
+use crate::filter::SearchFilter;
 use crate::post::{Post, PostId};
-use crate::search::SearchFilter;
 use crate::IndexError;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;

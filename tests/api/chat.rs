@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions` with the real local model (SmolLM2 through llama.cpp) over a
 //! replayed fixture feed: streaming, citations, extensions, injection resistance, validation.
 
-use crate::helpers::{settings, spawn_with_settings, TestApp};
+use crate::helpers::{settings, shape, spawn_with_settings, TestApp};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use tidings::app::ReplayOptions;
@@ -226,6 +226,7 @@ async fn whole_answers_carry_the_extensions_and_nothing_relevant_is_said_plainly
         );
     }
     assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    insta::assert_json_snapshot!("chat_answer", shape(&v));
 
     // Nothing about volcanoes in the feed: a plain "found nothing", no citations, no model call.
     let (status, v) = app
@@ -240,6 +241,7 @@ async fn whole_answers_carry_the_extensions_and_nothing_relevant_is_said_plainly
         .unwrap()
         .contains("found no posts"));
     assert_eq!(v["citations"], json!([]));
+    insta::assert_json_snapshot!("chat_answer_found_nothing", shape(&v));
 
     // A day later the trains post is outside the default 24 h window: the search widens, and
     // the answer says so.

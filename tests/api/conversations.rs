@@ -7,7 +7,7 @@
 //! after an answer was edited, and to hold an answer open for the busy check.
 
 use crate::chat::{app_with_feed, AS_OF};
-use crate::helpers::{post, settings, spawn_with_settings, TestApp};
+use crate::helpers::{post, settings, shape, spawn_with_settings, TestApp};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use futures::StreamExt;
@@ -328,6 +328,9 @@ async fn tree_workflow(database_url: Option<String>) {
     let mut app = spawn_with_settings(s).await;
     let after = app.tree(&id).await;
     assert_eq!(before, after);
+    // The tree's JSON shape (the same on SQLite and PostgreSQL), and a streamed answer's events.
+    insta::assert_json_snapshot!("conversation_tree", shape(&after));
+    insta::assert_json_snapshot!("conversation_answer_done", shape(&first));
     let (_, list) = app.call("GET", "/v1/conversations?limit=200", None).await;
     assert!(list["data"]
         .as_array()

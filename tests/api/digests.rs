@@ -2,7 +2,7 @@
 //! (read back with the `feedparser` library), and failures recorded as failures.
 
 use crate::chat::{app_with_feed, AS_OF};
-use crate::helpers::{post, settings, spawn_with_settings, TestApp};
+use crate::helpers::{post, settings, shape, spawn_with_settings, TestApp};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -117,6 +117,7 @@ async fn digests_run_now_and_in_the_past_and_feed_their_runs() {
         "the football result is not part of the flood story: {flood}"
     );
     assert!(run["markdown"].as_str().unwrap().contains("## 1."));
+    insta::assert_json_snapshot!("digest_run", shape(&run));
 
     // A window with no posts is a quiet window, said explicitly.
     let (status, quiet) = app

@@ -69,6 +69,12 @@ async fn error_bodies_have_stable_codes() {
         ),
         (404, "not_found", app.delete("/v1/posts/nope").await),
     ];
+    // The whole error bodies: codes, messages and their shape are the contract.
+    let bodies: Vec<Value> = cases
+        .iter()
+        .map(|(_, _, (status, body))| json!({"status": status, "body": body}))
+        .collect();
+    insta::assert_json_snapshot!("error_bodies", bodies);
     for (status, code, (got_status, body)) in cases {
         assert_eq!(
             (got_status, body["error"]["code"].as_str()),

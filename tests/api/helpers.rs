@@ -30,7 +30,7 @@ pub(crate) fn settings(data_dir: &std::path::Path) -> Settings {
     s.index.optimize_every = 0;
     // Tests that answer questions opt in with `spawn_app_with(.., model = true)`.
     s.model.kind = "none".into();
-    // The smallest known model keeps the suite fast; `tidings eval` answers with the default.
+    // The smallest known model keeps the suite fast; `tidings-tools eval` answers with the default.
     s.model.models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     s.model.local = "smollm2-135m".into();
     s.model.context_tokens = 2048;
@@ -150,4 +150,31 @@ pub(crate) fn hit_ids(response: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The shape of a JSON body for snapshot tests: every leaf replaced by its type (`"string"`,
+/// `"number"`, `"bool"`, `"null"`), an array by the distinct shapes of its items (sorted), an
+/// object by its keys' shapes. Values change from run to run (ids, times, the model's words);
+/// the shape is the contract the snapshots hold while code moves.
+pub(crate) fn shape(value: &Value) -> Value {
+    match value {
+        Value::Null => json!("null"),
+        Value::Bool(_) => json!("bool"),
+        Value::Number(_) => json!("number"),
+        Value::String(_) => json!("string"),
+        Value::Array(items) => {
+            let mut shapes: Vec<Value> = Vec::new();
+            for item in items {
+                let s = shape(item);
+                if !shapes.contains(&s) {
+                    shapes.push(s);
+                }
+            }
+            shapes.sort_by_key(|s| s.to_string());
+            Value::Array(shapes)
+        }
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 use crate::routes::search::PostDto;
 use crate::time::parse_time;
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -196,7 +197,7 @@ pub(crate) fn check_persona(agent: &Agent, persona: &str) -> Result<(), ApiError
         return Ok(());
     }
     Err(ApiError::bad_request(
-        "unknown_persona",
+        ErrorCode::UnknownPersona,
         format!(
             "persona `{persona}` does not exist; available: {}",
             agent.personas().names().collect::<Vec<_>>().join(", ")
@@ -205,7 +206,7 @@ pub(crate) fn check_persona(agent: &Agent, persona: &str) -> Result<(), ApiError
 }
 
 pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_request", message)
+    ApiError::bad_request(ErrorCode::InvalidRequest, message)
 }
 
 /// Model ids we answer to: `tidings` (default persona), `tidings-<persona>`, and the backend's
@@ -225,7 +226,7 @@ fn resolve_model(agent: &Agent, requested: Option<&str>) -> Result<Option<String
     }
     Err(ApiError::new(
         StatusCode::NOT_FOUND,
-        "model_not_found",
+        ErrorCode::ModelNotFound,
         format!(
             "model `{m}` does not exist here; GET /v1/models lists them (tidings, {})",
             agent
@@ -266,7 +267,7 @@ fn to_request(agent: &Agent, body: ChatBody) -> Result<(AskRequest, String), Api
             .map_err(|e| invalid(format!("messages[{i}]: {e}")))?;
         if text.chars().count() > MAX_MESSAGE_CHARS {
             return Err(ApiError::bad_request(
-                "message_too_long",
+                ErrorCode::MessageTooLong,
                 format!("messages[{i}] is longer than {MAX_MESSAGE_CHARS} characters"),
             ));
         }
@@ -335,10 +336,28 @@ fn to_request(agent: &Agent, body: ChatBody) -> Result<(AskRequest, String), Api
     ))
 }
 
-pub(crate) fn agent_error(e: AgentError) -> ApiError {
-    let code = e.code();
+/// The stable code of an answer's failure (exhaustive: a new failure needs a code).
+fn agent_code(e: &AgentError) -> ErrorCode {
     match e {
-        AgentError::InvalidRequest(m) => ApiError::bad_request("invalid_request", m),
+        AgentError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+        AgentError::Search(_) => ErrorCode::SearchFailed,
+        AgentError::Panicked(_) => ErrorCode::Internal,
+        AgentError::Model(m) => match m {
+            ModelError::Busy(_) => ErrorCode::ModelBusy,
+            ModelError::Timeout(_) => ErrorCode::ModelTimeout,
+            ModelError::Upstream { .. } => ErrorCode::UpstreamError,
+            ModelError::Unavailable(_) => ErrorCode::UpstreamUnavailable,
+            ModelError::Malformed(_) => ErrorCode::UpstreamMalformed,
+            ModelError::ContextTooLong(_) => ErrorCode::ContextTooLong,
+            ModelError::Internal(_) => ErrorCode::ModelError,
+        },
+    }
+}
+
+pub(crate) fn agent_error(e: AgentError) -> ApiError {
+    let code = agent_code(&e);
+    match e {
+        AgentError::InvalidRequest(m) => ApiError::bad_request(ErrorCode::InvalidRequest, m),
         // Logged where it was caught; clients get a stable code and no internals.
         AgentError::Panicked(_) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -348,7 +367,7 @@ pub(crate) fn agent_error(e: AgentError) -> ApiError {
         AgentError::Search(e) => {
             let mut err = ApiError::from(e);
             if err.status.is_server_error() {
-                err.code = "search_failed";
+                err.code = ErrorCode::SearchFailed;
             }
             err
         }
@@ -360,7 +379,7 @@ pub(crate) fn agent_error(e: AgentError) -> ApiError {
                 ModelError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::BAD_GATEWAY,
             };
-            tracing::warn!(error = %m, code, "answer failed");
+            tracing::warn!(error = %m, code = code.as_str(), "answer failed");
             let busy = matches!(m, ModelError::Busy(_));
             let err = ApiError::new(status, code, m.to_string());
             if busy {
@@ -482,16 +501,16 @@ pub(crate) async fn completions(
     let agent = state.agent.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "model_unavailable",
+            ErrorCode::ModelUnavailable,
             "no chat model is configured on this server",
         )
     })?;
     let Json(body) = body.map_err(|e| {
         let status = e.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "payload_too_large", e.body_text())
+            ApiError::new(status, ErrorCode::PayloadTooLarge, e.body_text())
         } else {
-            ApiError::bad_request("invalid_json", e.body_text())
+            ApiError::bad_request(ErrorCode::InvalidJson, e.body_text())
         }
     })?;
     let stream = body.stream;

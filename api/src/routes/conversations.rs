@@ -15,6 +15,7 @@ use crate::routes::chat::{agent_error, check_persona, extensions, invalid, Searc
 use crate::routes::search::PostDto;
 use crate::routes::{json_body, store_error};
 use crate::store::{Conversation, ConversationPatch, NewMessage, Store, StoredMessage};
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -53,7 +54,7 @@ impl Generating {
         if !set.insert(id.to_string()) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "conversation_busy",
+                ErrorCode::ConversationBusy,
                 "this conversation is already answering; wait for that answer to finish",
             )
             .with_retry_after(2));
@@ -76,7 +77,7 @@ fn agent(state: &AppState) -> Result<Agent, ApiError> {
     state.agent.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "model_unavailable",
+            ErrorCode::ModelUnavailable,
             "no chat model is configured on this server",
         )
     })
@@ -88,7 +89,7 @@ fn check_content(field: &str, text: &str) -> Result<(), ApiError> {
     }
     if text.chars().count() > MAX_CONTENT_CHARS {
         return Err(ApiError::bad_request(
-            "message_too_long",
+            ErrorCode::MessageTooLong,
             format!("`{field}` is longer than {MAX_CONTENT_CHARS} characters"),
         ));
     }
@@ -380,7 +381,7 @@ pub(crate) async fn ask(
         None => tree.active_leaf().map(|n| n.id.clone()),
     };
     tree.can_ask_under(parent.as_deref())
-        .map_err(|e| ApiError::bad_request("invalid_parent", e))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParent, e))?;
     let plan = Generation::prepare(&agent, &c, &body)?;
     let guard = state.generating.claim(&id)?;
     if c.title.is_empty() {
@@ -433,7 +434,7 @@ pub(crate) async fn regenerate(
         let parent = target.parent_id.as_deref().ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "corrupt_tree",
+                ErrorCode::CorruptTree,
                 "this answer has no question",
             )
         })?;
@@ -679,7 +680,7 @@ impl Generation {
             }
             None => Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Internal,
                 format!("the answer for conversation {conversation_id} ended without a result"),
             )),
         }
@@ -790,7 +791,7 @@ async fn answer_task(
         tracing::error!(panic = %message, "a conversation answer panicked");
         Some(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "the answer failed inside the server (logged); regenerate to try again",
         ))
     });

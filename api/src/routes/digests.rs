@@ -10,6 +10,7 @@ use crate::routes::{json_body, store_error};
 use crate::scheduler::{Job, Missed, Runner, Schedule};
 use crate::store::{DigestRow, RunRow, Store};
 use crate::time::{parse_duration, parse_time};
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -165,7 +166,7 @@ impl DigestBody {
             {
                 if let Err(e) = crate::webhook::check_ip(ip, &state.config.webhooks.allow) {
                     return Err(ApiError::bad_request(
-                        "webhook_refused",
+                        ErrorCode::WebhookRefused,
                         format!("webhooks[{i}]: {e}"),
                     ));
                 }
@@ -247,7 +248,7 @@ fn spec_of(state: &AppState, row: &DigestRow) -> Result<DigestSpec, ApiError> {
     let body: DigestBody = serde_json::from_value(row.spec.clone()).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "corrupt_digest",
+            ErrorCode::CorruptDigest,
             format!("stored digest {} does not parse: {e}", row.id),
         )
     })?;
@@ -550,14 +551,14 @@ pub(crate) async fn run_now(
             tracing::error!(error = %e, "a digest run task failed");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Internal,
                 "internal error; see the server log",
             )
         })??
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Internal,
                 "a manual run was not stored",
             )
         })?;

@@ -8,6 +8,7 @@ pub(crate) mod live;
 pub(crate) mod posts;
 pub(crate) mod search;
 
+use crate::ErrorCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
@@ -36,7 +37,7 @@ pub(crate) fn app_store<'a>(
     state.store.as_ref().ok_or_else(|| {
         crate::ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
+            crate::error::ErrorCode::StoreUnavailable,
             format!("this server runs without an app database, so it keeps no {what}"),
         )
     })
@@ -47,7 +48,7 @@ pub(crate) fn store_error(e: crate::store::StoreError) -> crate::ApiError {
     tracing::error!(error = %e, "app database");
     crate::ApiError::new(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
+        crate::error::ErrorCode::StoreUnavailable,
         format!("the app database failed: {e}"),
     )
 }
@@ -59,9 +60,9 @@ pub(crate) fn json_body<T>(
     body.map(|axum::Json(b)| b).map_err(|e| {
         let status = e.status();
         if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            crate::ApiError::new(status, "payload_too_large", e.body_text())
+            crate::ApiError::new(status, ErrorCode::PayloadTooLarge, e.body_text())
         } else {
-            crate::ApiError::bad_request("invalid_json", e.body_text())
+            crate::ApiError::bad_request(ErrorCode::InvalidJson, e.body_text())
         }
     })
 }

@@ -7,6 +7,7 @@
 
 use crate::error::body_error;
 use crate::routes::search::PostDto;
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -58,8 +59,9 @@ fn records(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("body is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request(ErrorCode::InvalidBody, format!("body is not UTF-8: {e}"))
+    })?;
     let ndjson = |text: &str| {
         text.lines()
             .filter(|l| !l.trim().is_empty())
@@ -79,12 +81,12 @@ fn records(
         Ok(serde_json::Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
         Ok(item @ serde_json::Value::Object(_)) => Ok(vec![Ok(item)]),
         Ok(_) => Err(ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "body must be a JSON array of posts, one post object, or NDJSON",
         )),
         Err(_) if text.trim().lines().count() > 1 => Ok(ndjson(text)),
         Err(e) => Err(ApiError::bad_request(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             format!("body is not valid JSON: {e}"),
         )),
     }
@@ -98,7 +100,7 @@ pub(crate) async fn push(
     let body = body.map_err(|e| body_error(e, state.config.max_body_bytes))?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
-            "empty_body",
+            ErrorCode::EmptyBody,
             "send a JSON array of posts, one post object, or NDJSON",
         ));
     }
@@ -107,7 +109,7 @@ pub(crate) async fn push(
     if items.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_posts",
+            ErrorCode::TooManyPosts,
             format!("{} posts in one request; the limit is {max}", items.len()),
         ));
     }
@@ -185,7 +187,7 @@ pub(crate) async fn push(
 }
 
 fn parse_id(raw: &str) -> Result<PostId, ApiError> {
-    PostId::parse(raw).map_err(|e| ApiError::bad_request("invalid_id", e))
+    PostId::parse(raw).map_err(|e| ApiError::bad_request(ErrorCode::InvalidId, e))
 }
 
 pub(crate) async fn fetch(

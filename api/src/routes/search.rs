@@ -1,6 +1,7 @@
 //! `GET|POST /v1/search`: hybrid search with time window, filters and a per-hit score breakdown.
 
 use crate::time::{parse_duration, parse_time};
+use crate::ErrorCode;
 use crate::{ApiError, AppState};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -204,7 +205,7 @@ pub(crate) struct SearchResponse {
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_request", message)
+    ApiError::bad_request(ErrorCode::InvalidRequest, message)
 }
 
 /// Turns client input into a resolved [`SearchRequest`].
@@ -354,10 +355,10 @@ pub(crate) async fn search_post(
 ) -> Result<Json<SearchResponse>, ApiError> {
     let Json(body) = body.map_err(|e| match e {
         JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
-            "invalid_content_type",
+            ErrorCode::InvalidContentType,
             "send the search as JSON with `content-type: application/json`",
         ),
-        e => ApiError::bad_request("invalid_json", e.body_text()),
+        e => ApiError::bad_request(ErrorCode::InvalidJson, e.body_text()),
     })?;
     run(state, body).await
 }

@@ -5,7 +5,7 @@
 //! lang}` with integer/keyword payload indexes for the filters.
 
 use super::{VectorHit, VectorPoint, VectorStore};
-use crate::search::SearchFilter;
+use crate::filter::SearchFilter;
 use crate::IndexError;
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::external::serde_json::json;

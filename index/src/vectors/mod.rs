@@ -5,8 +5,8 @@ mod edge;
 
 pub use edge::EdgeVectorStore;
 
+use crate::filter::SearchFilter;
 use crate::post::Post;
-use crate::search::SearchFilter;
 use crate::IndexError;
 
 /// One post's vector and the payload that filters need.

@@ -2,15 +2,15 @@
 //! posts. Talks to the running server; without one, starts the app on a loopback port over the
 //! local data dir for the one question.
 
-use crate::app::App;
-use crate::config::Settings;
 use anyhow::{bail, Context};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use std::io::Write;
 use std::time::Duration;
+use tidings::app::App;
+use tidings::config::Settings;
 
-pub async fn ask(
+pub(crate) async fn ask(
     settings: Settings,
     server: &str,
     api_key: Option<&str>,
@@ -124,4 +124,41 @@ async fn stream_answer(
         }
     }
     Ok(())
+}
+
+#[derive(clap::Args)]
+pub(crate) struct AskArgs {
+    question: String,
+    /// "Now" for the question (RFC 3339 or Unix seconds); default: now.
+    #[arg(long)]
+    as_of: Option<String>,
+    /// regular, fun, or a custom persona.
+    #[arg(long)]
+    persona: Option<String>,
+    /// Only posts by these handles (repeatable).
+    #[arg(long)]
+    handle: Vec<String>,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// API key for the server (or TIDINGS_API_KEY).
+    #[arg(long, env = "TIDINGS_API_KEY")]
+    api_key: Option<String>,
+}
+
+impl AskArgs {
+    pub(crate) async fn run(self, settings: Settings) -> anyhow::Result<()> {
+        let mut body = serde_json::json!({
+            "model": "tidings",
+            "stream": true,
+            "messages": [{"role": "user", "content": self.question}],
+            "search": {"handles": self.handle},
+        });
+        if let Some(a) = self.as_of {
+            body["search"]["as_of"] = a.into();
+        }
+        if let Some(p) = self.persona {
+            body["persona"] = p.into();
+        }
+        ask(settings, &self.server, self.api_key.as_deref(), body).await
+    }
 }

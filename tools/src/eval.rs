@@ -1,4 +1,4 @@
-//! `tidings eval`: retrieval quality on the real data in `../shared/data`.
+//! `tidings-tools eval`: retrieval quality on the real data in `../shared/data`.
 //!
 //! Ingests CrisisLexT26 and TweetQA posts into a fresh index (text and vectors, with the real
 //! local embedder), then reports, for BM25 alone, dense alone and hybrid:
@@ -9,13 +9,13 @@
 //! Ranking is evaluated with recency decay and duplicate collapse off, so the figures measure
 //! retrieval rather than presentation. `--check-floors` fails on figures a broken index would give.
 
-use crate::app;
-use crate::config::Settings;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tidings::app;
+use tidings::config::Settings;
 use tidings_index::rerank::{self, LinearModel, TrainingGroup, FEATURES, FEATURE_NAMES};
 use tidings_index::{
     Embedder, LocalEmbedder, Ranker, SearchFilter, SearchHandle, SearchMode, SearchRequest,

@@ -1,18 +1,18 @@
 //! `tidings publish` (a JSONL file into a NATS JetStream subject) and `tidings verify` (what the
 //! text and vector indexes hold, and whether they agree).
 
-use crate::config::Settings;
 use anyhow::Context;
 use serde_json::json;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
+use tidings::config::Settings;
 use tidings_index::{EdgeVectorStore, IndexConfig, IndexService, VectorStore};
 use tidings_ingest::sources::nats::{open_stream, NatsSpec};
 use tokio::io::AsyncBufReadExt;
 
 /// Publishes every non-empty line of `file` (`-`: stdin) as one message, waiting for JetStream's
 /// acknowledgement of each (a few hundred in flight). `rate` paces it (posts per second).
-pub async fn publish(
+pub(crate) async fn publish(
     file: &str,
     url: &str,
     stream: &str,
@@ -71,7 +71,7 @@ pub async fn publish(
 
 /// What the indexes hold, as JSON; `ids` adds every id. Needs the data dir to itself (stop the
 /// server first); it reads, and repairs nothing.
-pub fn verify(settings: &Settings, ids: bool) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn verify(settings: &Settings, ids: bool) -> anyhow::Result<serde_json::Value> {
     let config = IndexConfig {
         data_dir: settings.data.dir.clone(),
         writer: Default::default(),
@@ -83,7 +83,7 @@ pub fn verify(settings: &Settings, ids: bool) -> anyhow::Result<serde_json::Valu
     let checkpoints = service.checkpoints().clone();
     let vectors_dir = settings.data.dir.join("vectors");
     let vectors: Option<BTreeSet<String>> = if vectors_dir.exists() {
-        let dim = crate::app::embedder(settings)?.map_or(384, |e| e.dim());
+        let dim = tidings::app::embedder(settings)?.map_or(384, |e| e.dim());
         let store = EdgeVectorStore::open(&vectors_dir, dim)?;
         Some(store.all_ids()?.into_iter().map(|(_, id)| id).collect())
     } else {
@@ -116,4 +116,58 @@ pub fn verify(settings: &Settings, ids: bool) -> anyhow::Result<serde_json::Valu
         out["stray_vector_ids"] = json!(stray);
     }
     Ok(out)
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PublishArgs {
+    file: String,
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    url: String,
+    #[arg(long, default_value = "TIDINGS")]
+    stream: String,
+    #[arg(long, default_value = "tidings.posts")]
+    subject: String,
+    /// Posts per second (default: as fast as JetStream acknowledges).
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+impl PublishArgs {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let sent = publish(
+            &self.file,
+            &self.url,
+            &self.stream,
+            &self.subject,
+            self.rate,
+        )
+        .await?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "published {sent} posts to {} (stream {}) in {secs:.1} s ({:.0}/s)",
+            self.subject,
+            self.stream,
+            sent as f64 / secs.max(1e-9)
+        );
+        Ok(())
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// List every id.
+    #[arg(long)]
+    ids: bool,
+}
+
+impl VerifyArgs {
+    pub(crate) fn run(self, settings: &Settings) -> anyhow::Result<()> {
+        let report = tokio::task::block_in_place(|| verify(settings, self.ids))?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if report["consistent"] != serde_json::Value::Bool(true) {
+            std::process::exit(1);
+        }
+        Ok(())
+    }
 }

@@ -1,15 +1,15 @@
-//! `tidings bench --nats`: NATS JetStream → both indexes. Publish-to-searchable lag (p50/p99)
+//! `tidings-tools bench --nats`: NATS JetStream → both indexes. Publish-to-searchable lag (p50/p99)
 //! at steady rates (the Bluesky firehose's ~50 posts/s and 10× that), how long the vectors take
 //! to catch up, and how fast a backlog drains (text only, and text + vectors), each beside the
 //! same posts written straight into the index writer in the same process.
 
-use crate::app::App;
 use crate::bench::{corpus, peak_rss_mb, summarize, BenchOptions};
-use crate::config::Settings;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tidings::app::App;
+use tidings::config::Settings;
 use tidings_ingest::sources::nats::NatsSpec;
 use tidings_ingest::sources::SourceSpec;
 
@@ -230,7 +230,7 @@ async fn drain(
     let mut settings = base.clone();
     settings.data.dir = dir.path().to_path_buf();
     settings.embedder.kind = "none".into();
-    let service = tokio::task::block_in_place(|| crate::app::open_index(&settings, false))?;
+    let service = tokio::task::block_in_place(|| tidings::app::open_index(&settings, false))?;
     let validation = tidings_ingest::ValidationConfig::default();
     let posts: Vec<_> = (0..n)
         .filter_map(|i| {

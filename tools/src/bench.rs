@@ -1,4 +1,4 @@
-//! `tidings bench`: throughput and latency on a corpus scaled from the real posts, each figure
+//! `tidings-tools bench`: throughput and latency on a corpus scaled from the real posts, each figure
 //! beside a baseline measured in the same process.
 //!
 //! Corpus: `posts_{N}.jsonl` and `queries.txt` from `../shared/peers/gen.py` (deterministic, real
@@ -7,12 +7,12 @@
 //! Baselines: raw tantivy (default tokenizer, pre-parsed text, no validation or dedup) for
 //! ingest and filtered BM25; the embedder alone for ingest with embeddings.
 
-use crate::app::{self, App};
-use crate::config::Settings;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tidings::app::{self, App};
+use tidings::config::Settings;
 use tidings_index::{
     Embedder, LocalEmbedder, PostId, Ranker, SearchFilter, SearchMode, SearchRequest,
 };

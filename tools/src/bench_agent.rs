@@ -1,4 +1,4 @@
-//! `tidings bench --agent`: the answering path on this machine with the local models.
+//! `tidings-tools bench --agent`: the answering path on this machine with the local models.
 //!
 //! Index: the CrisisLexT26 posts (text and vectors). For each public topic, "What is happening
 //! in <place>?" at its `as_of` with an 8-post context. Per local model that is fetched: time to
@@ -8,12 +8,12 @@
 //! model also the same prompt sent straight to the model, the agent's own overhead
 //! (total − retrieval − model) and throughput with 8 concurrent askers sharing the queue.
 
-use crate::app;
-use crate::config::Settings;
 use anyhow::Context;
 use futures::StreamExt;
 use std::path::Path;
 use std::time::Instant;
+use tidings::app;
+use tidings::config::Settings;
 use tidings_agent::{
     AgentEvent, AskRequest, ChatMessage, GenerationParams, ModelEvent, Role, SearchOptions,
 };
@@ -28,7 +28,7 @@ fn pct(mut xs: Vec<f64>, p: f64) -> f64 {
 }
 
 /// `index`: an existing data dir holding the CrisisLex posts with vectors (e.g. one kept by
-/// `tidings eval --keep-index DIR`); without it the posts are ingested and embedded first.
+/// `tidings-tools eval --keep-index DIR`); without it the posts are ingested and embedded first.
 pub async fn run(base: Settings, shared: &Path, index: Option<&Path>) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut settings = base.clone();

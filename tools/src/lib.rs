@@ -1,0 +1,11 @@
+//! The evaluation and benchmarks of Tidings, as a library for the `tidings-tools` binary.
+//!
+//! [`eval`] measures retrieval and answer quality on the real data and holds CI's floors;
+//! [`bench`] measures ingest, search and freshness against raw tantivy in the same process;
+//! [`bench_agent`] the answering path (time to first token per local model, agent overhead);
+//! [`bench_nats`] ingest from NATS JetStream.
+
+pub mod bench;
+pub mod bench_agent;
+pub mod bench_nats;
+pub mod eval;
