@@ -95,33 +95,13 @@ fn allowed(entry: &str, host: &str, ip: IpAddr) -> bool {
     if entry.eq_ignore_ascii_case(host) {
         return true;
     }
-    match entry.split_once('/') {
-        None => entry.parse::<IpAddr>().is_ok_and(|e| e == ip),
-        Some((net, bits)) => {
-            let (Ok(net), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u32>()) else {
-                return false;
-            };
-            match (net, ip) {
-                (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
-                    let mask = if bits == 0 {
-                        0
-                    } else {
-                        u32::MAX << (32 - bits)
-                    };
-                    u32::from(n) & mask == u32::from(i) & mask
-                }
-                (IpAddr::V6(n), IpAddr::V6(i)) if bits <= 128 => {
-                    let mask = if bits == 0 {
-                        0
-                    } else {
-                        u128::MAX << (128 - bits)
-                    };
-                    u128::from(n) & mask == u128::from(i) & mask
-                }
-                _ => false,
-            }
-        }
+    if entry.contains('/') {
+        // A CIDR block; host bits set ("10.1.2.3/8") still mean the block.
+        return entry
+            .parse::<ipnet::IpNet>()
+            .is_ok_and(|net| net.contains(&ip));
     }
+    entry.parse::<IpAddr>().is_ok_and(|e| e == ip)
 }
 
 /// Refuses a non-public address unless `allow` lists it.
@@ -363,6 +343,11 @@ mod tests {
         assert!(allowed("10.0.0.0/8", "x", ip("10.9.8.7")));
         assert!(!allowed("10.0.0.0/8", "x", ip("11.0.0.1")));
         assert!(allowed("fd00::/8", "x", ip("fd12::1")));
+        assert!(allowed("10.1.2.3/8", "x", ip("10.200.0.1")));
+        assert!(allowed("0.0.0.0/0", "x", ip("192.168.1.1")));
+        assert!(!allowed("10.0.0.0/33", "x", ip("10.0.0.1")));
+        assert!(!allowed("10.0.0.0/8", "x", ip("::ffff:0a00:0001")));
+        assert!(!allowed("not-a-net/8", "x", ip("10.0.0.1")));
         assert!(!allowed("127.0.0.1", "x", ip("127.0.0.2")));
         assert!(!allowed("nonsense/99", "x", ip("127.0.0.1")));
     }

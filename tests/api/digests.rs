@@ -562,3 +562,51 @@ async fn digests_declared_in_the_settings_are_created_once_and_updated() {
         .expect("refused");
     assert!(format!("{err:#}").contains("Broken"), "{err:#}");
 }
+
+/// A stored definition that no longer parses (another version wrote it, someone edited the
+/// database) fails loudly with a stable code, does not hide the other digests, and is mended
+/// by saving it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_digest_that_does_not_parse_fails_loudly_and_can_be_saved_again() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let mut app = spawn_with_settings(settings(temp.path())).await;
+    let (status, d) = app
+        .call("POST", "/v1/digests", Some(json!({"name": "Floods"})))
+        .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["id"].as_str().unwrap().to_string();
+    let db = format!("sqlite://{}", temp.path().join("tidings.db").display());
+    let store = tidings_api::store::Store::connect(&db).await.expect("open");
+    store
+        .update_digest(&id, "Floods", &json!({"name": "Floods", "windw": "24h"}))
+        .await
+        .expect("write a spec of another shape");
+    store.close().await;
+
+    let (status, v) = app
+        .call("POST", &format!("/v1/digests/{id}/run"), Some(json!({})))
+        .await;
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["error"]["code"], "corrupt_digest", "{v}");
+    assert!(
+        !v["error"]["message"].as_str().unwrap().contains("windw"),
+        "the parse detail stays in the log: {v}"
+    );
+    let (status, list) = app.call("GET", "/v1/digests", None).await;
+    assert_eq!(status, 200, "one bad row does not hide the list: {list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    let (status, v) = app
+        .call(
+            "PUT",
+            &format!("/v1/digests/{id}"),
+            Some(json!({"name": "Floods", "window": "24h"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = app
+        .call("POST", &format!("/v1/digests/{id}/run"), Some(json!({})))
+        .await;
+    assert_ne!(v["error"]["code"], "corrupt_digest", "saved again: {v}");
+    app.stop().await;
+}

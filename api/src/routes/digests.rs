@@ -244,15 +244,25 @@ async fn load(store: &Store, id: &str) -> Result<DigestRow, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("digest {id} does not exist")))
 }
 
-fn spec_of(state: &AppState, row: &DigestRow) -> Result<DigestSpec, ApiError> {
-    let body: DigestBody = serde_json::from_value(row.spec.clone()).map_err(|e| {
+/// The stored definition of a digest, read back. One that no longer parses (written by
+/// another version, edited by hand) is logged loudly every time something needs it — it neither
+/// runs on its schedule nor delivers until it is saved again — instead of being skipped quietly.
+fn stored_body(row: &DigestRow) -> Result<DigestBody, ApiError> {
+    serde_json::from_value(row.spec.clone()).map_err(|e| {
+        tracing::error!(
+            digest = %row.id, name = %row.name, error = %e,
+            "a stored digest does not parse; it will not run, be scheduled or deliver until it is saved again (PUT /v1/digests/{{id}})"
+        );
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::CorruptDigest,
             format!("stored digest {} does not parse: {e}", row.id),
         )
-    })?;
-    body.validate(state)
+    })
+}
+
+fn spec_of(state: &AppState, row: &DigestRow) -> Result<DigestSpec, ApiError> {
+    stored_body(row)?.validate(state)
 }
 
 /// `POST /v1/digests`.
@@ -388,7 +398,7 @@ pub(crate) async fn execute(
 /// POSTs a finished run to the digest's webhooks in the background, recording each delivery
 /// (delivered, or dead with the reason).
 fn deliver_run(state: &AppState, row: &DigestRow, run: &RunRow) {
-    let Ok(body) = serde_json::from_value::<DigestBody>(row.spec.clone()) else {
+    let Ok(body) = stored_body(row) else {
         return;
     };
     if body.webhooks.is_empty() {
@@ -485,7 +495,7 @@ pub(crate) async fn retry_pending_deliveries(
             let found = async {
                 let row = store.digest(&d.digest_id).await.ok()??;
                 let run = store.run(&d.run_id).await.ok()??;
-                let body = serde_json::from_value::<DigestBody>(row.spec.clone()).ok()?;
+                let body = stored_body(&row).ok()?;
                 let hook = body.webhooks.into_iter().find(|h| h.url == d.url)?;
                 Some((run_payload(&row, &run), hook))
             }
@@ -751,8 +761,17 @@ impl Runner for ScheduledDigests {
             };
             rows.into_iter()
                 .filter_map(|row| {
-                    let body: DigestBody = serde_json::from_value(row.spec.clone()).ok()?;
-                    let (schedule, missed) = body.schedule.as_ref()?.parse().ok()?;
+                    let body = stored_body(&row).ok()?;
+                    let (schedule, missed) = match body.schedule.as_ref()?.parse() {
+                        Ok(parsed) => parsed,
+                        Err(e) => {
+                            tracing::error!(
+                                digest = %row.id, error = %e.message,
+                                "a stored digest's schedule does not parse; it will not run by itself until it is saved again"
+                            );
+                            return None;
+                        }
+                    };
                     Some(Job {
                         last_slot: slots.iter().find(|(id, _)| *id == row.id).map(|(_, t)| *t),
                         digest_id: row.id,
