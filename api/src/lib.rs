@@ -6,22 +6,21 @@
 //! convert by hand to the index's plain types.
 
 pub mod auth;
-mod digest;
+mod digests;
 mod error;
 mod metrics;
 mod openapi;
 pub mod recover;
 mod routes;
-pub mod scheduler;
 pub mod store;
 mod time;
 mod web;
-pub mod webhook;
 
-pub use digest::digest_json;
+pub use digests::output::digest_json;
+pub use digests::service::apply_declared as apply_declared_digests;
+pub use digests::{scheduler, webhook};
 pub use error::{ApiError, ErrorCode};
 pub use recover::{recover, Recovered};
-pub use routes::digests::apply_declared as apply_declared_digests;
 pub use time::{parse_duration, parse_time};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -189,24 +188,24 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/digests",
-            get(routes::digests::list).post(routes::digests::create),
+            get(digests::routes::list).post(digests::routes::create),
         )
         .route(
             "/v1/digests/{id}",
-            get(routes::digests::get)
-                .put(routes::digests::replace)
-                .delete(routes::digests::remove),
+            get(digests::routes::get)
+                .put(digests::routes::replace)
+                .delete(digests::routes::remove),
         )
         .route(
             "/v1/digests/{id}/run",
-            axum::routing::post(routes::digests::run_now),
+            axum::routing::post(digests::routes::run_now),
         )
-        .route("/v1/digests/{id}/runs", get(routes::digests::runs))
-        .route("/v1/digests/{id}/runs/{run_id}", get(routes::digests::run))
-        .route("/v1/digests/{id}/feed.atom", get(routes::digests::feed))
+        .route("/v1/digests/{id}/runs", get(digests::routes::runs))
+        .route("/v1/digests/{id}/runs/{run_id}", get(digests::routes::run))
+        .route("/v1/digests/{id}/feed.atom", get(digests::routes::feed))
         .route(
             "/v1/digests/{id}/deliveries",
-            get(routes::digests::deliveries),
+            get(digests::routes::deliveries),
         )
         .route("/v1/posts/stream", get(routes::live::stream))
         .route("/v1/trending", get(routes::live::trending))
@@ -291,7 +290,7 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
 /// Runs the digest scheduler until `shutdown` (see [`scheduler`]).
 pub async fn run_scheduler(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
     let changed = state.digests_changed.clone();
-    let runner = Arc::new(routes::digests::ScheduledDigests(state));
+    let runner = Arc::new(digests::schedule::ScheduledDigests(state));
     scheduler::run(runner, scheduler::Clock::System, changed, shutdown).await;
 }
 

@@ -71,7 +71,8 @@ pub async fn recover(state: &AppState) -> Recovered {
         }
         Err(e) => tracing::error!(error = %e, "could not look for unanswered questions"),
     }
-    done.deliveries_retried = crate::routes::digests::retry_pending_deliveries(state, cutoff).await;
+    done.deliveries_retried =
+        crate::digests::service::retry_pending_deliveries(state, cutoff).await;
     if done != Recovered::default() {
         tracing::warn!(
             runs = done.runs_interrupted,

@@ -2,7 +2,6 @@
 
 pub(crate) mod chat;
 pub(crate) mod conversations;
-pub(crate) mod digests;
 pub(crate) mod health;
 pub(crate) mod live;
 pub(crate) mod posts;
