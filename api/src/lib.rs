@@ -6,6 +6,7 @@
 //! convert by hand to the index's plain types.
 
 pub mod auth;
+mod conversations;
 mod digests;
 mod error;
 mod metrics;
@@ -72,7 +73,7 @@ pub struct AppState {
     pub keys: Arc<auth::KeyStore>,
     /// The app database (conversations); `None` serves no conversations.
     pub store: Option<store::Store>,
-    pub(crate) generating: routes::conversations::Generating,
+    pub(crate) generating: conversations::Generating,
     /// Wakes the digest scheduler when digests change.
     pub digests_changed: Arc<tokio::sync::Notify>,
     pub(crate) metrics: Arc<metrics::Metrics>,
@@ -162,29 +163,29 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/conversations",
-            get(routes::conversations::list).post(routes::conversations::create),
+            get(conversations::routes::list).post(conversations::routes::create),
         )
         .route(
             "/v1/conversations/{id}",
-            get(routes::conversations::get)
-                .patch(routes::conversations::update)
-                .delete(routes::conversations::remove),
+            get(conversations::routes::get)
+                .patch(conversations::routes::update)
+                .delete(conversations::routes::remove),
         )
         .route(
             "/v1/conversations/{id}/messages",
-            axum::routing::post(routes::conversations::ask),
+            axum::routing::post(conversations::routes::ask),
         )
         .route(
             "/v1/conversations/{id}/messages/{message_id}/regenerate",
-            axum::routing::post(routes::conversations::regenerate),
+            axum::routing::post(conversations::routes::regenerate),
         )
         .route(
             "/v1/conversations/{id}/messages/{message_id}/edit",
-            axum::routing::post(routes::conversations::edit),
+            axum::routing::post(conversations::routes::edit),
         )
         .route(
             "/v1/conversations/{id}/messages/{message_id}/activate",
-            axum::routing::post(routes::conversations::activate),
+            axum::routing::post(conversations::routes::activate),
         )
         .route(
             "/v1/digests",
