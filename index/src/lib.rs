@@ -9,6 +9,7 @@
 //! [`WriteHandle`] (for ingest) and a [`SearchHandle`] (read-only, for agent and api).
 
 pub mod analyzer;
+pub mod backoff;
 pub mod dedup;
 pub mod embed;
 mod error;

@@ -126,7 +126,8 @@ pub(crate) fn spawn(
 
 impl Worker {
     async fn run(&mut self, mut rx: mpsc::Receiver<VectorJob>) {
-        let mut failures = 0u32;
+        let mut backoff =
+            crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
         while !self.stop.load(Ordering::Acquire) {
             while let Ok(job) = rx.try_recv() {
                 self.backlog.push_back(job);
@@ -149,13 +150,12 @@ impl Worker {
                 continue;
             }
             match self.step().await {
-                Ok(()) => failures = 0,
+                Ok(()) => backoff.reset(),
                 Err(e) => {
-                    failures += 1;
-                    let backoff = Duration::from_millis((250u64 << failures.min(6)).min(15_000));
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "vector batch failed; will retry");
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "vector batch failed; will retry");
                     self.stats.embed_errors.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
+use tidings_index::backoff::Backoff;
 
 /// Settings of a remote chat model.
 #[derive(Clone, Debug)]
@@ -71,6 +72,7 @@ impl OpenAiChatModel {
     /// Sends the request, retrying what is worth retrying. Returns the streaming response.
     async fn send(&self, body: &serde_json::Value) -> Result<reqwest::Response, ModelError> {
         let mut attempt = 0u32;
+        let mut backoff = Backoff::new(self.config.backoff, Duration::from_secs(30));
         loop {
             let mut request = self.client.post(self.url()).json(body);
             if let Some(key) = &self.config.api_key {
@@ -118,7 +120,7 @@ impl OpenAiChatModel {
                 return Err(error);
             }
             let wait = retry_after
-                .unwrap_or(self.config.backoff * 2u32.pow(attempt))
+                .unwrap_or_else(|| backoff.next_delay())
                 .min(Duration::from_secs(30));
             tracing::warn!(attempt, ?wait, error = %error, "upstream model failed; retrying");
             tokio::time::sleep(wait).await;

@@ -18,7 +18,8 @@ pub struct WebhookConfig {
     /// Hosts or addresses (`127.0.0.1`, `10.0.0.0/8`, `hooks.internal`) that may be private.
     pub allow: Vec<String>,
     pub attempts: u32,
-    /// Backoff before retry n is `backoff × 2^(n-1)`.
+    /// The first retry's step; each later one doubles it (up to 5 minutes), with jitter
+    /// ([`tidings_index::backoff::Backoff`], the one retry policy).
     pub backoff: Duration,
     pub timeout: Duration,
     pub max_redirects: usize,
@@ -249,6 +250,8 @@ pub async fn deliver(
         last_status: None,
         last_error: None,
     };
+    let mut backoff =
+        tidings_index::backoff::Backoff::new(config.backoff, Duration::from_secs(300));
     for attempt in 1..=config.attempts.max(1) {
         let timestamp = chrono::Utc::now().timestamp();
         let headers = vec![
@@ -278,7 +281,7 @@ pub async fn deliver(
             }
         }
         if attempt < config.attempts {
-            tokio::time::sleep(config.backoff * 2u32.saturating_pow(attempt - 1)).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
     outcome

@@ -12,7 +12,6 @@
 //! stopped and restarted from the last durable checkpoint, so nothing after a lost batch is
 //! checkpointed.
 
-mod backoff;
 mod deadletter;
 pub mod html;
 pub mod jetstream;
@@ -21,9 +20,9 @@ pub mod nats;
 mod status;
 pub mod xstream;
 
-pub use backoff::Backoff;
 pub use deadletter::DeadLetter;
 pub use status::{SourceSnapshot, SourceState, SourceStatus};
+pub use tidings_index::backoff::Backoff;
 
 use crate::validate::{validate, Rejection, ValidationConfig};
 use chrono::{DateTime, Utc};

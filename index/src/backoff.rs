@@ -1,4 +1,9 @@
-//! Reconnect delays: exponential with full jitter between half and the whole step, capped.
+//! The one retry policy of Tidings: delays that double (or, X's rule for network errors, grow
+//! linearly) from a first step up to a cap, each drawn between half and the whole step
+//! (jitter, so that many clients do not retry in step), and reset after a success.
+//!
+//! Used by every retry loop: the live sources' reconnects (`ingest`), the remote model's
+//! retries (`agent`), webhook deliveries (`api`) and failed vector batches (`vector_worker`).
 
 use std::time::Duration;
 
@@ -43,6 +48,11 @@ impl Backoff {
             Err(_) => 1.0,
         };
         step.mul_f64(0.5 + 0.5 * r)
+    }
+
+    /// The step the next delay is drawn from (its upper bound), without advancing.
+    pub fn peek_step(&self) -> Duration {
+        self.step
     }
 
     /// Back to the first step (after a connection that worked).
