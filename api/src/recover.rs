@@ -53,11 +53,11 @@ pub async fn recover(state: &AppState) -> Recovered {
                     .insert_message(NewMessage {
                         conversation_id: &q.conversation_id,
                         parent_id: Some(&q.id),
-                        role: "assistant",
+                        role: crate::store::Role::Assistant,
                         content: "",
-                        origin: "generated",
+                        origin: crate::store::Origin::Generated,
                         edited_from: None,
-                        status: "error",
+                        status: crate::store::MessageStatus::Error,
                         meta: &meta,
                     })
                     .await;

@@ -7,7 +7,7 @@ use crate::helpers::{settings, spawn_with_settings};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tidings_api::store::{NewMessage, Store};
+use tidings_api::store::{MessageStatus, NewMessage, Origin, Role, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_recovers_what_a_dead_process_left() {
@@ -67,11 +67,11 @@ async fn a_restart_recovers_what_a_dead_process_left() {
         .insert_message(NewMessage {
             conversation_id: &c.id,
             parent_id: None,
-            role: "user",
+            role: Role::User,
             content: "東京で何が起きていますか？",
-            origin: "asked",
+            origin: Origin::Asked,
             edited_from: None,
-            status: "complete",
+            status: MessageStatus::Complete,
             meta: &json!({}),
         })
         .await

@@ -6,7 +6,7 @@ use super::views::{load, message_json, tree_of, with_tree};
 use crate::routes::chat::{agent_error, check_persona, extensions, invalid, SearchBody};
 use crate::routes::search::PostDto;
 use crate::routes::store_error;
-use crate::store::{Conversation, NewMessage, Store, StoredMessage};
+use crate::store::{Conversation, MessageStatus, NewMessage, Origin, Role, Store, StoredMessage};
 use crate::{ApiError, AppState, ErrorCode};
 use axum::http::StatusCode;
 use axum::response::sse::Event;
@@ -109,7 +109,7 @@ impl Generation {
         guard: GeneratingGuard,
         question: StoredMessage,
         announce_question: bool,
-        origin: &'static str,
+        origin: Origin,
     ) -> Result<Response, ApiError> {
         let (c, messages) = load(&store, &question.conversation_id).await?;
         let tree = tree_of(&c, &messages);
@@ -196,7 +196,7 @@ pub(super) async fn answer_task(
     agent: Agent,
     request: AskRequest,
     question: StoredMessage,
-    origin: &'static str,
+    origin: Origin,
     tx: mpsc::Sender<(&'static str, Value)>,
 ) {
     // A client that went away must not stop the answer from being stored.
@@ -260,11 +260,11 @@ pub(super) async fn answer_task(
                             .insert_message(NewMessage {
                                 conversation_id: &question.conversation_id,
                                 parent_id: Some(&question.id),
-                                role: "assistant",
+                                role: Role::Assistant,
                                 content: &answer.text,
                                 origin,
                                 edited_from: None,
-                                status: "complete",
+                                status: MessageStatus::Complete,
                                 meta: &meta,
                             })
                             .await;
@@ -305,11 +305,11 @@ pub(super) async fn answer_task(
         .insert_message(NewMessage {
             conversation_id: &question.conversation_id,
             parent_id: Some(&question.id),
-            role: "assistant",
+            role: Role::Assistant,
             content: &text,
             origin,
             edited_from: None,
-            status: "error",
+            status: MessageStatus::Error,
             meta: &meta,
         })
         .await;

@@ -18,7 +18,7 @@ use super::types::{
 use super::views::{conversation_json, find, load, message_json, store, tree_json, tree_of};
 use crate::routes::chat::{check_persona, invalid};
 use crate::routes::{json_body, store_error};
-use crate::store::{ConversationPatch, NewMessage};
+use crate::store::{ConversationPatch, MessageStatus, NewMessage, Origin, Role};
 use crate::{ApiError, AppState, ErrorCode};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -174,17 +174,25 @@ pub(crate) async fn ask(
         .insert_message(NewMessage {
             conversation_id: &id,
             parent_id: parent.as_deref(),
-            role: "user",
+            role: Role::User,
             content: content.trim(),
-            origin: "asked",
+            origin: Origin::Asked,
             edited_from: None,
-            status: "complete",
+            status: MessageStatus::Complete,
             meta: &json!({}),
         })
         .await
         .map_err(store_error)?;
-    plan.run(&state.tasks, store, agent, guard, user, true, "generated")
-        .await
+    plan.run(
+        &state.tasks,
+        store,
+        agent,
+        guard,
+        user,
+        true,
+        Origin::Generated,
+    )
+    .await
 }
 
 /// `POST /v1/conversations/{id}/messages/{message_id}/regenerate`: a new version of an answer
@@ -225,7 +233,7 @@ pub(crate) async fn regenerate(
         guard,
         question,
         false,
-        "regenerated",
+        Origin::Regenerated,
     )
     .await
 }
@@ -264,11 +272,11 @@ pub(crate) async fn edit(
             .insert_message(NewMessage {
                 conversation_id: &id,
                 parent_id: original.parent_id.as_deref(),
-                role: "assistant",
+                role: Role::Assistant,
                 content: &content,
-                origin: "edited",
+                origin: Origin::Edited,
                 edited_from: Some(&original.id),
-                status: "complete",
+                status: MessageStatus::Complete,
                 meta: &meta,
             })
             .await
@@ -295,19 +303,27 @@ pub(crate) async fn edit(
         .insert_message(NewMessage {
             conversation_id: &id,
             parent_id: original.parent_id.as_deref(),
-            role: "user",
+            role: Role::User,
             content: content.trim(),
-            origin: "edited",
+            origin: Origin::Edited,
             edited_from: Some(&original.id),
-            status: "complete",
+            status: MessageStatus::Complete,
             meta: &json!({}),
         })
         .await
         .map_err(store_error)?;
     match (plan, agent, guard) {
         (Some(plan), Some(agent), Some(guard)) => {
-            plan.run(&state.tasks, store, agent, guard, user, true, "generated")
-                .await
+            plan.run(
+                &state.tasks,
+                store,
+                agent,
+                guard,
+                user,
+                true,
+                Origin::Generated,
+            )
+            .await
         }
         _ => {
             let (c, messages) = load(&store, &id).await?;

@@ -1,7 +1,7 @@
 //! Reading a conversation back (with its message tree) and its JSON views.
 
 use crate::routes::store_error;
-use crate::store::{Conversation, Store, StoredMessage};
+use crate::store::{self, Conversation, Store, StoredMessage};
 use crate::{ApiError, AppState};
 use serde_json::{json, Value};
 use tidings_agent::conversation::{Node, Tree};
@@ -26,10 +26,9 @@ pub(super) fn tree_of(conversation: &Conversation, messages: &[StoredMessage]) -
             .map(|m| Node {
                 id: m.id.clone(),
                 parent: m.parent_id.clone(),
-                role: if m.role == "user" {
-                    Role::User
-                } else {
-                    Role::Assistant
+                role: match m.role {
+                    store::Role::User => Role::User,
+                    store::Role::Assistant => Role::Assistant,
                 },
                 content: m.content.clone(),
                 active_child: m.active_child.clone(),

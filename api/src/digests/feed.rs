@@ -203,7 +203,7 @@ mod tests {
             let run = RunRow {
                 id: "r".into(),
                 digest_id: "d".into(),
-                status: "succeeded".into(),
+                status: crate::store::RunStatus::Succeeded,
                 reason: "manual".into(),
                 as_of: Utc::now(),
                 scheduled_for: None,

@@ -1,6 +1,6 @@
 //! Conversations and their message trees: rows, the active path, versions.
 
-use super::{json, millis, new_id, time, Store, StoreError};
+use super::{json, millis, new_id, time, MessageStatus, Origin, Role, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -24,11 +24,11 @@ pub struct StoredMessage {
     pub id: String,
     pub conversation_id: String,
     pub parent_id: Option<String>,
-    pub role: String,
+    pub role: Role,
     pub content: String,
-    pub origin: String,
+    pub origin: Origin,
     pub edited_from: Option<String>,
-    pub status: String,
+    pub status: MessageStatus,
     pub active_child: Option<String>,
     pub meta: Value,
     pub seq: i64,
@@ -40,11 +40,11 @@ pub struct StoredMessage {
 pub struct NewMessage<'a> {
     pub conversation_id: &'a str,
     pub parent_id: Option<&'a str>,
-    pub role: &'a str,
+    pub role: Role,
     pub content: &'a str,
-    pub origin: &'a str,
+    pub origin: Origin,
     pub edited_from: Option<&'a str>,
-    pub status: &'a str,
+    pub status: MessageStatus,
     pub meta: &'a Value,
 }
 
@@ -75,11 +75,11 @@ impl Store {
             id: row.try_get("id")?,
             conversation_id: row.try_get("conversation_id")?,
             parent_id: row.try_get("parent_id")?,
-            role: row.try_get("role")?,
+            role: Role::parse(&row.try_get::<String, _>("role")?)?,
             content: row.try_get("content")?,
-            origin: row.try_get("origin")?,
+            origin: Origin::parse(&row.try_get::<String, _>("origin")?)?,
             edited_from: row.try_get("edited_from")?,
-            status: row.try_get("status")?,
+            status: MessageStatus::parse(&row.try_get::<String, _>("status")?)?,
             active_child: row.try_get("active_child")?,
             meta: json(&row.try_get::<String, _>("meta")?)?,
             seq: row.try_get("seq")?,
@@ -203,11 +203,11 @@ impl Store {
         .bind(&id)
         .bind(m.conversation_id)
         .bind(m.parent_id)
-        .bind(m.role)
+        .bind(m.role.as_str())
         .bind(m.content)
-        .bind(m.origin)
+        .bind(m.origin.as_str())
         .bind(m.edited_from)
-        .bind(m.status)
+        .bind(m.status.as_str())
         .bind(m.meta.to_string())
         .bind(now)
         .execute(&mut *tx)

@@ -1,7 +1,7 @@
 //! Digest definitions, their runs (a schedule slot claimed once across replicas), and webhook
 //! deliveries with their dead letters.
 
-use super::{json, millis, new_id, time, Store, StoreError};
+use super::{json, millis, new_id, time, DeliveryStatus, RunStatus, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -22,7 +22,7 @@ pub struct DigestRow {
 pub struct RunRow {
     pub id: String,
     pub digest_id: String,
-    pub status: String,
+    pub status: RunStatus,
     pub reason: String,
     pub as_of: DateTime<Utc>,
     pub scheduled_for: Option<DateTime<Utc>>,
@@ -53,7 +53,7 @@ impl Store {
         Ok(RunRow {
             id: row.try_get("id")?,
             digest_id: row.try_get("digest_id")?,
-            status: row.try_get("status")?,
+            status: RunStatus::parse(&row.try_get::<String, _>("status")?)?,
             reason: row.try_get("reason")?,
             as_of: time(row.try_get("as_of")?),
             scheduled_for: row.try_get::<Option<i64>, _>("scheduled_for")?.map(time),
@@ -180,13 +180,13 @@ impl Store {
         result: Result<(&Value, &str), &Value>,
     ) -> Result<RunRow, StoreError> {
         let (status, output, markdown, error) = match result {
-            Ok((out, md)) => ("succeeded", Some(out.to_string()), Some(md), None),
-            Err(e) => ("failed", None, None, Some(e.to_string())),
+            Ok((out, md)) => (RunStatus::Succeeded, Some(out.to_string()), Some(md), None),
+            Err(e) => (RunStatus::Failed, None, None, Some(e.to_string())),
         };
         sqlx::query(
             "UPDATE digest_runs SET status = $1, finished_at = $2, output = $3, markdown = $4, error = $5 WHERE id = $6",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(millis(Utc::now()))
         .bind(output)
         .bind(markdown)
@@ -227,7 +227,7 @@ pub struct DeliveryRow {
     pub digest_id: String,
     pub run_id: String,
     pub url: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
@@ -242,7 +242,7 @@ impl Store {
             digest_id: row.try_get("digest_id")?,
             run_id: row.try_get("run_id")?,
             url: row.try_get("url")?,
-            status: row.try_get("status")?,
+            status: DeliveryStatus::parse(&row.try_get::<String, _>("status")?)?,
             attempts: row.try_get("attempts")?,
             last_status: row.try_get("last_status")?,
             last_error: row.try_get("last_error")?,
@@ -286,7 +286,11 @@ impl Store {
         sqlx::query(
             "UPDATE webhook_deliveries SET status = $1, attempts = $2, last_status = $3, last_error = $4, updated_at = $5 WHERE id = $6",
         )
-        .bind(if delivered { "delivered" } else { "dead" })
+        .bind(if delivered {
+            DeliveryStatus::Delivered.as_str()
+        } else {
+            DeliveryStatus::Dead.as_str()
+        })
         .bind(i64::from(attempts))
         .bind(last_status.map(i64::from))
         .bind(last_error)

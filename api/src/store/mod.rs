@@ -70,6 +70,107 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A string column with a closed set of values, as an enum: written with `as_str`, read back
+/// with `parse` (an unknown value is [`StoreError::Corrupt`], never a silent default), shown in
+/// JSON as its string.
+macro_rules! stored_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// The value as stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// Reads a stored value back.
+            pub fn parse(text: &str) -> Result<$name, StoreError> {
+                match text {
+                    $($text => Ok($name::$variant),)*
+                    other => Err(StoreError::Corrupt(format!(
+                        concat!("unknown ", stringify!($name), " `{}`"),
+                        other
+                    ))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+stored_enum! {
+    /// Who wrote a message.
+    Role {
+        User => "user",
+        Assistant => "assistant",
+    }
+}
+
+stored_enum! {
+    /// How a message came to be.
+    Origin {
+        /// A question as asked.
+        Asked => "asked",
+        /// An answer to a question.
+        Generated => "generated",
+        /// Another version of an answer.
+        Regenerated => "regenerated",
+        /// A question or answer edited by the user.
+        Edited => "edited",
+    }
+}
+
+stored_enum! {
+    /// Whether a message is whole or the record of a failure.
+    MessageStatus {
+        Complete => "complete",
+        /// The generation failed; `meta.error` says why, and it can be regenerated.
+        Error => "error",
+    }
+}
+
+stored_enum! {
+    /// Where a digest run is.
+    RunStatus {
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+}
+
+stored_enum! {
+    /// Where a webhook delivery is.
+    DeliveryStatus {
+        Pending => "pending",
+        Delivered => "delivered",
+        /// Given up on: the dead letter, with the last status and error.
+        Dead => "dead",
+    }
+}
+
 /// Which database the URL named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -175,6 +276,29 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn stored_enums_round_trip_and_refuse_unknown_values() {
+        for r in [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed] {
+            assert_eq!(RunStatus::parse(r.as_str()).unwrap(), r);
+            assert_eq!(serde_json::to_value(r).unwrap(), json!(r.as_str()));
+        }
+        for o in [
+            Origin::Asked,
+            Origin::Generated,
+            Origin::Regenerated,
+            Origin::Edited,
+        ] {
+            assert_eq!(Origin::parse(o.as_str()).unwrap(), o);
+        }
+        assert!(Role::User == "user" && Role::Assistant == "assistant");
+        let err = MessageStatus::parse("streaming").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("MessageStatus") && m.contains("streaming")),
+            "{err}"
+        );
+        assert!(DeliveryStatus::parse("").is_err());
+    }
+
     #[tokio::test]
     async fn sqlite_roundtrip_and_versions() {
         let dir = tempfile::tempdir().unwrap();
@@ -186,14 +310,14 @@ mod tests {
             .await
             .unwrap();
         let meta = json!({});
-        let new = |parent: Option<&'static str>, role, content| NewMessage {
+        let new = |parent: Option<&'static str>, role: &str, content| NewMessage {
             conversation_id: "",
             parent_id: parent,
-            role,
+            role: Role::parse(role).expect("a known role"),
             content,
-            origin: "asked",
+            origin: Origin::Asked,
             edited_from: None,
-            status: "complete",
+            status: MessageStatus::Complete,
             meta: &meta,
         };
         let q = store
