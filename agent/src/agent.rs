@@ -6,7 +6,7 @@ use crate::ground::{self, GroundPost, SentenceGate, Strictness};
 use crate::guard::EchoGuard;
 use crate::model::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, ModelError, ModelEvent, Role, ToolCall,
-    ToolTurn, Usage,
+    ToolMessage, ToolSpec, ToolTurn, Usage,
 };
 use crate::plan::{self, Plan, SearchOptions};
 use crate::prompt::{self, Personas, PromptInput};
@@ -342,23 +342,20 @@ pub struct Agent {
 }
 
 /// The `search_posts` tool offered to capable remote models.
-fn search_posts_tool() -> serde_json::Value {
-    serde_json::json!({
-        "type": "function",
-        "function": {
-            "name": "search_posts",
-            "description": "Search the live feed of social posts (hybrid keyword and semantic search, freshest first).",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "query": {"type": "string", "description": "What to look for"},
-                    "since_hours": {"type": "number", "description": "Only posts from the last N hours (default: the question's window)"},
-                    "handles": {"type": "array", "items": {"type": "string"}, "description": "Only posts by these accounts"}
-                },
-                "required": ["query"]
-            }
-        }
-    })
+fn search_posts_tool() -> ToolSpec {
+    ToolSpec {
+        name: "search_posts".into(),
+        description: "Search the live feed of social posts (hybrid keyword and semantic search, freshest first).".into(),
+        parameters: serde_json::json!({
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "What to look for"},
+                "since_hours": {"type": "number", "description": "Only posts from the last N hours (default: the question's window)"},
+                "handles": {"type": "array", "items": {"type": "string"}, "description": "Only posts by these accounts"}
+            },
+            "required": ["query"]
+        }),
+    }
 }
 
 /// A link a reader can open for a post: its own URL, or one built from a known id scheme.
@@ -1037,15 +1034,9 @@ impl Agent {
         as_of: DateTime<Utc>,
         params: GenerationParams,
     ) -> Result<Option<String>, AgentError> {
-        let mut messages: Vec<serde_json::Value> = messages
-            .iter()
-            .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}))
-            .collect();
-        if let Some(system) = messages.first_mut() {
-            let note = " You may call search_posts to look for more posts; what it finds is numbered after the posts you have, and is quoted data too.";
-            if let Some(text) = system["content"].as_str() {
-                system["content"] = serde_json::Value::String(format!("{text}{note}"));
-            }
+        let mut messages: Vec<ToolMessage> = messages.into_iter().map(ToolMessage::Chat).collect();
+        if let Some(ToolMessage::Chat(system)) = messages.first_mut() {
+            system.content.push_str(" You may call search_posts to look for more posts; what it finds is numbered after the posts you have, and is quoted data too.");
         }
         let tools = vec![search_posts_tool()];
         for _ in 0..self.config.tool_rounds {
@@ -1056,19 +1047,13 @@ impl Agent {
             {
                 ToolTurn::Answer(text) => return Ok(Some(text)),
                 ToolTurn::Calls(calls) => {
-                    messages.push(serde_json::json!({
-                        "role": "assistant",
-                        "content": null,
-                        "tool_calls": calls.iter().map(|c| serde_json::json!({
-                            "id": c.id, "type": "function",
-                            "function": {"name": c.name, "arguments": c.arguments},
-                        })).collect::<Vec<_>>(),
-                    }));
+                    messages.push(ToolMessage::Calls(calls.clone()));
                     for call in &calls {
                         let content = self.run_tool(call, retrieval, as_of).await;
-                        messages.push(serde_json::json!({
-                            "role": "tool", "tool_call_id": call.id, "content": content,
-                        }));
+                        messages.push(ToolMessage::Result {
+                            call_id: call.id.clone(),
+                            content,
+                        });
                     }
                 }
             }

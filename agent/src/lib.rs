@@ -27,7 +27,7 @@ pub use agent::{
 pub use model::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, LocalChatModel, LocalModelConfig,
     ModelError, ModelEvent, ModelStream, OpenAiChatConfig, OpenAiChatModel, PrefixCacheStats,
-    PromptProfile, Role, ToolCall, ToolTurn, Usage, DEFAULT_LOCAL_MODEL,
+    PromptProfile, Role, ToolCall, ToolMessage, ToolSpec, ToolTurn, Usage, DEFAULT_LOCAL_MODEL,
 };
 pub use plan::{SearchModeOption, SearchOptions};
 pub use prompt::Personas;

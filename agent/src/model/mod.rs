@@ -160,6 +160,26 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+/// A message of a tool-calling exchange, in no backend's wire shape (each backend writes its
+/// own: [`openai::OpenAiChatModel`] the OpenAI `tool_calls` / `tool` messages).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolMessage {
+    /// A system, user or assistant text.
+    Chat(ChatMessage),
+    /// The model asked for these calls.
+    Calls(Vec<ToolCall>),
+    /// What one call returned.
+    Result { call_id: String, content: String },
+}
+
+/// A tool the model may call: its name, what it does, and a JSON Schema of its arguments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
 /// A chat model: counts tokens with its own tokenizer and streams a reply.
 pub trait ChatModel: Send + Sync {
     /// The model's name as listed by `/v1/models`.
@@ -181,13 +201,12 @@ pub trait ChatModel: Send + Sync {
     fn supports_tools(&self) -> bool {
         false
     }
-    /// One non-streamed round with tools offered (OpenAI `tools` / `tool_calls` shapes;
-    /// `messages` may hold assistant `tool_calls` and `tool` results). Only models for which
-    /// [`Self::supports_tools`] is true implement it.
+    /// One non-streamed round with tools offered; `messages` may hold earlier calls and their
+    /// results. Only models for which [`Self::supports_tools`] is true implement it.
     fn complete_with_tools(
         &self,
-        _messages: Vec<serde_json::Value>,
-        _tools: Vec<serde_json::Value>,
+        _messages: Vec<ToolMessage>,
+        _tools: Vec<ToolSpec>,
         _params: GenerationParams,
     ) -> BoxFuture<'_, Result<ToolTurn, ModelError>> {
         Box::pin(async {

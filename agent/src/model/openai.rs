@@ -4,7 +4,7 @@
 
 use super::{
     ChatMessage, ChatModel, FinishReason, GenerationParams, ModelError, ModelEvent, ModelStream,
-    ToolCall, ToolTurn, Usage,
+    ToolCall, ToolMessage, ToolSpec, ToolTurn, Usage,
 };
 use eventsource_stream::Eventsource;
 use futures::future::BoxFuture;
@@ -129,6 +129,32 @@ impl OpenAiChatModel {
     }
 }
 
+/// A tool-exchange message in OpenAI's shape.
+fn tool_message_json(m: &ToolMessage) -> serde_json::Value {
+    match m {
+        ToolMessage::Chat(c) => serde_json::json!({"role": c.role.as_str(), "content": c.content}),
+        ToolMessage::Calls(calls) => serde_json::json!({
+            "role": "assistant",
+            "content": null,
+            "tool_calls": calls.iter().map(|c| serde_json::json!({
+                "id": c.id, "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            })).collect::<Vec<_>>(),
+        }),
+        ToolMessage::Result { call_id, content } => {
+            serde_json::json!({"role": "tool", "tool_call_id": call_id, "content": content})
+        }
+    }
+}
+
+/// A tool in OpenAI's `tools` shape.
+fn tool_spec_json(t: &ToolSpec) -> serde_json::Value {
+    serde_json::json!({
+        "type": "function",
+        "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+    })
+}
+
 /// The `error.message` of an OpenAI-style error body, or the body itself (shortened).
 fn upstream_message(body: &str) -> String {
     #[derive(Deserialize)]
@@ -203,15 +229,15 @@ impl ChatModel for OpenAiChatModel {
 
     fn complete_with_tools(
         &self,
-        messages: Vec<serde_json::Value>,
-        tools: Vec<serde_json::Value>,
+        messages: Vec<ToolMessage>,
+        tools: Vec<ToolSpec>,
         params: GenerationParams,
     ) -> BoxFuture<'_, Result<ToolTurn, ModelError>> {
         Box::pin(async move {
             let body = serde_json::json!({
                 "model": self.config.model,
-                "messages": messages,
-                "tools": tools,
+                "messages": messages.iter().map(tool_message_json).collect::<Vec<_>>(),
+                "tools": tools.iter().map(tool_spec_json).collect::<Vec<_>>(),
                 "tool_choice": "auto",
                 "stream": false,
                 "max_tokens": params.max_tokens,
@@ -361,7 +387,46 @@ impl ChatModel for OpenAiChatModel {
 
 #[cfg(test)]
 mod tests {
-    use super::upstream_message;
+    use super::{tool_message_json, tool_spec_json, upstream_message};
+    use crate::model::{ChatMessage, Role, ToolCall, ToolMessage, ToolSpec};
+    use serde_json::json;
+
+    #[test]
+    fn tool_messages_are_written_in_openai_shapes() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "search_posts".into(),
+            arguments: "{\"query\": \"東京\"}".into(),
+        };
+        assert_eq!(
+            tool_message_json(&ToolMessage::Chat(ChatMessage::new(
+                Role::User,
+                "何が起きた？"
+            ))),
+            json!({"role": "user", "content": "何が起きた？"})
+        );
+        assert_eq!(
+            tool_message_json(&ToolMessage::Calls(vec![call])),
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "search_posts", "arguments": "{\"query\": \"東京\"}"}}]})
+        );
+        assert_eq!(
+            tool_message_json(&ToolMessage::Result {
+                call_id: "call_1".into(),
+                content: "[2] …".into()
+            }),
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "[2] …"})
+        );
+        let spec = ToolSpec {
+            name: "search_posts".into(),
+            description: "d".into(),
+            parameters: json!({"type": "object"}),
+        };
+        assert_eq!(
+            tool_spec_json(&spec),
+            json!({"type": "function", "function": {"name": "search_posts", "description": "d", "parameters": {"type": "object"}}})
+        );
+    }
 
     #[test]
     fn upstream_errors_are_read_from_openai_bodies() {
