@@ -361,7 +361,7 @@ impl App {
             });
         }
         if settings.index.optimize_every > 0 {
-            if let Some(store) = service.search.vector_store() {
+            if let Some(store) = service.vector_store() {
                 let stats = service.stats.clone();
                 let every = settings.index.optimize_every;
                 let token = shutdown.clone();

@@ -130,7 +130,7 @@ pub async fn run(
     let (from, to) = (as_of - span, as_of);
     let posts = window_posts(agent, spec, from, to).await?;
     let posts_seen = posts.len();
-    let store = agent.search_handle().vector_store();
+    let store = agent.search_handle().vectors();
     // Stored embeddings (none when the vector index is off); blocking reads, off the runtime.
     let with_vectors: Vec<StoryPost> = {
         let store = store.clone();

@@ -248,3 +248,8 @@ pub(crate) fn body_error(e: axum::extract::rejection::BytesRejection, limit: usi
         )
     }
 }
+
+/// A 400 `invalid_request` with `message`.
+pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidRequest, message)
+}

@@ -5,6 +5,7 @@
 //! maps every failure to `{"error": {"code", "message"}}` with a stable code. DTOs live here and
 //! convert by hand to the index's plain types.
 
+mod answer;
 pub mod auth;
 mod conversations;
 mod digests;
@@ -20,6 +21,7 @@ mod web;
 pub use digests::output::digest_json;
 pub use digests::service::apply_declared as apply_declared_digests;
 pub use digests::{scheduler, webhook};
+pub(crate) use error::invalid;
 pub use error::{ApiError, ErrorCode};
 pub use recover::{recover, Recovered};
 pub use time::{parse_duration, parse_time};

@@ -1,8 +1,10 @@
 //! `tidings-index`: the post record and the two indexes it lives in.
 //!
 //! Layout: [`post`] is the record every source converts into; [`analyzer`] the social-aware
-//! tokenizer; `text` the tantivy half (schema, BM25, filters); [`vectors`] the vector half
-//! behind [`VectorStore`] (embedded `qdrant-edge` by default); [`embed`] the embedders behind
+//! tokenizer; `text` the tantivy half (schema, BM25, filters) whose stored document is the
+//! versioned record in [`stored`]; [`vectors`] the vector half behind [`VectorStore`] (embedded
+//! `qdrant-edge` by default; the search side holds only its [`VectorReader`] half, the writer
+//! side the whole store); [`embed`] the embedders behind
 //! [`Embedder`]; `writer` the single task that owns the text `IndexWriter` and hands
 //! committed posts to `vector_worker`, which embeds them asynchronously; [`search`] hybrid
 //! retrieval over both. [`IndexService::start`] opens everything and hands out a
@@ -19,6 +21,7 @@ pub mod rerank;
 pub mod script;
 pub mod search;
 mod stats;
+pub mod stored;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod text;
@@ -36,7 +39,7 @@ pub use search::{
 };
 pub use stats::IndexStats;
 pub use vector_worker::VectorWorkerConfig;
-pub use vectors::{EdgeVectorStore, VectorStore};
+pub use vectors::{EdgeVectorStore, VectorReader, VectorStore};
 pub use writer::{
     ApplyOutcome, Change, Checkpoint, Pending, UpsertOutcome, WriteHandle, WriterConfig,
 };
@@ -76,6 +79,8 @@ pub struct IndexService {
     pub write: WriteHandle,
     pub search: SearchHandle,
     pub stats: Arc<IndexStats>,
+    /// The vector index's write side: the search handle only reads it.
+    vector_store: Option<Arc<dyn VectorStore>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     vector_worker: Option<vector_worker::VectorWorkerHandle>,
     checkpoints: BTreeMap<String, String>,
@@ -113,14 +118,20 @@ impl IndexService {
             write,
             search: SearchHandle {
                 text,
-                vectors,
+                vectors: vectors.clone().map(|v| v as Arc<dyn VectorReader>),
                 embedder,
             },
+            vector_store: vectors,
             stats,
             writer_thread: Some(writer_thread),
             vector_worker: worker,
             checkpoints,
         })
+    }
+
+    /// The vector index with its write side (for the optimizer and tools), when configured.
+    pub fn vector_store(&self) -> Option<Arc<dyn VectorStore>> {
+        self.vector_store.clone()
     }
 
     /// Source checkpoints as of the last durable commit before start.

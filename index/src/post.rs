@@ -74,26 +74,19 @@ impl fmt::Display for PostId {
 }
 
 /// Links from this post to others.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PostRefs {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote_of: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repost_of: Option<String>,
 }
 
 /// Engagement counts as the source reported them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Engagement {
-    #[serde(default)]
     pub likes: u64,
-    #[serde(default)]
     pub reposts: u64,
-    #[serde(default)]
     pub replies: u64,
-    #[serde(default)]
     pub quotes: u64,
 }
 
@@ -103,36 +96,27 @@ impl Engagement {
     }
 }
 
-/// A validated post. Built by `ingest` (which validates once, at the edge) and stored as is.
-/// Serialised only as the index's stored document.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A validated post. Built by `ingest` (which validates once, at the edge). It has no serde
+/// form of its own: the index stores it as a versioned record ([`crate::stored`]) and the API
+/// shows it through its own view.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Post {
     pub id: PostId,
     /// The source this post came from (`bsky`, `mastodon`, `push`, `CrisisLexT26`, …).
     pub source: String,
     /// Lowercased handle without the leading `@`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author_name: Option<String>,
     pub text: String,
     pub created_at: DateTime<Utc>,
     pub ingested_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    #[serde(default)]
     pub refs: PostRefs,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hashtags: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<String>,
-    #[serde(default)]
     pub engagement: Engagement,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
 

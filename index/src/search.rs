@@ -14,7 +14,7 @@ use crate::rerank::{
     ANSWERS_MODEL, FEATURES, MODEL,
 };
 use crate::text::{load_post, TextIndex, F_CREATED_AT, F_DUP_KEY, F_ID_HASH};
-use crate::vectors::VectorStore;
+use crate::vectors::VectorReader;
 use crate::IndexError;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -168,7 +168,7 @@ pub fn engagement_multiplier(total: u64) -> f32 {
 #[derive(Clone)]
 pub struct SearchHandle {
     pub(crate) text: TextIndex,
-    pub(crate) vectors: Option<Arc<dyn VectorStore>>,
+    pub(crate) vectors: Option<Arc<dyn VectorReader>>,
     pub(crate) embedder: Option<Arc<dyn Embedder>>,
 }
 
@@ -195,8 +195,8 @@ impl SearchHandle {
         self.text.reader.searcher().num_docs()
     }
 
-    /// The vector store, when the dense half is configured.
-    pub fn vector_store(&self) -> Option<Arc<dyn VectorStore>> {
+    /// The vector index, read-only, when the dense half is configured.
+    pub fn vectors(&self) -> Option<Arc<dyn VectorReader>> {
         self.vectors.clone()
     }
 

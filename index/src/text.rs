@@ -125,7 +125,7 @@ impl TextIndex {
         doc.add_u64(f.content_hash, content_hash);
         doc.add_u64(f.dup_key, dup_key);
         doc.add_u64(f.engagement, post.engagement.total());
-        let json = serde_json::to_string(post)
+        let json = crate::stored::encode(post)
             .map_err(|e| IndexError::internal(format!("encode post: {e}")))?;
         doc.add_text(f.doc, json);
         Ok(doc)
@@ -345,7 +345,7 @@ pub(crate) fn load_post(
         .get_first(fields.doc)
         .and_then(|v| v.as_str().map(str::to_string))
         .ok_or_else(|| IndexError::internal("stored document has no body"))?;
-    serde_json::from_str(&json)
+    crate::stored::decode(&json)
         .map_err(|e| IndexError::internal(format!("decode stored post: {e}")))
 }
 

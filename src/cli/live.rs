@@ -6,7 +6,7 @@ use serde_json::json;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 use tidings::config::Settings;
-use tidings_index::{EdgeVectorStore, IndexConfig, IndexService, VectorStore};
+use tidings_index::{EdgeVectorStore, IndexConfig, IndexService, VectorReader};
 use tidings_ingest::sources::nats::{open_stream, NatsSpec};
 use tokio::io::AsyncBufReadExt;
 

@@ -475,7 +475,7 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     let (f50, f99) = summarize(lags.clone());
     let pushed_at = Instant::now();
     let guard = app.index.lock().await;
-    let vector_store = guard.as_ref().and_then(|s| s.search.vector_store());
+    let vector_store = guard.as_ref().and_then(|s| s.vector_store());
     let stats = guard.as_ref().map(|s| s.stats.clone());
     drop(guard);
     let mut vector_catchup = f64::NAN;

@@ -3,7 +3,8 @@
 
 use super::types::{merged_search, GenerateBody};
 use super::views::{load, message_json, tree_of, with_tree};
-use crate::routes::chat::{agent_error, check_persona, extensions, invalid, SearchBody};
+use crate::answer::{agent_error, check_persona, extensions, SearchBody};
+use crate::invalid;
 use crate::routes::search::PostDto;
 use crate::routes::store_error;
 use crate::store::{Conversation, MessageStatus, NewMessage, Origin, Role, Store, StoredMessage};
@@ -120,7 +121,7 @@ impl Generation {
             if let Some(m) = messages.iter().find(|m| &m.id == id) {
                 if let Some(Value::Array(posts)) = m.meta.get("posts") {
                     for p in posts {
-                        if let Ok(post) = serde_json::from_value::<Post>(p.clone()) {
+                        if let Ok(post) = tidings_index::stored::from_value(p.clone()) {
                             if !earlier.iter().any(|e| e.id == post.id) {
                                 earlier.push(post);
                             }
@@ -245,11 +246,11 @@ pub(super) async fn answer_task(
                     }
                     Ok(AgentEvent::Done(answer)) => {
                         let mut meta = extensions(&answer);
-                        meta["posts"] = json!(answer
+                        meta["posts"] = answer
                             .citations
                             .iter()
-                            .map(|c| c.post.clone())
-                            .collect::<Vec<_>>());
+                            .map(|c| tidings_index::stored::to_value(&c.post))
+                            .collect();
                         meta["as_of"] = json!(answer.as_of);
                         meta["usage"] = json!({
                             "prompt_tokens": answer.usage.prompt_tokens,

@@ -13,10 +13,11 @@
 
 use super::generation::{agent, Generation};
 use super::types::{
-    check_content, check_search, CreateBody, GenerateBody, ListQuery, PatchBody, MAX_TITLE_CHARS,
+    check_content, search_record, CreateBody, GenerateBody, ListQuery, PatchBody, MAX_TITLE_CHARS,
 };
 use super::views::{conversation_json, find, load, message_json, store, tree_json, tree_of};
-use crate::routes::chat::{check_persona, invalid};
+use crate::answer::check_persona;
+use crate::invalid;
 use crate::routes::{json_body, store_error};
 use crate::store::{ConversationPatch, MessageStatus, NewMessage, Origin, Role};
 use crate::{ApiError, AppState, ErrorCode};
@@ -43,8 +44,7 @@ pub(crate) async fn create(
     if let Some(p) = &body.persona {
         check_persona(&agent(&state)?, p)?;
     }
-    let search = body.search.unwrap_or_else(|| json!({}));
-    check_search(&search)?;
+    let search = search_record(&body.search.unwrap_or_else(|| json!({})))?;
     let c = store
         .create_conversation(title.trim(), body.persona.as_deref(), &search)
         .await
@@ -102,16 +102,14 @@ pub(crate) async fn update(
     if let Some(Some(p)) = &body.persona {
         check_persona(&agent(&state)?, p)?;
     }
-    if let Some(s) = &body.search {
-        check_search(s)?;
-    }
+    let settings = body.search.as_ref().map(search_record).transpose()?;
     store
         .update_conversation(
             &id,
             ConversationPatch {
                 title: body.title.map(|t| t.trim().to_string()),
                 persona: body.persona,
-                settings: body.search,
+                settings,
             },
         )
         .await

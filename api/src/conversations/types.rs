@@ -1,6 +1,8 @@
 //! Request bodies of the conversation API and their checks.
 
-use crate::routes::chat::{invalid, SearchBody};
+use crate::answer::SearchBody;
+use crate::invalid;
+use crate::store::records::{self, SearchRecord};
 use crate::{ApiError, ErrorCode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -21,11 +23,35 @@ pub(super) fn check_content(field: &str, text: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Settings a conversation stores: its search (a JSON object of [`SearchBody`] fields).
-pub(super) fn check_search(settings: &Value) -> Result<(), ApiError> {
+/// The `search` settings a client sent for a conversation, checked, as the record to store.
+pub(super) fn search_record(settings: &Value) -> Result<Value, ApiError> {
     let body: SearchBody =
         serde_json::from_value(settings.clone()).map_err(|e| invalid(format!("search: {e}")))?;
-    body.options().map(|_| ())
+    let record = SearchRecord::from(&body);
+    body.options()?;
+    Ok(records::write(&record))
+}
+
+/// A conversation's stored search settings in the API's shape (what `search` shows and what
+/// overrides are laid over).
+pub(super) fn search_view(stored: &Value) -> Result<Value, ApiError> {
+    let internal = |detail: String| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            format!("a conversation's stored search settings: {detail}"),
+        )
+    };
+    let record = records::read::<SearchRecord>(stored).map_err(|e| internal(e.to_string()))?;
+    let view =
+        serde_json::to_value(SearchBody::from(record)).map_err(|e| internal(e.to_string()))?;
+    // Keys in one canonical (alphabetical) order, whatever order the client wrote them in.
+    let mut fields: Vec<(String, Value)> = match view {
+        Value::Object(o) => o.into_iter().collect(),
+        _ => Vec::new(),
+    };
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Value::Object(fields.into_iter().collect()))
 }
 
 /// The conversation's search settings with `overrides` laid over them, field by field.
@@ -33,7 +59,10 @@ pub(super) fn merged_search(
     conversation: &Value,
     overrides: Option<&Value>,
 ) -> Result<SearchBody, ApiError> {
-    let mut merged: Map<String, Value> = conversation.as_object().cloned().unwrap_or_default();
+    let mut merged: Map<String, Value> = search_view(conversation)?
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     if let Some(Value::Object(o)) = overrides {
         for (k, v) in o {
             if v.is_null() {

@@ -8,12 +8,14 @@ use tidings_agent::conversation::{Node, Tree};
 use tidings_agent::Role;
 
 pub(super) fn conversation_json(c: &Conversation) -> Value {
+    // Settings that do not read (logged by `search_view`) are shown as stored.
+    let search = super::types::search_view(&c.settings).unwrap_or_else(|_| c.settings.clone());
     json!({
         "id": c.id,
         "object": "conversation",
         "title": c.title,
         "persona": c.persona,
-        "search": c.settings,
+        "search": search,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
     })

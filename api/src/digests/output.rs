@@ -13,7 +13,7 @@ pub fn digest_json(out: &DigestOutput) -> Value {
             let citations: Vec<Value> = s
                 .citations
                 .iter()
-                .map(crate::routes::chat::citation_json)
+                .map(crate::answer::citation_json)
                 .collect();
             json!({
                 "rank": i + 1,

@@ -8,8 +8,9 @@
 use super::service::{execute, load, store};
 use super::types::{DigestBody, RunBody, RunsQuery};
 use super::views::{digest_view, run_view};
-use crate::routes::chat::invalid;
+use crate::invalid;
 use crate::routes::{json_body, store_error};
+use crate::store::records::{self, DigestRecord};
 use crate::store::RunRow;
 use crate::time::parse_time;
 use crate::ErrorCode;
@@ -30,7 +31,7 @@ pub(crate) async fn create(
     let store = store(&state)?;
     let body = json_body(body)?;
     body.validate(&state)?;
-    let spec = serde_json::to_value(&body).unwrap_or(Value::Null);
+    let spec = records::write(&DigestRecord::from(&body));
     let row = store
         .create_digest(body.name.trim(), &spec)
         .await
@@ -65,7 +66,7 @@ pub(crate) async fn replace(
     let store = store(&state)?;
     let body = json_body(body)?;
     body.validate(&state)?;
-    let spec = serde_json::to_value(&body).unwrap_or(Value::Null);
+    let spec = records::write(&DigestRecord::from(&body));
     let row = store
         .update_digest(&id, body.name.trim(), &spec)
         .await

@@ -5,6 +5,7 @@
 use super::types::{DigestBody, WebhookBody};
 use super::views::run_view;
 use crate::routes::store_error;
+use crate::store::records::{self, DigestRecord};
 use crate::store::{DigestRow, RunRow, Store};
 use crate::ErrorCode;
 use crate::{ApiError, AppState};
@@ -29,7 +30,7 @@ pub(super) async fn load(store: &Store, id: &str) -> Result<DigestRow, ApiError>
 /// another version, edited by hand) is logged loudly every time something needs it — it neither
 /// runs on its schedule nor delivers until it is saved again — instead of being skipped quietly.
 pub(super) fn stored_body(row: &DigestRow) -> Result<DigestBody, ApiError> {
-    serde_json::from_value(row.spec.clone()).map_err(|e| {
+    records::read::<DigestRecord>(&row.spec).map(DigestBody::from).map_err(|e| {
         tracing::error!(
             digest = %row.id, name = %row.name, error = %e,
             "a stored digest does not parse; it will not run, be scheduled or deliver until it is saved again (PUT /v1/digests/{{id}})"
@@ -79,7 +80,7 @@ pub(crate) async fn execute(
                 )))
             })
             .map_err(|e| {
-                let err = crate::routes::chat::agent_error(e);
+                let err = crate::answer::agent_error(e);
                 json!({"code": err.code, "message": err.message})
             }),
     };
@@ -237,7 +238,7 @@ pub async fn apply_declared(state: &AppState, declared: &[Value]) -> Result<usiz
             serde_json::from_value(raw.clone()).map_err(|e| format!("digests.define[{i}]: {e}"))?;
         body.validate(state)
             .map_err(|e| format!("digests.define[{i}] ({}): {}", body.name, e.message))?;
-        let spec = serde_json::to_value(&body).map_err(|e| e.to_string())?;
+        let spec = records::write(&DigestRecord::from(&body));
         let name = body.name.trim();
         match existing.iter().find(|d| d.name == name) {
             Some(d) if d.spec == spec => {}

@@ -1,8 +1,10 @@
-//! The digest API's request bodies (what clients send and, today, what the definition is
-//! stored as), and their validation into the agent's `DigestSpec`.
+//! The digest API's request bodies, their validation into the agent's `DigestSpec`, and their
+//! conversion to and from the stored record (`store::records::DigestRecord`).
 
 use super::scheduler::{Missed, Schedule};
-use crate::routes::chat::{check_persona, invalid};
+use crate::answer::check_persona;
+use crate::invalid;
+use crate::store::records::{DigestRecord, DigestScopeRecord, ScheduleRecord, WebhookRecord};
 use crate::time::parse_duration;
 use crate::{ApiError, AppState, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -26,7 +28,7 @@ pub(crate) struct ScopeBody {
     pub(super) langs: Vec<String>,
 }
 
-/// A digest definition as the API takes and stores it.
+/// A digest definition as the API takes and shows it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DigestBody {
@@ -188,4 +190,70 @@ pub(crate) struct RunBody {
 #[derive(Debug, Deserialize)]
 pub(crate) struct RunsQuery {
     pub(super) limit: Option<i64>,
+}
+
+impl From<&DigestBody> for DigestRecord {
+    fn from(b: &DigestBody) -> DigestRecord {
+        let s = &b.scope;
+        DigestRecord {
+            name: b.name.clone(),
+            scope: DigestScopeRecord {
+                query: s.query.clone(),
+                handles: s.handles.clone(),
+                hashtags: s.hashtags.clone(),
+                sources: s.sources.clone(),
+                langs: s.langs.clone(),
+            },
+            window: b.window.clone(),
+            persona: b.persona.clone(),
+            max_stories: b.max_stories,
+            schedule: b.schedule.as_ref().map(|s| ScheduleRecord {
+                cron: s.cron.clone(),
+                timezone: s.timezone.clone(),
+                every: s.every.clone(),
+                missed: s.missed.clone(),
+            }),
+            webhooks: b
+                .webhooks
+                .iter()
+                .map(|w| WebhookRecord {
+                    url: w.url.clone(),
+                    secret: w.secret.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<DigestRecord> for DigestBody {
+    fn from(r: DigestRecord) -> DigestBody {
+        let s = r.scope;
+        DigestBody {
+            name: r.name,
+            scope: ScopeBody {
+                query: s.query,
+                handles: s.handles,
+                hashtags: s.hashtags,
+                sources: s.sources,
+                langs: s.langs,
+            },
+            window: r.window,
+            persona: r.persona,
+            max_stories: r.max_stories,
+            schedule: r.schedule.map(|s| ScheduleBody {
+                cron: s.cron,
+                timezone: s.timezone,
+                every: s.every,
+                missed: s.missed,
+            }),
+            webhooks: r
+                .webhooks
+                .into_iter()
+                .map(|w| WebhookBody {
+                    url: w.url,
+                    secret: w.secret,
+                })
+                .collect(),
+        }
+    }
 }

@@ -1,17 +1,31 @@
 //! JSON views of stored digests and runs (secrets never shown back).
 
+use super::types::DigestBody;
+use crate::store::records::{self, DigestRecord};
 use crate::store::{DigestRow, RunRow};
 use serde_json::{json, Value};
 
+/// A digest as the API shows it: the stored record converted back to the request body's shape.
+/// A record that does not read is shown as stored (running it fails with `corrupt_digest`).
 pub(super) fn digest_view(d: &DigestRow) -> Value {
+    let spec = match records::read::<DigestRecord>(&d.spec) {
+        Ok(r) => serde_json::to_value(DigestBody::from(r)).unwrap_or(Value::Null),
+        Err(_) => {
+            let mut raw = d.spec.clone();
+            if let Value::Object(o) = &mut raw {
+                o.remove("version");
+            }
+            raw
+        }
+    };
     let mut v = json!({
         "id": d.id,
         "object": "digest",
         "created_at": d.created_at,
         "updated_at": d.updated_at,
     });
-    if let (Value::Object(o), Value::Object(spec)) = (&mut v, &d.spec) {
-        o.extend(spec.clone());
+    if let (Value::Object(o), Value::Object(spec)) = (&mut v, spec) {
+        o.extend(spec);
     }
     if let Some(hooks) = v.get_mut("webhooks").and_then(Value::as_array_mut) {
         for h in hooks {

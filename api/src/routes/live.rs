@@ -1,7 +1,7 @@
 //! `GET /v1/posts/stream` (Server-Sent Events of posts as they are indexed) and
 //! `GET /v1/trending` (what many accounts post about in a window, with starter questions).
 
-use crate::routes::chat::invalid;
+use crate::invalid;
 use crate::routes::search::PostDto;
 use crate::time::{parse_duration, parse_time};
 use crate::{ApiError, AppState};

@@ -1,6 +1,7 @@
 //! The app database (sqlx): one `Store` over a pool, split by aggregate: `conversations`
 //! (conversations and their message trees), `digests` (definitions, runs, webhook deliveries),
-//! `recovery` (what a dead process left behind).
+//! `recovery` (what a dead process left behind); `records` the versioned JSON records that
+//! digest definitions and conversation settings are stored as.
 //!
 //! One code path for both backends through sqlx's `Any` driver: a SQLite file in the data
 //! directory by default, PostgreSQL when the URL says so. The schema is portable SQL
@@ -189,6 +190,7 @@ impl Backend {
 
 mod conversations;
 mod digests;
+pub mod records;
 mod recovery;
 
 pub use conversations::{Conversation, ConversationPatch, NewMessage, StoredMessage};

@@ -4,7 +4,7 @@
 //! (cosine), point id = UUIDv5 of the post id, payload `{post_id, h, created_at, author, source,
 //! lang}` with integer/keyword payload indexes for the filters.
 
-use super::{VectorHit, VectorPoint, VectorStore};
+use super::{VectorHit, VectorPoint, VectorReader, VectorStore};
 use crate::filter::SearchFilter;
 use crate::IndexError;
 use qdrant_edge::external::ordered_float::OrderedFloat;
@@ -138,57 +138,7 @@ impl EdgeVectorStore {
     }
 }
 
-impl VectorStore for EdgeVectorStore {
-    fn upsert(&self, points: Vec<VectorPoint>) -> Result<(), IndexError> {
-        if points.is_empty() {
-            return Ok(());
-        }
-        let mut batch = Vec::with_capacity(points.len());
-        for p in points {
-            let payload = json!({
-                "post_id": p.post_id,
-                "h": p.id_hash as i64,
-                "created_at": p.created_at_ms,
-                "author": p.author,
-                "source": p.source,
-                "lang": p.lang,
-            });
-            let id = point_id(&p.post_id)?;
-            batch.push(
-                PointStruct::new(id, Vectors::new_named([(VECTOR_NAME, p.vector)]), payload).into(),
-            );
-        }
-        let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
-            PointInsertOperations::PointsList(batch),
-        ));
-        self.shard.update(op).map_err(edge_err("upsert"))?;
-        self.shard.flush().map_err(edge_err("flush"))
-    }
-
-    fn delete(&self, post_ids: &[String]) -> Result<(), IndexError> {
-        if post_ids.is_empty() {
-            return Ok(());
-        }
-        let ids = post_ids
-            .iter()
-            .map(|p| point_id(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        let op = UpdateOperation::PointOperation(PointOperations::DeletePoints { ids });
-        self.shard.update(op).map_err(edge_err("delete"))?;
-        self.shard.flush().map_err(edge_err("flush"))
-    }
-
-    fn delete_older_than(&self, cutoff_ms: i64) -> Result<(), IndexError> {
-        let filter = Self::filter(&SearchFilter {
-            to_ms: Some(cutoff_ms - 1),
-            ..SearchFilter::default()
-        })?
-        .ok_or_else(|| IndexError::internal("retention filter is empty"))?;
-        let op = UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter));
-        self.shard.update(op).map_err(edge_err("delete by age"))?;
-        self.shard.flush().map_err(edge_err("flush"))
-    }
-
+impl VectorReader for EdgeVectorStore {
     fn search(
         &self,
         vector: &[f32],
@@ -290,6 +240,58 @@ impl VectorStore for EdgeVectorStore {
     fn count(&self) -> Result<usize, IndexError> {
         let info = self.shard.info().map_err(edge_err("info"))?;
         Ok(info.points_count)
+    }
+}
+
+impl VectorStore for EdgeVectorStore {
+    fn upsert(&self, points: Vec<VectorPoint>) -> Result<(), IndexError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Vec::with_capacity(points.len());
+        for p in points {
+            let payload = json!({
+                "post_id": p.post_id,
+                "h": p.id_hash as i64,
+                "created_at": p.created_at_ms,
+                "author": p.author,
+                "source": p.source,
+                "lang": p.lang,
+            });
+            let id = point_id(&p.post_id)?;
+            batch.push(
+                PointStruct::new(id, Vectors::new_named([(VECTOR_NAME, p.vector)]), payload).into(),
+            );
+        }
+        let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+            PointInsertOperations::PointsList(batch),
+        ));
+        self.shard.update(op).map_err(edge_err("upsert"))?;
+        self.shard.flush().map_err(edge_err("flush"))
+    }
+
+    fn delete(&self, post_ids: &[String]) -> Result<(), IndexError> {
+        if post_ids.is_empty() {
+            return Ok(());
+        }
+        let ids = post_ids
+            .iter()
+            .map(|p| point_id(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let op = UpdateOperation::PointOperation(PointOperations::DeletePoints { ids });
+        self.shard.update(op).map_err(edge_err("delete"))?;
+        self.shard.flush().map_err(edge_err("flush"))
+    }
+
+    fn delete_older_than(&self, cutoff_ms: i64) -> Result<(), IndexError> {
+        let filter = Self::filter(&SearchFilter {
+            to_ms: Some(cutoff_ms - 1),
+            ..SearchFilter::default()
+        })?
+        .ok_or_else(|| IndexError::internal("retention filter is empty"))?;
+        let op = UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter));
+        self.shard.update(op).map_err(edge_err("delete by age"))?;
+        self.shard.flush().map_err(edge_err("flush"))
     }
 
     fn optimize(&self) -> Result<(), IndexError> {

@@ -42,15 +42,10 @@ pub struct VectorHit {
     pub score: f32,
 }
 
-/// Stores post vectors and answers filtered nearest-neighbour queries. Calls block; callers run
-/// them off the async threads.
-pub trait VectorStore: Send + Sync {
-    /// Inserts or replaces points and makes them durable before returning.
-    fn upsert(&self, points: Vec<VectorPoint>) -> Result<(), IndexError>;
-    /// Deletes points by post id (missing ids are fine).
-    fn delete(&self, post_ids: &[String]) -> Result<(), IndexError>;
-    /// Deletes every point created before `cutoff_ms`.
-    fn delete_older_than(&self, cutoff_ms: i64) -> Result<(), IndexError>;
+/// The read side of the vector index: filtered nearest-neighbour queries and lookups. This is
+/// all that the search side ([`crate::SearchHandle`]) holds. Calls block; callers run them off
+/// the async threads.
+pub trait VectorReader: Send + Sync {
     /// Top-`limit` nearest points to `vector` under `filter`. `exact` asks for a scan of the
     /// filtered points instead of the HNSW graph (faster and exact when the filter keeps few).
     fn search(
@@ -66,6 +61,18 @@ pub trait VectorStore: Send + Sync {
     fn all_ids(&self) -> Result<Vec<(u64, String)>, IndexError>;
     /// Number of stored points.
     fn count(&self) -> Result<usize, IndexError>;
+}
+
+/// The whole vector index, write side included. Only the index's writer side holds it (the
+/// vector worker, retention, the optimizer through [`crate::IndexService::vector_store`]);
+/// everything else sees it as a [`VectorReader`].
+pub trait VectorStore: VectorReader {
+    /// Inserts or replaces points and makes them durable before returning.
+    fn upsert(&self, points: Vec<VectorPoint>) -> Result<(), IndexError>;
+    /// Deletes points by post id (missing ids are fine).
+    fn delete(&self, post_ids: &[String]) -> Result<(), IndexError>;
+    /// Deletes every point created before `cutoff_ms`.
+    fn delete_older_than(&self, cutoff_ms: i64) -> Result<(), IndexError>;
     /// Builds ANN structures; slow, call it off the request path.
     fn optimize(&self) -> Result<(), IndexError>;
 }

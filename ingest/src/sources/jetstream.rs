@@ -7,6 +7,7 @@
 //! the index ignores). Reconnects with jittered exponential backoff, moving to the next
 //! configured endpoint each time.
 
+use super::SourceError;
 use super::{micros_to_time, Backoff, Batcher, Filter, SourceCtx};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -78,17 +79,21 @@ impl Default for JetstreamSpec {
 }
 
 impl JetstreamSpec {
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), SourceError> {
         if self.endpoints.is_empty() {
-            return Err("endpoints is empty".into());
+            return Err(SourceError::Config("endpoints is empty".into()));
         }
         for e in &self.endpoints {
             if !(e.starts_with("ws://") || e.starts_with("wss://")) {
-                return Err(format!("endpoint `{e}` is not a ws:// or wss:// URL"));
+                return Err(SourceError::Config(format!(
+                    "endpoint `{e}` is not a ws:// or wss:// URL"
+                )));
             }
         }
         if !self.collections.iter().any(|c| c == POST_COLLECTION) {
-            return Err(format!("collections must include {POST_COLLECTION}"));
+            return Err(SourceError::Config(format!(
+                "collections must include {POST_COLLECTION}"
+            )));
         }
         Ok(())
     }
@@ -116,7 +121,7 @@ pub async fn run(
     spec: JetstreamSpec,
     ctx: SourceCtx,
     stop: CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     spec.check()?;
     let mut state = State {
         cursor: ctx.resume_from.as_deref().and_then(|p| p.parse().ok()),
@@ -139,7 +144,7 @@ pub async fn run(
         }
         endpoint += 1;
         let wait = backoff.next_delay();
-        ctx.status.disconnected(&error, wait);
+        ctx.status.disconnected(&error.to_string(), wait);
         tracing::warn!(source = %ctx.name, endpoint = %base, error = %error, retry_in = ?wait, "jetstream disconnected");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -163,12 +168,12 @@ async fn session(
     stop: &CancellationToken,
     state: &mut State,
     backoff: &mut Backoff,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     let connect = tokio_tungstenite::connect_async(url);
     let (mut ws, _) = tokio::select! {
         r = tokio::time::timeout(Duration::from_secs(15), connect) => r
-            .map_err(|_| "connect timed out".to_string())?
-            .map_err(|e| format!("connect: {e}"))?,
+            .map_err(|_| SourceError::Disconnected("connect timed out".to_string()))?
+            .map_err(|e| SourceError::Disconnected(format!("connect: {e}")))?,
         _ = stop.cancelled() => return Ok(()),
     };
     ctx.status.connected();
@@ -190,9 +195,14 @@ async fn session(
             f = tokio::time::timeout(idle, ws.next()) => f,
         };
         let message = match frame {
-            Err(_) => return Err(format!("no message for {} s", idle.as_secs())),
-            Ok(None) => return Err("connection closed".into()),
-            Ok(Some(Err(e))) => return Err(format!("read: {e}")),
+            Err(_) => {
+                return Err(SourceError::Disconnected(format!(
+                    "no message for {} s",
+                    idle.as_secs()
+                )))
+            }
+            Ok(None) => return Err(SourceError::Disconnected("connection closed".into())),
+            Ok(Some(Err(e))) => return Err(SourceError::Disconnected(format!("read: {e}"))),
             Ok(Some(Ok(m))) => m,
         };
         match message {
@@ -215,10 +225,10 @@ async fn session(
                 );
             }
             Message::Close(frame) => {
-                return Err(match frame {
+                return Err(SourceError::Disconnected(match frame {
                     Some(f) => format!("closed by the server: {} {}", f.code, f.reason),
                     None => "closed by the server".into(),
-                })
+                }))
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }

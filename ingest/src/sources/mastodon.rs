@@ -7,6 +7,7 @@
 //! reconnect or restart the matching REST timeline is read from it (`min_id`, up to 400
 //! statuses) while the new stream buffers; what both deliver is a duplicate.
 
+use super::SourceError;
 use super::{html, Backoff, Batcher, Filter, SourceCtx};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
@@ -59,9 +60,12 @@ impl MastodonSpec {
         rest.split(['/', '?']).next().unwrap_or(rest).to_lowercase()
     }
 
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), SourceError> {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("url `{}` is not an http(s) URL", self.url));
+            return Err(SourceError::Config(format!(
+                "url `{}` is not an http(s) URL",
+                self.url
+            )));
         }
         self.path().map(|_| ())
     }
@@ -86,7 +90,7 @@ impl MastodonSpec {
     }
 
     /// The streaming path and query for the timeline.
-    fn path(&self) -> Result<String, String> {
+    fn path(&self) -> Result<String, SourceError> {
         let (path, need): (&str, Option<(&str, &Option<String>)>) = match self.timeline.as_str() {
             "public" => ("public", None),
             "public:local" => ("public/local", None),
@@ -96,17 +100,16 @@ impl MastodonSpec {
             "list" => ("list", Some(("list", &self.list))),
             "user" => ("user", None),
             other => {
-                return Err(format!(
+                return Err(SourceError::Config(format!(
                     "timeline `{other}`: use public, public:local, public:remote, hashtag, hashtag:local, list or user"
-                ))
+                )))
             }
         };
         let mut out = format!("/api/v1/streaming/{path}");
         if let Some((key, value)) = need {
-            let v = value
-                .as_deref()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("the {} timeline needs `{key}`", self.timeline))?;
+            let v = value.as_deref().filter(|v| !v.is_empty()).ok_or_else(|| {
+                SourceError::Config(format!("the {} timeline needs `{key}`", self.timeline))
+            })?;
             let v: String = v
                 .trim_start_matches('#')
                 .bytes()
@@ -120,10 +123,10 @@ impl MastodonSpec {
             out.push_str(&format!("?{key}={v}"));
         }
         if matches!(self.timeline.as_str(), "user" | "list") && self.access_token.is_none() {
-            return Err(format!(
+            return Err(SourceError::Config(format!(
                 "the {} timeline needs an access_token",
                 self.timeline
-            ));
+            )));
         }
         Ok(out)
     }
@@ -134,14 +137,14 @@ pub async fn run(
     spec: MastodonSpec,
     ctx: SourceCtx,
     stop: CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     spec.check()?;
     let url = format!("{}{}", spec.url.trim_end_matches('/'), spec.path()?);
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
         .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("http client: {e}"))?;
+        .map_err(|e| SourceError::Setup(format!("http client: {e}")))?;
     let host = spec.host();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut batch = Batcher::new();
@@ -169,7 +172,7 @@ pub async fn run(
             return Ok(());
         }
         let wait = backoff.next_delay();
-        ctx.status.disconnected(&error, wait);
+        ctx.status.disconnected(&error.to_string(), wait);
         tracing::warn!(source = %ctx.name, error = %error, retry_in = ?wait, "mastodon stream disconnected");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -189,22 +192,22 @@ async fn session(
     batch: &mut Batcher,
     backoff: &mut Backoff,
     last_id: &mut Option<String>,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     let mut request = client.get(url).header("accept", "text/event-stream");
     if let Some(token) = &spec.access_token {
         request = request.bearer_auth(token);
     }
     let response = tokio::select! {
-        r = request.send() => r.map_err(|e| format!("connect: {e}"))?,
+        r = request.send() => r.map_err(|e| SourceError::Disconnected(format!("connect: {e}")))?,
         _ = stop.cancelled() => return Ok(()),
     };
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        return Err(format!(
+        return Err(SourceError::Disconnected(format!(
             "HTTP {status}: {}",
             body.chars().take(200).collect::<String>()
-        ));
+        )));
     }
     ctx.status.connected();
     tracing::info!(source = %ctx.name, %url, "mastodon stream connected");
@@ -216,7 +219,7 @@ async fn session(
             Ok(_) => {}
             Err(e) => {
                 // Not fatal: some instances refuse anonymous timelines; the stream goes on.
-                ctx.status.set_error(&e);
+                ctx.status.set_error(&e.to_string());
                 tracing::warn!(source = %ctx.name, error = %e, "mastodon backfill failed");
             }
         }
@@ -233,10 +236,15 @@ async fn session(
             n = tokio::time::timeout(idle, events.next()) => n,
         };
         let event = match next {
-            Err(_) => return Err(format!("nothing for {} s", idle.as_secs())),
-            Ok(None) => return Err("stream ended".into()),
+            Err(_) => {
+                return Err(SourceError::Disconnected(format!(
+                    "nothing for {} s",
+                    idle.as_secs()
+                )))
+            }
+            Ok(None) => return Err(SourceError::Disconnected("stream ended".into())),
             Ok(Some(Err(eventsource_stream::EventStreamError::Transport(e)))) => {
-                return Err(format!("read: {e}"))
+                return Err(SourceError::Disconnected(format!("read: {e}")))
             }
             Ok(Some(Err(e))) => {
                 // Invalid UTF-8 or a line the SSE parser cannot read: dead-lettered, and the
@@ -389,7 +397,7 @@ async fn backfill(
     ctx: &SourceCtx,
     batch: &mut Batcher,
     last_id: &mut Option<String>,
-) -> Result<usize, String> {
+) -> Result<usize, SourceError> {
     let Some(path) = spec.rest_path() else {
         return Ok(0);
     };
@@ -402,17 +410,22 @@ async fn backfill(
         if let Some(token) = &spec.access_token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|e| format!("backfill: {e}"))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| SourceError::Disconnected(format!("backfill: {e}")))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("backfill: HTTP {status}"));
+            return Err(SourceError::Disconnected(format!(
+                "backfill: HTTP {status}"
+            )));
         }
         let body = response
             .bytes()
             .await
-            .map_err(|e| format!("backfill: {e}"))?;
+            .map_err(|e| SourceError::Disconnected(format!("backfill: {e}")))?;
         let statuses: Vec<Value> = serde_json::from_slice(&body)
-            .map_err(|e| format!("backfill: not a status list: {e}"))?;
+            .map_err(|e| SourceError::Disconnected(format!("backfill: not a status list: {e}")))?;
         let page = statuses.len();
         // Newest first on the wire; applied oldest first.
         for status in statuses.into_iter().rev() {

@@ -78,12 +78,12 @@ impl SourceSpec {
     }
 
     /// Checks what can be checked before connecting.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SourceError> {
         let name = self.name();
         if name.is_empty() || name.len() > 100 || name.chars().any(char::is_whitespace) {
-            return Err(format!(
+            return Err(SourceError::Config(format!(
                 "source name `{name}` must be 1-100 characters without spaces"
-            ));
+            )));
         }
         match self {
             SourceSpec::Jetstream(s) => s.check(),
@@ -91,7 +91,34 @@ impl SourceSpec {
             SourceSpec::X(s) => s.check(),
             SourceSpec::Nats(s) => s.check(),
         }
-        .map_err(|e| format!("source {name}: {e}"))
+        .map_err(|e| e.in_source(&name))
+    }
+}
+
+/// Why a source stopped or a connection of it ended.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    /// The source's settings cannot work: it does not start (or stops) until they are fixed.
+    #[error("{0}")]
+    Config(String),
+    /// Something the source needs could not be set up in this process (its HTTP client).
+    #[error("{0}")]
+    Setup(String),
+    /// A connection failed, went quiet or ended; the source reconnects after a backoff.
+    #[error("{0}")]
+    Disconnected(String),
+}
+
+impl SourceError {
+    /// The same error, its message prefixed with the source it belongs to.
+    pub fn in_source(self, name: &str) -> SourceError {
+        match self {
+            SourceError::Config(m) => SourceError::Config(format!("source {name}: {m}")),
+            SourceError::Setup(m) => SourceError::Setup(format!("source {name}: {m}")),
+            SourceError::Disconnected(m) => {
+                SourceError::Disconnected(format!("source {name}: {m}"))
+            }
+        }
     }
 }
 
@@ -368,7 +395,7 @@ fn connect(
     spec: &SourceSpec,
     ctx: SourceCtx,
     stop: CancellationToken,
-) -> BoxFuture<'static, Result<(), String>> {
+) -> BoxFuture<'static, Result<(), SourceError>> {
     match spec.clone() {
         SourceSpec::Jetstream(s) => Box::pin(jetstream::run(s, ctx, stop)),
         SourceSpec::Mastodon(s) => Box::pin(mastodon::run(s, ctx, stop)),
@@ -417,7 +444,7 @@ pub async fn run_source(
         inner.cancel();
         match connector.await {
             Ok(Err(e)) => {
-                status.set_error(&e);
+                status.set_error(&e.to_string());
                 status.set_state(SourceState::Failed);
                 tracing::error!(source = %name, error = %e, "source stopped");
                 return;

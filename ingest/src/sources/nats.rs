@@ -5,6 +5,7 @@
 //! `Tidings-Op: delete` deletes the post whose id is its body. Malformed messages are
 //! dead-lettered and acknowledged (they would never get better).
 
+use super::SourceError;
 use super::{Backoff, Batcher, Filter, SourceCtx};
 use async_nats::jetstream::{self, consumer::pull, message::Acker};
 use futures::StreamExt;
@@ -64,23 +65,23 @@ fn default_max_ack_pending() -> i64 {
 }
 
 impl NatsSpec {
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), SourceError> {
         let bad =
             |s: &str| s.is_empty() || s.chars().any(|c| c.is_whitespace() || ".*>".contains(c));
         if bad(&self.stream) {
-            return Err(format!(
+            return Err(SourceError::Config(format!(
                 "stream `{}` must be a name without spaces, dots or wildcards",
                 self.stream
-            ));
+            )));
         }
         if bad(&self.consumer) {
-            return Err(format!(
+            return Err(SourceError::Config(format!(
                 "consumer `{}` must be a name without spaces, dots or wildcards",
                 self.consumer
-            ));
+            )));
         }
         if self.subjects.is_empty() {
-            return Err("subjects is empty".into());
+            return Err(SourceError::Config("subjects is empty".into()));
         }
         Ok(())
     }
@@ -90,7 +91,7 @@ impl NatsSpec {
 pub async fn open_stream(
     js: &jetstream::Context,
     spec: &NatsSpec,
-) -> Result<jetstream::stream::Stream, String> {
+) -> Result<jetstream::stream::Stream, SourceError> {
     if spec.create_stream {
         js.get_or_create_stream(jetstream::stream::Config {
             name: spec.stream.clone(),
@@ -99,16 +100,20 @@ pub async fn open_stream(
             ..Default::default()
         })
         .await
-        .map_err(|e| format!("stream {}: {e}", spec.stream))
+        .map_err(|e| SourceError::Disconnected(format!("stream {}: {e}", spec.stream)))
     } else {
         js.get_stream(&spec.stream)
             .await
-            .map_err(|e| format!("stream {}: {e}", spec.stream))
+            .map_err(|e| SourceError::Disconnected(format!("stream {}: {e}", spec.stream)))
     }
 }
 
 /// Consumes until `stop`.
-pub async fn run(spec: NatsSpec, ctx: SourceCtx, stop: CancellationToken) -> Result<(), String> {
+pub async fn run(
+    spec: NatsSpec,
+    ctx: SourceCtx,
+    stop: CancellationToken,
+) -> Result<(), SourceError> {
     spec.check()?;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
@@ -118,7 +123,7 @@ pub async fn run(spec: NatsSpec, ctx: SourceCtx, stop: CancellationToken) -> Res
             Err(e) => e,
         };
         let wait = backoff.next_delay();
-        ctx.status.disconnected(&error, wait);
+        ctx.status.disconnected(&error.to_string(), wait);
         tracing::warn!(source = %ctx.name, error = %error, retry_in = ?wait, "nats consumer disconnected");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -132,13 +137,13 @@ async fn session(
     ctx: &SourceCtx,
     stop: &CancellationToken,
     backoff: &mut Backoff,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     let connect = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
         .name(format!("tidings:{}", ctx.name))
         .connect(spec.url.as_str());
     let client = tokio::select! {
-        c = connect => c.map_err(|e| format!("connect {}: {e}", spec.url))?,
+        c = connect => c.map_err(|e| SourceError::Disconnected(format!("connect {}: {e}", spec.url)))?,
         _ = stop.cancelled() => return Ok(()),
     };
     let js = jetstream::new(client);
@@ -155,14 +160,14 @@ async fn session(
             },
         )
         .await
-        .map_err(|e| format!("consumer {}: {e}", spec.consumer))?;
+        .map_err(|e| SourceError::Disconnected(format!("consumer {}: {e}", spec.consumer)))?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(ctx.limits.batch_changes.max(1))
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await
-        .map_err(|e| format!("pull: {e}"))?;
+        .map_err(|e| SourceError::Disconnected(format!("pull: {e}")))?;
     ctx.status.connected();
     backoff.reset();
     tracing::info!(source = %ctx.name, stream = %spec.stream, consumer = %spec.consumer, "nats consumer connected");
@@ -184,11 +189,13 @@ async fn session(
         let message = match next {
             None => {
                 flush(&mut batch, &mut acks, ctx).await;
-                return Err("the consumer's message stream ended".into());
+                return Err(SourceError::Disconnected(
+                    "the consumer's message stream ended".into(),
+                ));
             }
             Some(Err(e)) => {
                 flush(&mut batch, &mut acks, ctx).await;
-                return Err(format!("pull: {e}"));
+                return Err(SourceError::Disconnected(format!("pull: {e}")));
             }
             Some(Ok(m)) => m,
         };

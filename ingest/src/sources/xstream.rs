@@ -7,6 +7,7 @@
 //! X's documented backoff: network errors grow linearly by 250 ms up to 16 s, HTTP errors
 //! double from 5 s up to 320 s, and 429 doubles from 1 minute.
 
+use super::SourceError;
 use super::{Backoff, Batcher, Filter, SourceCtx};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -54,12 +55,17 @@ fn default_stall() -> u64 {
 const FIELDS: &str = "tweet.fields=created_at,lang,author_id,entities,public_metrics,referenced_tweets,conversation_id&expansions=author_id&user.fields=username,name";
 
 impl XSpec {
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), SourceError> {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("url `{}` is not an http(s) URL", self.url));
+            return Err(SourceError::Config(format!(
+                "url `{}` is not an http(s) URL",
+                self.url
+            )));
         }
         if self.token().is_none() {
-            return Err("a bearer_token is required (or TIDINGS_X_BEARER_TOKEN)".into());
+            return Err(SourceError::Config(
+                "a bearer_token is required (or TIDINGS_X_BEARER_TOKEN)".into(),
+            ));
         }
         Ok(())
     }
@@ -81,7 +87,7 @@ enum Ended {
 }
 
 /// Streams until `stop`.
-pub async fn run(spec: XSpec, ctx: SourceCtx, stop: CancellationToken) -> Result<(), String> {
+pub async fn run(spec: XSpec, ctx: SourceCtx, stop: CancellationToken) -> Result<(), SourceError> {
     spec.check()?;
     let token = spec.token().unwrap_or_default();
     let base = spec.url.trim_end_matches('/').to_string();
@@ -89,7 +95,7 @@ pub async fn run(spec: XSpec, ctx: SourceCtx, stop: CancellationToken) -> Result
         .connect_timeout(Duration::from_secs(15))
         .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("http client: {e}"))?;
+        .map_err(|e| SourceError::Setup(format!("http client: {e}")))?;
     let mut network = Backoff::linear(Duration::from_millis(250), Duration::from_secs(16));
     let mut http = Backoff::new(Duration::from_secs(5), Duration::from_secs(320));
     let mut limited = Backoff::new(Duration::from_secs(60), Duration::from_secs(960));

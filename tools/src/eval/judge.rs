@@ -1,0 +1,157 @@
+//! The judge: a check of answer and summary sentences that is stricter than, and separate
+//! from, the agent's own gate (entity and number overlap with a cited post, and the embedder),
+//! and whether an answer contains a gold answer.
+
+/// The parts of an answer the strict judge looks at: each quoted line (an extractive bullet,
+/// the closest-post line) whole, since a quote may hold several sentences under one citation;
+/// the rest sentence by sentence. The agent's own lines (the extractive header, the inferred
+/// "Sources" line, the note that the window was widened) and its single-source note are left
+/// out.
+pub(super) fn judged_units(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty()
+            || t.ends_with(':')
+            || t.starts_with("Sources:")
+            || t.starts_with("(Little was posted")
+        {
+            continue;
+        }
+        if t.starts_with("- ") || t.starts_with("Closest post:") {
+            // Judge the quote and its citation, not the agent's frame around it (the account's
+            // handle, "(one account; unconfirmed)").
+            let quote = match (t.find('“'), t.rfind('”')) {
+                (Some(a), Some(b)) if a < b => &t[a + '“'.len_utf8()..b],
+                _ => t,
+            };
+            let markers: String = tidings_agent::cite::cited_numbers(t)
+                .iter()
+                .map(|n| format!(" [{n}]"))
+                .collect();
+            out.push(format!("{quote}{markers}"));
+            continue;
+        }
+        for (a, b) in tidings_agent::cite::sentences(t) {
+            // Judge what the sentence says of the world, not the agent's note on how many
+            // accounts say it (its words would count against the sentence's share).
+            out.push(t[a..b].replace(tidings_agent::ground::SINGLE_SOURCE_NOTE, " "));
+        }
+    }
+    out
+}
+
+/// Lowercased, punctuation at the ends trimmed, spaces collapsed.
+pub(super) fn norm(s: &str) -> String {
+    s.to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_string()
+}
+
+pub(super) fn contains_answer(text: &str, answers: &[String]) -> bool {
+    let t = norm(text);
+    answers
+        .iter()
+        .map(|a| norm(a))
+        .any(|a| !a.is_empty() && t.contains(&a))
+}
+
+/// The evaluation's own grounding judge, stricter than the agent's gate and written apart from
+/// it: every capitalised word (the first one too, unless a function word), every number and
+/// `#tag` of the sentence must be in the posts it cites, and one of them must hold at least half
+/// of its content words. Returns `None` for a sentence with no words (a bare marker line).
+pub(super) fn strictly_supported(sentence: &str, posts: &[&str]) -> Option<bool> {
+    const FUNCTION: &[&str] = &[
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "there",
+        "it",
+        "its",
+        "posts",
+        "post",
+        "in",
+        "on",
+        "at",
+        "and",
+        "but",
+        "i",
+        "here",
+        "some",
+        "one",
+        "according",
+        "as",
+        "also",
+        // Pronouns and question words open sentences; they name nothing.
+        "he",
+        "she",
+        "they",
+        "we",
+        "you",
+        "his",
+        "her",
+        "their",
+        "what",
+        "who",
+        "when",
+        "where",
+    ];
+    let cited: Vec<&str> = tidings_agent::cite::cited_numbers(sentence)
+        .into_iter()
+        .filter_map(|n| posts.get(n.wrapping_sub(1)).copied())
+        .collect();
+    let plain: String = sentence
+        .split(['[', ']'])
+        .enumerate()
+        .filter(|(i, part)| {
+            i % 2 == 0
+                || !part
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == ',' || c == ' ')
+        })
+        .map(|(_, p)| p)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words = tidings_agent::cite::content_words(&plain);
+    if words.is_empty() {
+        return None;
+    }
+    if cited.is_empty() {
+        return Some(false);
+    }
+    let union = cited.join(" ").to_lowercase();
+    let union_terms: std::collections::HashSet<String> =
+        tidings_index::script::terms(&union).into_iter().collect();
+    for raw in plain.split_whitespace() {
+        let w = raw.trim_matches(|c: char| !c.is_alphanumeric());
+        if w.is_empty() {
+            continue;
+        }
+        let lower = w.to_lowercase();
+        let claim = w.chars().any(|c| c.is_ascii_digit())
+            || raw.starts_with('#')
+            || (w.chars().next().is_some_and(char::is_uppercase)
+                && !FUNCTION.contains(&lower.as_str()));
+        if claim
+            && !tidings_index::script::terms(&lower)
+                .iter()
+                .all(|t| union_terms.contains(t))
+        {
+            return Some(false);
+        }
+    }
+    let best = cited
+        .iter()
+        .map(|p| {
+            let pw = tidings_agent::cite::content_words(p);
+            words.iter().filter(|w| pw.contains(*w)).count() as f64 / words.len() as f64
+        })
+        .fold(0.0, f64::max);
+    Some(best >= 0.5)
+}
