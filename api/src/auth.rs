@@ -84,34 +84,65 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
-fn random_hex(bytes: usize) -> Result<String, String> {
+/// Why the key file could not be read or written, or a key not made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid key file: {detail}")]
+    Invalid { path: String, detail: String },
+    #[error("no randomness available: {0}")]
+    NoRandomness(String),
+    #[error("a key needs at least one scope (read, ingest, admin)")]
+    NoScope,
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError {
+    let path = path.display().to_string();
+    move |source| KeyFileError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn random_hex(bytes: usize) -> Result<String, KeyFileError> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| format!("no randomness available: {e}"))?;
+    getrandom::fill(&mut buf).map_err(|e| KeyFileError::NoRandomness(e.to_string()))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn read_file(path: &Path) -> Result<KeyFile, String> {
+fn read_file(path: &Path) -> Result<KeyFile, KeyFileError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a valid key file: {e}", path.display())),
+        Ok(text) => serde_json::from_str(&text).map_err(|e| KeyFileError::Invalid {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyFile::default()),
-        Err(e) => Err(format!("read {}: {e}", path.display())),
+        Err(e) => Err(io_error("read", path)(e)),
     }
 }
 
-fn write_file(path: &Path, file: &KeyFile) -> Result<(), String> {
+fn write_file(path: &Path, file: &KeyFile) -> Result<(), KeyFileError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
     }
     let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(file).map_err(|e| e.to_string())?;
-    std::fs::write(&tmp, text).map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    let text = serde_json::to_string_pretty(file).map_err(|e| KeyFileError::Invalid {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    std::fs::write(&tmp, text).map_err(io_error("write", &tmp))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
     }
-    std::fs::rename(&tmp, path).map_err(|e| format!("replace {}: {e}", path.display()))
+    std::fs::rename(&tmp, path).map_err(io_error("replace", path))
 }
 
 /// Creates a key; returns it (print it once) and its stored record.
@@ -120,9 +151,9 @@ pub fn create_key(
     name: &str,
     scopes: Vec<Scope>,
     rate_per_minute: u32,
-) -> Result<(String, ApiKey), String> {
+) -> Result<(String, ApiKey), KeyFileError> {
     if scopes.is_empty() {
-        return Err("a key needs at least one scope (read, ingest, admin)".into());
+        return Err(KeyFileError::NoScope);
     }
     let mut file = read_file(path)?;
     let id = random_hex(4)?;
@@ -142,12 +173,12 @@ pub fn create_key(
     Ok((key, record))
 }
 
-pub fn list_keys(path: &Path) -> Result<Vec<ApiKey>, String> {
+pub fn list_keys(path: &Path) -> Result<Vec<ApiKey>, KeyFileError> {
     Ok(read_file(path)?.keys)
 }
 
 /// Revokes a key by id; `false` when no such key exists.
-pub fn revoke_key(path: &Path, id: &str) -> Result<bool, String> {
+pub fn revoke_key(path: &Path, id: &str) -> Result<bool, KeyFileError> {
     let mut file = read_file(path)?;
     let mut found = false;
     for k in file.keys.iter_mut().filter(|k| k.id == id) {

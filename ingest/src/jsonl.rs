@@ -55,7 +55,7 @@ pub async fn next_line<R: AsyncBufRead + Unpin>(
     }
     if too_long {
         return Ok(Some(Line::Bad(Rejection {
-            code: "line_too_long",
+            code: crate::RejectionCode::LineTooLong,
             field: None,
             message: format!("line is longer than {max} bytes"),
         })));
@@ -66,7 +66,7 @@ pub async fn next_line<R: AsyncBufRead + Unpin>(
     match std::str::from_utf8(buf) {
         Ok(s) => Ok(Some(Line::Text(s.to_string()))),
         Err(e) => Ok(Some(Line::Bad(Rejection {
-            code: "invalid_utf8",
+            code: crate::RejectionCode::InvalidUtf8,
             field: None,
             message: format!("line is not valid UTF-8: {e}"),
         }))),
@@ -181,7 +181,7 @@ mod tests {
                     line,
                     id,
                     rejection,
-                } => rejected.push((line, id, rejection.code)),
+                } => rejected.push((line, id, rejection.code.as_str())),
             }
         }
         assert_eq!(accepted, vec!["1", "4"]);

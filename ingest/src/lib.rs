@@ -15,7 +15,7 @@ pub mod sources;
 pub mod validate;
 
 pub use pipeline::{run_pipeline, IngestSummary, RejectedRecord};
-pub use validate::{validate, validate_json, Rejection, ValidationConfig};
+pub use validate::{validate, validate_json, Rejection, RejectionCode, ValidationConfig};
 
 use tidings_index::Post;
 

@@ -32,17 +32,92 @@ impl Default for ValidationConfig {
     }
 }
 
+/// The stable code of a refused record (what dead letters, push results and ingest summaries
+/// report; clients may branch on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectionCode {
+    /// Not JSON, or JSON that is not an object.
+    MalformedJson,
+    /// A record of a shape no source produces.
+    InvalidRecord,
+    MissingField,
+    InvalidField,
+    /// The text is longer than the limit.
+    TooLong,
+    TooManyLabels,
+    /// A line of a file or stdin over the limit.
+    LineTooLong,
+    /// A source's message over the limit.
+    TooLarge,
+    InvalidUtf8,
+    /// A binary WebSocket frame where text was asked for.
+    UnexpectedBinary,
+    /// A server-sent event the SSE parser cannot read.
+    MalformedEvent,
+}
+
+impl RejectionCode {
+    pub const ALL: [RejectionCode; 11] = [
+        RejectionCode::MalformedJson,
+        RejectionCode::InvalidRecord,
+        RejectionCode::MissingField,
+        RejectionCode::InvalidField,
+        RejectionCode::TooLong,
+        RejectionCode::TooManyLabels,
+        RejectionCode::LineTooLong,
+        RejectionCode::TooLarge,
+        RejectionCode::InvalidUtf8,
+        RejectionCode::UnexpectedBinary,
+        RejectionCode::MalformedEvent,
+    ];
+
+    /// The stable string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionCode::MalformedJson => "malformed_json",
+            RejectionCode::InvalidRecord => "invalid_record",
+            RejectionCode::MissingField => "missing_field",
+            RejectionCode::InvalidField => "invalid_field",
+            RejectionCode::TooLong => "too_long",
+            RejectionCode::TooManyLabels => "too_many_labels",
+            RejectionCode::LineTooLong => "line_too_long",
+            RejectionCode::TooLarge => "too_large",
+            RejectionCode::InvalidUtf8 => "invalid_utf8",
+            RejectionCode::UnexpectedBinary => "unexpected_binary",
+            RejectionCode::MalformedEvent => "malformed_event",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectionCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for RejectionCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for RejectionCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Why a record was refused. `code` is stable; `message` explains.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
-    pub code: &'static str,
+    pub code: RejectionCode,
     pub field: Option<&'static str>,
     pub message: String,
 }
 
 impl Rejection {
     fn new(
-        code: &'static str,
+        code: RejectionCode,
         field: Option<&'static str>,
         message: impl Into<String>,
     ) -> Rejection {
@@ -54,20 +129,20 @@ impl Rejection {
     }
     fn missing(field: &'static str) -> Rejection {
         Rejection::new(
-            "missing_field",
+            RejectionCode::MissingField,
             Some(field),
             format!("`{field}` is required"),
         )
     }
     fn invalid(field: &'static str, message: impl Into<String>) -> Rejection {
         Rejection::new(
-            "invalid_field",
+            RejectionCode::InvalidField,
             Some(field),
             format!("`{field}` {}", message.into()),
         )
     }
     pub fn malformed(message: impl Into<String>) -> Rejection {
-        Rejection::new("malformed_json", None, message)
+        Rejection::new(RejectionCode::MalformedJson, None, message)
     }
 }
 
@@ -141,7 +216,7 @@ pub fn validate(
 ) -> Result<Post, Rejection> {
     let Value::Object(mut obj) = value else {
         return Err(Rejection::new(
-            "invalid_record",
+            RejectionCode::InvalidRecord,
             None,
             "a post must be a JSON object",
         ));
@@ -169,7 +244,7 @@ pub fn validate(
     let chars = text.chars().count();
     if chars > config.max_text_chars {
         return Err(Rejection::new(
-            "too_long",
+            RejectionCode::TooLong,
             Some("text"),
             format!(
                 "`text` has {chars} characters; the limit is {}",
@@ -301,7 +376,7 @@ pub fn validate(
     }
     if labels.len() > config.max_labels {
         return Err(Rejection::new(
-            "too_many_labels",
+            RejectionCode::TooManyLabels,
             Some("labels"),
             format!(
                 "{} labels; the limit is {}",
@@ -510,6 +585,21 @@ fn truncate_chars(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejection_codes_are_distinct_snake_case_strings() {
+        let mut seen = std::collections::HashSet::new();
+        for c in RejectionCode::ALL {
+            let s = c.as_str();
+            assert!(
+                s.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_'),
+                "{s}"
+            );
+            assert!(seen.insert(s), "{s} twice");
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::json!(s));
+        }
+    }
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -607,7 +697,11 @@ mod tests {
         ];
         for (value, code, field) in cases {
             let err = check(value.clone()).expect_err(&value.to_string());
-            assert_eq!((err.code, err.field), (code, field), "{value}: {err}");
+            assert_eq!(
+                (err.code.as_str(), err.field),
+                (code, field),
+                "{value}: {err}"
+            );
         }
         let long = "x".repeat(10_001);
         assert_eq!(
@@ -670,7 +764,7 @@ mod tests {
                     prop_assert!(!p.text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
                     prop_assert!(p.text.chars().count() <= 10_000);
                 }
-                Err(e) => prop_assert!(!e.code.is_empty() && !e.message.is_empty()),
+                Err(e) => prop_assert!(!e.code.as_str().is_empty() && !e.message.is_empty()),
             }
             // The same record as a JSON line, and cut at any byte: a rejection, never a panic.
             let line = record.to_string();

@@ -140,7 +140,7 @@ pub(crate) async fn push(
                 id: None,
                 status: "rejected",
                 error: Some(ItemError {
-                    code: r.code,
+                    code: r.code.as_str(),
                     field: r.field,
                     message: r.message,
                 }),

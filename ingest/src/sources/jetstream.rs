@@ -217,7 +217,7 @@ async fn session(
                 ctx.status.count(|c| &c.received);
                 ctx.reject(
                     &crate::Rejection {
-                        code: "unexpected_binary",
+                        code: crate::RejectionCode::UnexpectedBinary,
                         field: None,
                         message: "binary frame (compression was not requested)".into(),
                     },

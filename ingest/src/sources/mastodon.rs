@@ -251,8 +251,10 @@ async fn session(
                 // stream goes on (a stream that cannot go on ends and is reconnected).
                 ctx.status.count(|c| &c.received);
                 let code = match e {
-                    eventsource_stream::EventStreamError::Utf8(_) => "invalid_utf8",
-                    _ => "malformed_event",
+                    eventsource_stream::EventStreamError::Utf8(_) => {
+                        crate::RejectionCode::InvalidUtf8
+                    }
+                    _ => crate::RejectionCode::MalformedEvent,
                 };
                 let message = e.to_string();
                 ctx.reject(

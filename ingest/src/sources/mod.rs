@@ -268,7 +268,7 @@ impl SourceCtx {
     pub fn reject(&self, rejection: &Rejection, raw: &[u8]) {
         self.status.count(|c| &c.rejected);
         self.dead
-            .record(&self.name, rejection.code, &rejection.message, raw);
+            .record(&self.name, rejection.code.as_str(), &rejection.message, raw);
     }
 
     /// Checks a raw message's size and encoding before parsing.
@@ -277,7 +277,7 @@ impl SourceCtx {
         if raw.len() > self.limits.max_message_bytes {
             self.reject(
                 &Rejection {
-                    code: "too_large",
+                    code: crate::RejectionCode::TooLarge,
                     field: None,
                     message: format!(
                         "message of {} bytes is over the {} byte limit",
@@ -294,7 +294,7 @@ impl SourceCtx {
             Err(e) => {
                 self.reject(
                     &Rejection {
-                        code: "invalid_utf8",
+                        code: crate::RejectionCode::InvalidUtf8,
                         field: None,
                         message: format!("message is not UTF-8: {e}"),
                     },

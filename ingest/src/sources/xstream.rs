@@ -307,7 +307,7 @@ async fn session(
                     ctx.status.count(|c| &c.received);
                     ctx.reject(
                         &crate::Rejection {
-                            code: "too_large",
+                            code: crate::RejectionCode::TooLarge,
                             field: None,
                             message: format!("line over {} bytes", ctx.limits.max_message_bytes),
                         },
