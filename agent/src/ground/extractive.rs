@@ -95,7 +95,45 @@ pub(super) fn informative(text: &str) -> f32 {
     } else {
         1.0
     };
-    (words / 6.0).min(1.0) * facts * shouted
+    // Laughter ("haha", "lmfaooo", "xD", "jajaja", "kkkk") marks a joke or a reaction, whatever
+    // its names: a post that is a quarter laughter is not what a reader asked for.
+    let tokens: Vec<String> = own
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let laughs = tokens.iter().filter(|w| is_laughter(w)).count();
+    let laughing = match laughs {
+        0 => 1.0,
+        n if n * 4 >= tokens.len() => 0.3,
+        _ => 0.7,
+    };
+    (words / 6.0).min(1.0) * facts * shouted * laughing
+}
+
+/// Whether a lowercased word is laughter or a bare interjection, in the spellings of several
+/// languages: haha/hehe/ahah, lol, lmao/lmfao, rofl, xd, omg, wtf, jaja/jeje (Spanish), kkkk
+/// (Portuguese), 555 (Thai), www (Japanese).
+fn is_laughter(word: &str) -> bool {
+    let only = |allowed: &[char]| word.chars().all(|c| allowed.contains(&c));
+    let n = word.chars().count();
+    match word {
+        "lol" | "rofl" | "roflmao" | "xd" | "omg" | "omfg" | "wtf" => return true,
+        _ => {}
+    }
+    (n >= 4 && only(&['h', 'a', 'e']) && word.contains('h') && !word.contains("hh"))
+        || (n >= 3 && word.starts_with('l') && word.ends_with('l') && only(&['l', 'o']))
+        || (n >= 4
+            && word.starts_with("lm")
+            && only(&['l', 'm', 'f', 'a', 'o'])
+            && word.ends_with('o'))
+        || (n >= 4 && only(&['j', 'a', 'e']) && word.starts_with('j'))
+        || (n >= 4 && only(&['k']))
+        || (n >= 3 && only(&['5']))
+        || (n >= 3 && only(&['w']))
 }
 
 /// The fallback answer: up to `max` posts' first sentences, most corroborated (shared by other

@@ -45,6 +45,10 @@ fn statements_outweigh_reactions() {
         "so sad #boston #marathon",
         "OMG THIS IS SO SCARY PRAYERS TO EVERYONE",
         "#Boston #marathon #prayers @cnn",
+        "#bigwet LMFAOOOOO SOOO FUCKIN FUNNY",
+        "#bigwet Haha!! xd Truly Humorous !",
+        "#qldfloods Haha. How f'n amusing..!",
+        "jajaja Messi otra vez jajaja",
     ] {
         assert!(
             informative(reaction) < 0.4,
@@ -53,6 +57,13 @@ fn statements_outweigh_reactions() {
         );
     }
     assert_eq!(informative(""), 0.0);
+    // A statement is not laughter because it holds an "h" and an "a", or a Thai number.
+    for statement in [
+        "Ahead of the storm, the harbour in Hahndorf was closed, officials said",
+        "Flood levels at 5.5 metres in Brisbane, police say",
+    ] {
+        assert!(informative(statement) > 0.9, "{statement}");
+    }
     // Scripts without case are never "shouted".
     assert!(informative("東京で地震 震度5強 けが人多数 交通機関停止 各地で停電 確認中") > 0.0);
 }
