@@ -7,36 +7,45 @@ use crate::store::records::SearchRecord;
 use crate::time::parse_time;
 use crate::{invalid, ApiError, ErrorCode};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tidings_agent::{
     post_url, Agent, AgentError, Answer, ModelError, SearchModeOption, SearchOptions,
 };
 
 /// The `search` extension, and a conversation's search settings as the API takes and shows
 /// them (stored as `store::records::SearchRecord`).
-#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SearchSettings)]
 pub(crate) struct SearchBody {
     /// A fixed look-back from `as_of` ("6h", "7d"); `auto` or absent: from the question.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) window: Option<String>,
+    /// Window start: RFC 3339 or Unix seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<String>,
+    /// Window end: RFC 3339 or Unix seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<String>,
+    /// "Now" for the question (default: the present): past times replay history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) as_of: Option<String>,
+    /// Only these accounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     handles: Vec<String>,
+    /// Never these accounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     exclude_handles: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sources: Vec<String>,
+    /// Language codes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     langs: Vec<String>,
+    /// Posts given to the model: 1..50.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 50)]
     max_results: Option<usize>,
+    /// `auto` (default: search when the question needs posts), `on` or `off`.
     #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<String>,
 }
@@ -214,55 +223,152 @@ pub(crate) fn citation_ref(c: &tidings_agent::Citation) -> String {
 
 /// A cited post as the API shows it: the post, its number in the text, its link, how well the
 /// citing sentence is supported, and whether the agent inferred it.
-pub(crate) fn citation_json(c: &tidings_agent::Citation) -> Value {
-    let mut v = serde_json::to_value(PostDto::from(&c.post)).unwrap_or(Value::Null);
-    v["number"] = json!(c.number);
-    v["url"] = json!(post_url(&c.post));
-    v["support"] = json!((c.support * 100.0).round() / 100.0);
-    v["inferred"] = json!(c.inferred);
-    // Independent accounts among the given posts that carry what the citing sentence says
-    // (1: a single source, which the answer marks as unconfirmed).
-    v["corroboration"] = json!(c.corroboration);
-    v
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Citation)]
+pub(crate) struct CitationView {
+    #[serde(flatten)]
+    post: PostDto,
+    /// The `[n]` marker in the answer.
+    number: usize,
+    /// The post's link (null where the source gives none).
+    url: Option<String>,
+    /// How well the citing sentence is supported by this post (0..1, two decimals).
+    support: f32,
+    /// Whether the agent inferred this citation for a sentence that named none.
+    inferred: bool,
+    /// Independent accounts among the given posts that carry what the citing sentence says
+    /// (1: a single source, which the answer marks as unconfirmed).
+    corroboration: usize,
+}
+
+impl From<&tidings_agent::Citation> for CitationView {
+    fn from(c: &tidings_agent::Citation) -> CitationView {
+        CitationView {
+            post: PostDto::from(&c.post).without_url(),
+            number: c.number,
+            url: post_url(&c.post),
+            support: (c.support * 100.0).round() / 100.0,
+            inferred: c.inferred,
+            corroboration: c.corroboration,
+        }
+    }
+}
+
+/// The answer's fields beside OpenAI's: citations, the posts behind them, follow-up
+/// questions, and Tidings' own report (`tidings`). Shared by streamed and whole answers and
+/// stored with a conversation's answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AnswerExtensions)]
+pub(crate) struct Extensions {
+    /// Links of the cited posts (the post id where a post has no URL), in citation order.
+    citations: Vec<String>,
+    search_results: Vec<CitationView>,
+    related_questions: Vec<String>,
+    tidings: Report,
+}
+
+/// What Tidings did to answer: the window searched, grounding, timings.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AnswerReport)]
+struct Report {
+    as_of: chrono::DateTime<chrono::Utc>,
+    window: WindowView,
+    /// The window the question named, when nothing was in it and a wider one was searched.
+    widened_from: Option<String>,
+    no_results: bool,
+    persona: String,
+    backend_model: String,
+    /// Citation markers removed because they named no given post.
+    dropped_citations: usize,
+    grounding: GroundingView,
+    timings_ms: TimingsView,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Window)]
+struct WindowView {
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    /// In words: "the last 2 hours", "yesterday (2013-04-15)".
+    label: String,
+}
+
+/// The sentence check: sentences kept, the ones removed for want of support, and whether
+/// the answer was built from the posts' own words instead.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Grounding)]
+struct GroundingView {
+    kept_sentences: usize,
+    dropped_sentences: Vec<String>,
+    extractive: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Timings)]
+struct TimingsView {
+    retrieval: f64,
+    first_token: Option<f64>,
+    model_first_token: Option<f64>,
+    model: f64,
+    total: f64,
 }
 
 /// The extension fields shared by streamed and whole answers.
-pub(crate) fn extensions(answer: &Answer) -> Value {
-    let results: Vec<Value> = answer.citations.iter().map(citation_json).collect();
-    json!({
-        "citations": answer.citations.iter().map(citation_ref).collect::<Vec<_>>(),
-        "search_results": results,
-        "related_questions": answer.related_questions,
-        "tidings": {
-            "as_of": answer.as_of,
-            "window": {
-                "from": answer.window.from,
-                "to": answer.window.to,
-                "label": answer.window.label,
+pub(crate) fn extensions(answer: &Answer) -> Extensions {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    Extensions {
+        citations: answer.citations.iter().map(citation_ref).collect(),
+        search_results: answer.citations.iter().map(CitationView::from).collect(),
+        related_questions: answer.related_questions.clone(),
+        tidings: Report {
+            as_of: answer.as_of,
+            window: WindowView {
+                from: answer.window.from,
+                to: answer.window.to,
+                label: answer.window.label.clone(),
             },
-            "widened_from": answer.widened_from.as_ref().map(|w| w.label.clone()),
-            "no_results": answer.no_results,
-            "persona": answer.persona,
-            "backend_model": answer.model,
-            "dropped_citations": answer.dropped_citations,
-            "grounding": {
-                "kept_sentences": answer.grounding.kept,
-                "dropped_sentences": answer.grounding.dropped,
-                "extractive": answer.grounding.extractive,
+            widened_from: answer.widened_from.as_ref().map(|w| w.label.clone()),
+            no_results: answer.no_results,
+            persona: answer.persona.clone(),
+            backend_model: answer.model.clone(),
+            dropped_citations: answer.dropped_citations,
+            grounding: GroundingView {
+                kept_sentences: answer.grounding.kept,
+                dropped_sentences: answer.grounding.dropped.clone(),
+                extractive: answer.grounding.extractive,
             },
-            "timings_ms": {
-                "retrieval": answer.timings.retrieval.as_secs_f64() * 1000.0,
-                "first_token": answer.timings.first_token.map(|d| d.as_secs_f64() * 1000.0),
-                "model_first_token": answer.timings.model_first_token.map(|d| d.as_secs_f64() * 1000.0),
-                "model": answer.timings.model.as_secs_f64() * 1000.0,
-                "total": answer.timings.total.as_secs_f64() * 1000.0,
+            timings_ms: TimingsView {
+                retrieval: ms(answer.timings.retrieval),
+                first_token: answer.timings.first_token.map(ms),
+                model_first_token: answer.timings.model_first_token.map(ms),
+                model: ms(answer.timings.model),
+                total: ms(answer.timings.total),
             },
         },
-    })
+    }
+}
+
+/// An OpenAI-style `url_citation` annotation: where a `[n]` marker stands in the text.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Annotation {
+    /// Always `url_citation`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url_citation: UrlCitation,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct UrlCitation {
+    url: String,
+    /// "@author — date".
+    title: String,
+    /// Character offsets of the marker in the content.
+    start_index: usize,
+    end_index: usize,
 }
 
 /// OpenAI-style `url_citation` annotations, one per marker in the text (character offsets).
-pub(crate) fn annotations(answer: &Answer) -> Vec<Value> {
+pub(crate) fn annotations(answer: &Answer) -> Vec<Annotation> {
     let mut out = Vec::new();
     let chars: Vec<(usize, char)> = answer.text.char_indices().collect();
     let char_at = |byte: usize| chars.iter().position(|(b, _)| *b == byte).unwrap_or(0);
@@ -270,28 +376,43 @@ pub(crate) fn annotations(answer: &Answer) -> Vec<Value> {
         let marker = format!("[{}]", c.number);
         for (start, _) in answer.text.match_indices(&marker) {
             let s = char_at(start);
-            out.push(json!({
-                "type": "url_citation",
-                "url_citation": {
-                    "url": c.url.clone().unwrap_or_else(|| format!("/v1/posts/{}", c.post.id)),
-                    "title": format!(
+            out.push(Annotation {
+                kind: "url_citation",
+                url_citation: UrlCitation {
+                    url: c
+                        .url
+                        .clone()
+                        .unwrap_or_else(|| format!("/v1/posts/{}", c.post.id)),
+                    title: format!(
                         "{} — {}",
-                        c.post.author.as_deref().map(|a| format!("@{a}")).unwrap_or_else(|| "post".into()),
+                        c.post
+                            .author
+                            .as_deref()
+                            .map(|a| format!("@{a}"))
+                            .unwrap_or_else(|| "post".into()),
                         c.post.created_at.format("%Y-%m-%d %H:%M UTC")
                     ),
-                    "start_index": s,
-                    "end_index": s + marker.chars().count(),
-                }
-            }));
+                    start_index: s,
+                    end_index: s + marker.chars().count(),
+                },
+            });
         }
     }
     out
 }
 
-pub(crate) fn usage_json(answer: &Answer) -> Value {
-    json!({
-        "prompt_tokens": answer.usage.prompt_tokens,
-        "completion_tokens": answer.usage.completion_tokens,
-        "total_tokens": answer.usage.prompt_tokens + answer.usage.completion_tokens,
-    })
+/// Token counts as OpenAI reports them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct UsageView {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
+}
+
+pub(crate) fn usage(answer: &Answer) -> UsageView {
+    UsageView {
+        prompt_tokens: answer.usage.prompt_tokens,
+        completion_tokens: answer.usage.completion_tokens,
+        total_tokens: answer.usage.prompt_tokens + answer.usage.completion_tokens,
+    }
 }

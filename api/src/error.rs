@@ -148,10 +148,42 @@ impl serde::Serialize for ErrorCode {
     }
 }
 
+/// In the OpenAPI document: a string, one of [`ErrorCode::ALL`].
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .description(Some(
+                "Stable: clients may branch on it. Messages may change.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 impl PartialEq<&str> for ErrorCode {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
+}
+
+/// The body of every error response: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail {
+    code: ErrorCode,
+    message: String,
+    /// Where the code has more to say: the field, the limit, the items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    details: Option<serde_json::Value>,
 }
 
 /// An error answered to the client. 5xx messages stay opaque; their cause is logged here, once.
@@ -217,12 +249,14 @@ impl From<IndexError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
-        if let Some(d) = self.details {
-            error["details"] = d;
-        }
-        let mut response =
-            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

@@ -1,9 +1,12 @@
 //! `tidings-api`: the HTTP face of Tidings (axum).
 //!
-//! Layout: [`router`] builds the app from an [`AppState`]; `routes/` holds one module per
-//! route family (`posts`, `search`, `health`); `metrics` renders Prometheus text; `error`
-//! maps every failure to `{"error": {"code", "message"}}` with a stable code. DTOs live here and
-//! convert by hand to the index's plain types.
+//! Layout: [`router`] builds the app from an [`AppState`] over [`api_routes`], where every
+//! operation is routed and documented (OpenAPI, `openapi`) from its handler; `routes/` holds the
+//! route families without a domain folder (posts, search, chat, live, health);
+//! `conversations/` and `digests/` hold theirs; `answer` what the answer routes share; `store/`
+//! the app database; `metrics` renders Prometheus text; `error` maps every failure to
+//! `{"error": {"code", "message"}}` with a stable code. Response views are typed structs that
+//! convert by hand from the index's, agent's and store's types.
 
 mod answer;
 pub mod auth;
@@ -29,13 +32,16 @@ pub use time::{parse_duration, parse_time};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{delete, get};
+use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_agent::Agent;
 use tidings_index::{IndexStats, SearchHandle, WriteHandle};
 use tidings_ingest::ValidationConfig;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Settings of the HTTP layer.
 #[derive(Clone, Debug)]
@@ -145,80 +151,51 @@ impl AppState {
     }
 }
 
+/// Every operation of the API, routed and documented from the same handlers: each handler's
+/// `#[utoipa::path]` gives its method and path to both the router and the OpenAPI document.
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
+    use conversations::routes as conversation;
+    use digests::routes as digest;
+    use routes::{chat, health, live, posts, search};
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::render))
+        .routes(routes!(health::sources))
+        .routes(routes!(openapi::spec))
+        .routes(routes!(chat::completions))
+        .routes(routes!(chat::models))
+        .routes(routes!(search::search_get, search::search_post))
+        .routes(routes!(conversation::list, conversation::create))
+        .routes(routes!(
+            conversation::get,
+            conversation::update,
+            conversation::remove
+        ))
+        .routes(routes!(conversation::ask))
+        .routes(routes!(conversation::regenerate))
+        .routes(routes!(conversation::edit))
+        .routes(routes!(conversation::activate))
+        .routes(routes!(digest::list, digest::create))
+        .routes(routes!(digest::get, digest::replace, digest::remove))
+        .routes(routes!(digest::run_now))
+        .routes(routes!(digest::runs))
+        .routes(routes!(digest::run))
+        .routes(routes!(digest::feed))
+        .routes(routes!(digest::deliveries))
+        .routes(routes!(live::stream))
+        .routes(routes!(live::trending))
+        .routes(routes!(posts::push))
+        .routes(routes!(posts::fetch, posts::remove))
+        .routes(routes!(web::index))
+}
+
 /// The whole HTTP app.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(metrics::render))
-        .route("/v1/sources", get(routes::health::sources))
-        .route("/openapi.json", get(openapi::spec))
-        .route(
-            "/v1/chat/completions",
-            axum::routing::post(routes::chat::completions),
-        )
-        .route("/v1/models", get(routes::chat::models))
-        .route(
-            "/v1/search",
-            get(routes::search::search_get).post(routes::search::search_post),
-        )
-        .route(
-            "/v1/conversations",
-            get(conversations::routes::list).post(conversations::routes::create),
-        )
-        .route(
-            "/v1/conversations/{id}",
-            get(conversations::routes::get)
-                .patch(conversations::routes::update)
-                .delete(conversations::routes::remove),
-        )
-        .route(
-            "/v1/conversations/{id}/messages",
-            axum::routing::post(conversations::routes::ask),
-        )
-        .route(
-            "/v1/conversations/{id}/messages/{message_id}/regenerate",
-            axum::routing::post(conversations::routes::regenerate),
-        )
-        .route(
-            "/v1/conversations/{id}/messages/{message_id}/edit",
-            axum::routing::post(conversations::routes::edit),
-        )
-        .route(
-            "/v1/conversations/{id}/messages/{message_id}/activate",
-            axum::routing::post(conversations::routes::activate),
-        )
-        .route(
-            "/v1/digests",
-            get(digests::routes::list).post(digests::routes::create),
-        )
-        .route(
-            "/v1/digests/{id}",
-            get(digests::routes::get)
-                .put(digests::routes::replace)
-                .delete(digests::routes::remove),
-        )
-        .route(
-            "/v1/digests/{id}/run",
-            axum::routing::post(digests::routes::run_now),
-        )
-        .route("/v1/digests/{id}/runs", get(digests::routes::runs))
-        .route("/v1/digests/{id}/runs/{run_id}", get(digests::routes::run))
-        .route("/v1/digests/{id}/feed.atom", get(digests::routes::feed))
-        .route(
-            "/v1/digests/{id}/deliveries",
-            get(digests::routes::deliveries),
-        )
-        .route("/v1/posts/stream", get(routes::live::stream))
-        .route("/v1/trending", get(routes::live::trending))
-        .route("/", get(web::index))
-        .route("/assets/{file}", get(web::asset))
-        .route("/v1/posts", axum::routing::post(routes::posts::push))
-        .route(
-            "/v1/posts/{id}",
-            delete(routes::posts::remove).get(routes::posts::fetch),
-        )
+    let (api, _) = api_routes().split_for_parts();
+    // The page's static files are not API.
+    api.route("/assets/{file}", get(web::asset))
         .fallback(routes::health::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -271,6 +271,9 @@ impl Metrics {
     }
 }
 
+/// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "health", summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub(crate) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &state.metrics.registry) {

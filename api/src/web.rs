@@ -52,6 +52,9 @@ fn secured(mut response: Response) -> Response {
 }
 
 /// `GET /`.
+#[utoipa::path(get, path = "/", tag = "page",
+    summary = "The web page (conversations, digests, live sidebar with source status)",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
 pub(crate) async fn index() -> Response {
     secured(
         (

@@ -245,7 +245,8 @@ pub(super) async fn answer_task(
                         send("delta", json!({"content": d})).await;
                     }
                     Ok(AgentEvent::Done(answer)) => {
-                        let mut meta = extensions(&answer);
+                        let mut meta = serde_json::to_value(extensions(&answer))
+                            .unwrap_or_else(|_| json!({}));
                         meta["posts"] = answer
                             .citations
                             .iter()

@@ -13,12 +13,16 @@
 
 use super::generation::{agent, Generation};
 use super::types::{
-    check_content, search_record, CreateBody, GenerateBody, ListQuery, PatchBody, MAX_TITLE_CHARS,
+    search_record, CreateBody, GenerateBody, ListQuery, Op, PatchBody, MAX_TITLE_CHARS,
 };
-use super::views::{conversation_json, find, load, message_json, store, tree_json, tree_of};
+use super::views::{
+    conversation_json, find, load, message_json, store, tree_json, tree_of, ConversationView,
+    Generated,
+};
 use crate::answer::check_persona;
+use crate::error::ErrorBody;
 use crate::invalid;
-use crate::routes::{json_body, store_error};
+use crate::routes::{json_body, store_error, Deleted, List};
 use crate::store::{ConversationPatch, MessageStatus, NewMessage, Origin, Role};
 use crate::{ApiError, AppState, ErrorCode};
 use axum::extract::rejection::JsonRejection;
@@ -29,6 +33,10 @@ use axum::Json;
 use serde_json::{json, Value};
 
 /// `POST /v1/conversations`.
+#[utoipa::path(post, path = "/v1/conversations", tag = "conversations",
+    summary = "Create a conversation with a persona and search settings",
+    request_body = CreateBody,
+    responses((status = 201, description = "The new conversation", body = ConversationView)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateBody>, JsonRejection>,
@@ -53,6 +61,9 @@ pub(crate) async fn create(
 }
 
 /// `GET /v1/conversations`: most recently active first.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations",
+    summary = "Conversations, most recently active first", params(ListQuery),
+    responses((status = 200, description = "Conversations without their messages", body = List<ConversationView>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -74,6 +85,10 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/conversations/{id}`: the conversation with every message and the active path.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+    summary = "The conversation: every message (a tree) and the active path",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The conversation", body = ConversationView)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -83,6 +98,10 @@ pub(crate) async fn get(
 }
 
 /// `PATCH /v1/conversations/{id}`: title, persona, search settings; later answers use them.
+#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "conversations",
+    summary = "Change title, persona (null clears) or search settings; later answers use them",
+    params(("id" = String, Path)), request_body = PatchBody,
+    responses((status = 200, description = "The conversation", body = ConversationView)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -120,22 +139,31 @@ pub(crate) async fn update(
 }
 
 /// `DELETE /v1/conversations/{id}`.
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations",
+    summary = "Delete a conversation and its messages", params(("id" = String, Path)),
+    responses((status = 200, description = "Deleted", body = Deleted)))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     let store = store(&state)?;
     if !store.delete_conversation(&id).await.map_err(store_error)? {
         return Err(ApiError::not_found(format!(
             "conversation {id} does not exist"
         )));
     }
-    Ok(Json(
-        json!({"id": id, "object": "conversation", "deleted": true}),
-    ))
+    Ok(Json(Deleted::new(id, Some("conversation"))))
 }
 
 /// `POST /v1/conversations/{id}/messages`: asks a question.
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "conversations",
+    summary = "Ask: stores the question under `parent_id` (default: the end of the active path) and streams the answer",
+    params(("id" = String, Path)), request_body = GenerateBody,
+    responses(
+        (status = 200, description = "Server-Sent Events: `user` (the stored question, when one was added), `retrieved` (numbered posts), `delta` ({content}), then `done` (the stored answer: citations in `search_results`, `as_of`, `related_questions`, `version`) or `error` ({error, message: the stored failed answer}). With `stream: false`, one JSON object once the answer is stored.",
+            content((String = "text/event-stream"), (Generated = "application/json"))),
+        (status = 409, description = "This conversation is already answering (`conversation_busy`, with `Retry-After`)", body = ErrorBody),
+    ))]
 pub(crate) async fn ask(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -144,8 +172,7 @@ pub(crate) async fn ask(
     let store = store(&state)?.clone();
     let agent = agent(&state)?;
     let body = json_body(body)?;
-    let content = body.content.clone().unwrap_or_default();
-    check_content("content", &content)?;
+    let content = body.check(Op::Ask)?.unwrap_or_default();
     let (c, messages) = load(&store, &id).await?;
     let tree = tree_of(&c, &messages);
     let parent = match &body.parent_id {
@@ -195,6 +222,14 @@ pub(crate) async fn ask(
 
 /// `POST /v1/conversations/{id}/messages/{message_id}/regenerate`: a new version of an answer
 /// (or an answer for a question whose answer failed).
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/regenerate", tag = "conversations",
+    summary = "A new version of an answer (or an answer for a question whose answer failed)",
+    params(("id" = String, Path), ("message_id" = String, Path)), request_body = GenerateBody,
+    responses(
+        (status = 200, description = "Server-Sent Events: `user` (the stored question, when one was added), `retrieved` (numbered posts), `delta` ({content}), then `done` (the stored answer: citations in `search_results`, `as_of`, `related_questions`, `version`) or `error` ({error, message: the stored failed answer}). With `stream: false`, one JSON object once the answer is stored.",
+            content((String = "text/event-stream"), (Generated = "application/json"))),
+        (status = 409, description = "This conversation is already answering (`conversation_busy`, with `Retry-After`)", body = ErrorBody),
+    ))]
 pub(crate) async fn regenerate(
     State(state): State<AppState>,
     Path((id, message_id)): Path<(String, String)>,
@@ -203,11 +238,7 @@ pub(crate) async fn regenerate(
     let store = store(&state)?.clone();
     let agent = agent(&state)?;
     let body = json_body(body)?;
-    if body.content.is_some() || body.parent_id.is_some() {
-        return Err(invalid(
-            "regenerate takes no `content` or `parent_id`; use edit to change a message",
-        ));
-    }
+    body.check(Op::Regenerate)?;
     let (c, messages) = load(&store, &id).await?;
     let target = find(&messages, &message_id)?;
     let question = if target.role == "assistant" {
@@ -239,6 +270,16 @@ pub(crate) async fn regenerate(
 /// `POST /v1/conversations/{id}/messages/{message_id}/edit`: adds an edited version beside the
 /// message (the original is kept). An edited question is answered (unless `answer: false`);
 /// an edited answer becomes the active version and the next question continues from its text.
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/edit", tag = "conversations",
+    summary = "An edited version beside the message (the original is kept)",
+    description = "An edited question is answered (streamed, unless `answer: false`, which answers 201 with the message); an edited answer becomes active and the conversation continues from its text (201 with the message).",
+    params(("id" = String, Path), ("message_id" = String, Path)), request_body = GenerateBody,
+    responses(
+        (status = 200, description = "The edited question's answer, as for ask",
+            content((String = "text/event-stream"), (Generated = "application/json"))),
+        (status = 201, description = "The edited message, not answered", body = Generated),
+        (status = 409, description = "This conversation is already answering (`conversation_busy`, with `Retry-After`)", body = ErrorBody),
+    ))]
 pub(crate) async fn edit(
     State(state): State<AppState>,
     Path((id, message_id)): Path<(String, String)>,
@@ -246,21 +287,11 @@ pub(crate) async fn edit(
 ) -> Result<Response, ApiError> {
     let store = store(&state)?.clone();
     let body = json_body(body)?;
-    let content = body.content.clone().unwrap_or_default();
-    check_content("content", &content)?;
-    if body.parent_id.is_some() {
-        return Err(invalid(
-            "edit takes no `parent_id`: the edit sits beside the message",
-        ));
-    }
+    let content = body.check(Op::Edit)?.unwrap_or_default();
     let (c, messages) = load(&store, &id).await?;
     let original = find(&messages, &message_id)?.clone();
     if original.role == "assistant" {
-        if body.persona.is_some() || body.search.is_some() || body.answer.is_some() {
-            return Err(invalid(
-                "an edited answer is not regenerated: send only `content`",
-            ));
-        }
+        body.check_answer_edit()?;
         // Keep the original's citations and context: the edited text may still cite [n].
         let mut meta = original.meta.clone();
         if let Value::Object(m) = &mut meta {
@@ -337,6 +368,10 @@ pub(crate) async fn edit(
 
 /// `POST /v1/conversations/{id}/messages/{message_id}/activate`: makes this version the
 /// active one; the conversation continues below it.
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages/{message_id}/activate", tag = "conversations",
+    summary = "Make this version active; the active path continues below it",
+    params(("id" = String, Path), ("message_id" = String, Path)),
+    responses((status = 200, description = "The conversation", body = ConversationView)))]
 pub(crate) async fn activate(
     State(state): State<AppState>,
     Path((id, message_id)): Path<(String, String)>,

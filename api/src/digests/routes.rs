@@ -7,9 +7,9 @@
 
 use super::service::{execute, load, store};
 use super::types::{DigestBody, RunBody, RunsQuery};
-use super::views::{digest_view, run_view};
+use super::views::{delivery_view, digest_view, run_view, DeliveryView, DigestView, RunView};
 use crate::invalid;
-use crate::routes::{json_body, store_error};
+use crate::routes::{json_body, store_error, Deleted, List};
 use crate::store::records::{self, DigestRecord};
 use crate::store::RunRow;
 use crate::time::parse_time;
@@ -21,9 +21,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use serde_json::{json, Value};
 
 /// `POST /v1/digests`.
+#[utoipa::path(post, path = "/v1/digests", tag = "digests",
+    summary = "Create a digest (scope: admin)",
+    description = "A name, a scope {query, handles, hashtags, sources, langs}, a window, a persona, max_stories, an optional schedule and webhooks.",
+    request_body = DigestBody,
+    responses((status = 201, description = "The new digest", body = DigestView)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     body: Result<Json<DigestBody>, JsonRejection>,
@@ -41,28 +45,36 @@ pub(crate) async fn create(
 }
 
 /// `GET /v1/digests`.
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/digests", tag = "digests", summary = "Digest definitions",
+    responses((status = 200, description = "Every digest", body = List<DigestView>)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+) -> Result<Json<List<DigestView>>, ApiError> {
     let rows = store(&state)?.digests().await.map_err(store_error)?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": rows.iter().map(digest_view).collect::<Vec<_>>(),
-    })))
+    Ok(Json(List::of(rows.iter().map(digest_view).collect())))
 }
 
 /// `GET /v1/digests/{id}`.
+#[utoipa::path(get, path = "/v1/digests/{id}", tag = "digests", summary = "One digest",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The digest", body = DigestView)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DigestView>, ApiError> {
     Ok(Json(digest_view(&load(store(&state)?, &id).await?)))
 }
 
 /// `PUT /v1/digests/{id}`: replaces the definition.
+#[utoipa::path(put, path = "/v1/digests/{id}", tag = "digests",
+    summary = "Replace a digest's definition (scope: admin)",
+    params(("id" = String, Path)), request_body = DigestBody,
+    responses((status = 200, description = "The digest as it now is", body = DigestView)))]
 pub(crate) async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Result<Json<DigestBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DigestView>, ApiError> {
     let store = store(&state)?;
     let body = json_body(body)?;
     body.validate(&state)?;
@@ -77,10 +89,14 @@ pub(crate) async fn replace(
 }
 
 /// `DELETE /v1/digests/{id}`.
+#[utoipa::path(delete, path = "/v1/digests/{id}", tag = "digests",
+    summary = "Delete a digest and its runs (scope: admin)",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Deleted", body = Deleted)))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     if !store(&state)?
         .delete_digest(&id)
         .await
@@ -89,30 +105,33 @@ pub(crate) async fn remove(
         return Err(ApiError::not_found(format!("digest {id} does not exist")));
     }
     state.digests_changed.notify_one();
-    Ok(Json(json!({"id": id, "object": "digest", "deleted": true})))
+    Ok(Json(Deleted::new(id, Some("digest"))))
 }
 
 /// `GET /v1/digests/{id}/deliveries`: webhook deliveries, newest first (`dead` ones are the
 /// dead letters, with the last status and error).
+#[utoipa::path(get, path = "/v1/digests/{id}/deliveries", tag = "digests",
+    summary = "Webhook deliveries, newest first",
+    description = "Delivered, or dead (the dead letters) with attempts, last status and error.",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The deliveries", body = List<DeliveryView>)))]
 pub(crate) async fn deliveries(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<DeliveryView>>, ApiError> {
     let store = store(&state)?;
     load(store, &id).await?;
     let rows = store.deliveries(&id).await.map_err(store_error)?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": rows.iter().map(|d| json!({
-            "id": d.id, "run_id": d.run_id, "url": d.url, "status": d.status,
-            "attempts": d.attempts, "last_status": d.last_status, "last_error": d.last_error,
-            "created_at": d.created_at, "updated_at": d.updated_at,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(List::of(rows.iter().map(delivery_view).collect())))
 }
 
 /// `POST /v1/digests/{id}/run`: runs the digest now (or `as_of` a past time) and returns the
 /// stored run (status `succeeded` or `failed`).
+#[utoipa::path(post, path = "/v1/digests/{id}/run", tag = "digests",
+    summary = "Run now, or `as_of` a past time (scope: admin)",
+    description = "Returns the stored run: `succeeded` with stories or an explicit quiet window, or `failed` with the error.",
+    params(("id" = String, Path)), request_body(content = Option<RunBody>),
+    responses((status = 201, description = "The stored run", body = RunView)))]
 pub(crate) async fn run_now(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -149,11 +168,14 @@ pub(crate) async fn run_now(
 }
 
 /// `GET /v1/digests/{id}/runs`: newest first.
+#[utoipa::path(get, path = "/v1/digests/{id}/runs", tag = "digests",
+    summary = "A digest's runs, newest first", params(("id" = String, Path), RunsQuery),
+    responses((status = 200, description = "The runs", body = List<RunView>)))]
 pub(crate) async fn runs(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<RunsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<List<RunView>>, ApiError> {
     let store = store(&state)?;
     load(store, &id).await?;
     let limit = q.limit.unwrap_or(20);
@@ -161,17 +183,18 @@ pub(crate) async fn runs(
         return Err(invalid("limit must be between 1 and 200"));
     }
     let rows = store.runs(&id, limit).await.map_err(store_error)?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": rows.iter().map(run_view).collect::<Vec<_>>(),
-    })))
+    Ok(Json(List::of(rows.iter().map(run_view).collect())))
 }
 
 /// `GET /v1/digests/{id}/runs/{run_id}`.
+#[utoipa::path(get, path = "/v1/digests/{id}/runs/{run_id}", tag = "digests",
+    summary = "One run: status, output (stories with headline, summary, citations), markdown, error",
+    params(("id" = String, Path), ("run_id" = String, Path)),
+    responses((status = 200, description = "The run", body = RunView)))]
 pub(crate) async fn run(
     State(state): State<AppState>,
     Path((id, run_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunView>, ApiError> {
     let store = store(&state)?;
     match store.run(&run_id).await.map_err(store_error)? {
         Some(r) if r.digest_id == id => Ok(Json(run_view(&r))),
@@ -182,6 +205,9 @@ pub(crate) async fn run(
 }
 
 /// `GET /v1/digests/{id}/feed.atom`: the latest finished runs as an Atom 1.0 feed.
+#[utoipa::path(get, path = "/v1/digests/{id}/feed.atom", tag = "digests",
+    summary = "Atom 1.0 feed of the digest's finished runs", params(("id" = String, Path)),
+    responses((status = 200, description = "The feed", content_type = "application/atom+xml", body = String)))]
 pub(crate) async fn feed(
     State(state): State<AppState>,
     Path(id): Path<String>,

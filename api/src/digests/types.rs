@@ -12,8 +12,10 @@ use tidings_agent::digest::DigestSpec;
 
 const MAX_STORIES: usize = 20;
 
-/// What a digest covers.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// What a digest covers: posts matching the query, or by these handles, with these hashtags,
+/// from these sources, in these languages.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = DigestScope)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ScopeBody {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -29,7 +31,7 @@ pub(crate) struct ScopeBody {
 }
 
 /// A digest definition as the API takes and shows it.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DigestBody {
     pub(super) name: String,
@@ -40,21 +42,28 @@ pub(crate) struct DigestBody {
     pub(super) window: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) persona: Option<String>,
+    /// 1..20 stories.
     #[serde(default = "default_max_stories")]
+    #[schema(minimum = 1, maximum = 20)]
     pub(super) max_stories: usize,
     /// When it runs by itself; absent: only when asked (`POST /v1/digests/{id}/run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) schedule: Option<ScheduleBody>,
     /// Where each run is POSTed, signed with the target's secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 5)]
     pub(super) webhooks: Vec<WebhookBody>,
 }
 
-/// A webhook target: its URL and the secret its signatures use (never shown back).
-#[derive(Clone, Debug, Deserialize, Serialize)]
+/// A webhook target: its URL and the secret its signatures use (never shown back: a digest
+/// read back shows `secret_set: true` instead).
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[schema(as = Webhook)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookBody {
     pub(super) url: String,
+    /// At least 16 characters.
+    #[schema(write_only, min_length = 16)]
     pub(super) secret: String,
 }
 
@@ -63,8 +72,9 @@ const MAX_WEBHOOKS: usize = 5;
 /// `{"cron": "0 8 * * *", "timezone": "Europe/Berlin"}` or `{"every": "6h"}`, with
 /// `missed`: `run_once` (default: the latest slot missed while the server was down runs once
 /// at start) or `skip`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Schedule)]
 pub(crate) struct ScheduleBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) cron: Option<String>,
@@ -72,6 +82,7 @@ pub(crate) struct ScheduleBody {
     pub(super) timezone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) every: Option<String>,
+    /// `run_once` (default) or `skip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) missed: Option<String>,
 }
@@ -180,15 +191,18 @@ impl DigestBody {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RunRequest)]
 pub(crate) struct RunBody {
     /// End of the window (RFC 3339 or Unix seconds); default now. Past times replay history.
     pub(super) as_of: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RunsQuery {
+    /// 1..200 runs (default 20).
     pub(super) limit: Option<i64>,
 }
 

@@ -7,7 +7,11 @@
 //! window searched, timings). Streams end with the extensions in the last content chunk, a usage
 //! chunk when `stream_options.include_usage` is set, and `data: [DONE]`.
 
-use crate::answer::{agent_error, annotations, check_persona, extensions, usage_json, SearchBody};
+use crate::answer::{
+    agent_error, annotations, check_persona, extensions, usage, Annotation, Extensions, SearchBody,
+    UsageView,
+};
+use crate::error::ErrorBody;
 use crate::invalid;
 use crate::ErrorCode;
 use crate::{ApiError, AppState};
@@ -18,7 +22,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tidings_agent::{Agent, AgentError, AgentEvent, AskRequest, ChatMessage, ModelError, Role};
@@ -27,8 +31,11 @@ use tidings_agent::{Agent, AgentError, AgentEvent, AskRequest, ChatMessage, Mode
 const MAX_MESSAGE_CHARS: usize = 8_000;
 const MAX_MESSAGES: usize = 64;
 
-#[derive(Debug, Deserialize)]
+/// OpenAI's chat request, with Tidings' `search` and `persona`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatRequest)]
 pub(crate) struct ChatBody {
+    /// `tidings`, `tidings-<persona>`, or the backend model's id.
     model: Option<String>,
     messages: Vec<MessageBody>,
     #[serde(default)]
@@ -39,21 +46,26 @@ pub(crate) struct ChatBody {
     temperature: Option<f32>,
     seed: Option<i64>,
     search: Option<SearchBody>,
+    /// `regular`, `fun`, or a persona the server defines.
     persona: Option<String>,
     /// Accepted for compatibility; only 1 is supported.
     n: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatMessage)]
 struct MessageBody {
+    /// `system`, `developer`, `user` or `assistant`.
     role: String,
+    /// A string, or a list of parts whose `text` parts are joined.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     content: Content,
 }
 
@@ -239,6 +251,17 @@ fn completion_id() -> String {
 }
 
 /// `POST /v1/chat/completions`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "chat",
+    summary = "OpenAI-compatible grounded answer with citations",
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = "A chat completion; with `stream: true` an SSE stream of `chat.completion.chunk` objects ending in `data: [DONE]`. The last content chunk carries the extension fields.",
+            content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
+        (status = 404, description = "Unknown model (`model_not_found`)", body = ErrorBody),
+        (status = 502, description = "The upstream model failed (`upstream_error`, `upstream_malformed`, `upstream_unavailable`)", body = ErrorBody),
+        (status = 503, description = "The local model's queue is full (`model_busy`, with `Retry-After`) or no model is configured (`model_unavailable`)", body = ErrorBody),
+        (status = 504, description = "The model timed out (`model_timeout`)", body = ErrorBody),
+    ))]
 pub(crate) async fn completions(
     State(state): State<AppState>,
     body: Result<Json<ChatBody>, JsonRejection>,
@@ -288,26 +311,56 @@ async fn whole_response(
             "the answer ended early".into(),
         )))
     })?;
-    let mut body = json!({
-        "id": completion_id(),
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": answer.text,
-                "annotations": annotations(&answer),
+    Ok(Json(ChatCompletion {
+        id: completion_id(),
+        object: "chat.completion",
+        created: unix_now(),
+        model,
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                annotations: annotations(&answer),
+                content: answer.text.clone(),
             },
-            "finish_reason": answer.finish_reason.as_str(),
+            finish_reason: answer.finish_reason.as_str(),
         }],
-        "usage": usage_json(&answer),
-    });
-    if let (Value::Object(b), Value::Object(ext)) = (&mut body, extensions(&answer)) {
-        b.extend(ext);
-    }
-    Ok(Json(body).into_response())
+        usage: usage(&answer),
+        extensions: extensions(&answer),
+    })
+    .into_response())
+}
+
+/// A whole (not streamed) answer: OpenAI's `chat.completion` with Tidings' extensions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ChatCompletion {
+    id: String,
+    /// `chat.completion`.
+    object: &'static str,
+    created: u64,
+    model: String,
+    choices: Vec<Choice>,
+    usage: UsageView,
+    #[serde(flatten)]
+    extensions: Extensions,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ChatChoice)]
+struct Choice {
+    index: u32,
+    message: AssistantMessage,
+    /// `stop` or `length`.
+    finish_reason: &'static str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AssistantMessage {
+    /// `assistant`.
+    role: &'static str,
+    /// The answer, with `[n]` citation markers.
+    content: String,
+    annotations: Vec<Annotation>,
 }
 
 fn stream_response(
@@ -342,14 +395,16 @@ fn stream_response(
                         json!({"annotations": annotations(&answer)}),
                         Some(answer.finish_reason.as_str()),
                     );
-                    if let (Value::Object(b), Value::Object(ext)) = (&mut last, extensions(&answer)) {
+                    if let (Value::Object(b), Ok(Value::Object(ext))) =
+                        (&mut last, serde_json::to_value(extensions(&answer)))
+                    {
                         b.extend(ext);
                     }
                     yield Ok(Event::default().data(last.to_string()));
                     if include_usage {
                         let mut u = chunk(json!({}), None);
                         u["choices"] = json!([]);
-                        u["usage"] = usage_json(&answer);
+                        u["usage"] = json!(usage(&answer));
                         yield Ok(Event::default().data(u.to_string()));
                     }
                 }
@@ -368,25 +423,70 @@ fn stream_response(
 }
 
 /// `GET /v1/models`: `tidings` and one `tidings-<persona>` per persona, plus the backend model.
-pub(crate) async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/models", tag = "chat", summary = "Models and personas",
+    responses((status = 200, description = "`tidings`, `tidings-<persona>`, the backend model", body = ModelList)))]
+pub(crate) async fn models(State(state): State<AppState>) -> Json<ModelList> {
     let Some(agent) = &state.agent else {
-        return Ok(Json(json!({"object": "list", "data": []})));
+        return Json(ModelList {
+            object: "list",
+            data: Vec::new(),
+        });
     };
     let created = unix_now();
-    let mut data = vec![json!({
-        "id": "tidings", "object": "model", "created": created, "owned_by": "tidings",
-        "persona": agent.personas().get("regular").map(|_| "regular"),
-        "backend_model": agent.model().id(),
-    })];
+    let backend = agent.model().id().to_string();
+    let model = |id: String, persona: Option<&str>| ModelView {
+        id,
+        object: "model",
+        created,
+        owned_by: "tidings",
+        persona: persona.map(str::to_string),
+        backend_model: Some(backend.clone()),
+        context_tokens: None,
+    };
+    let regular = agent.personas().get("regular").map(|_| "regular");
+    let mut data = vec![model("tidings".into(), regular)];
     for p in agent.personas().names() {
-        data.push(json!({
-            "id": format!("tidings-{p}"), "object": "model", "created": created,
-            "owned_by": "tidings", "persona": p, "backend_model": agent.model().id(),
-        }));
+        data.push(model(format!("tidings-{p}"), Some(p)));
     }
-    data.push(json!({
-        "id": agent.model().id(), "object": "model", "created": created, "owned_by": "tidings",
-        "context_tokens": agent.model().context_tokens(),
-    }));
-    Ok(Json(json!({"object": "list", "data": data})))
+    data.push(ModelView {
+        id: backend.clone(),
+        object: "model",
+        created,
+        owned_by: "tidings",
+        persona: None,
+        backend_model: None,
+        context_tokens: Some(agent.model().context_tokens()),
+    });
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ModelList {
+    /// `list`.
+    object: &'static str,
+    data: Vec<ModelView>,
+}
+
+/// A model clients can name: `tidings`, `tidings-<persona>`, or the backend model itself.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Model)]
+pub(crate) struct ModelView {
+    id: String,
+    /// `model`.
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+    /// The persona this name answers with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    persona: Option<String>,
+    /// The model behind the persona names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend_model: Option<String>,
+    /// The backend model's context window, in tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_tokens: Option<usize>,
 }

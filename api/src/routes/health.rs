@@ -6,10 +6,20 @@ use axum::http::{StatusCode, Uri};
 use axum::Json;
 use std::sync::atomic::Ordering;
 
+/// `GET /healthz`.
+#[utoipa::path(get, path = "/healthz", tag = "health", summary = "Liveness",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`")))]
 pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// `GET /readyz`.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    summary = "Readiness: index writer alive, vector backlog, database, live sources",
+    responses(
+        (status = 200, description = "`{status: ready|degraded, checks: {text_index, vector_index, database, sources}}`; `degraded`: serving, but a live source is not connected", body = Object),
+        (status = 503, description = "`status: not_ready`: the index writer stopped", body = Object),
+    ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let writer_ok = state.write.is_running();
     let stats = &state.stats;
@@ -44,6 +54,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
 }
 
 /// `GET /v1/sources`: each live source's state, lag, position and counters.
+#[utoipa::path(get, path = "/v1/sources", tag = "live",
+    summary = "Each live source's state, lag, position, last error, retry time and counters (Bluesky Jetstream, Mastodon, X, NATS)",
+    responses((status = 200, description = "`{object: list, data: [{name, kind, state (connecting|connected|backoff|throttled|failed|stopped), connected, endpoint, since, last_error, last_error_at, retry_at, retry_in_secs, position, lag_secs, newest_event, backlog, committed_at, received, inserted, updated, duplicates, deleted, filtered, rejected, ignored, connects, disconnects}]}`", body = Object)))]
 pub(crate) async fn sources(State(state): State<AppState>) -> Json<serde_json::Value> {
     let data: Vec<_> = state.sources.iter().map(|s| s.snapshot()).collect();
     Json(serde_json::json!({"object": "list", "data": data}))

@@ -9,8 +9,8 @@ use axum::extract::{Query, State};
 use axum::response::sse::Event;
 use axum::response::Response;
 use axum::Json;
-use chrono::Utc;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tidings_agent::post_url;
 use tidings_agent::suggest::trending as trends;
@@ -18,14 +18,17 @@ use tidings_index::{Post, SearchFilter, SearchMode, SearchRequest};
 use tokio::sync::broadcast::error::RecvError;
 
 /// Filters of the live stream; every given one must match.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamQuery {
     /// Words that must all appear in the text (case-insensitive).
     q: Option<String>,
     /// Comma-separated handles (with or without `@`).
     handles: Option<String>,
+    /// Comma-separated sources.
     sources: Option<String>,
+    /// Comma-separated language codes.
     langs: Option<String>,
     /// How many recent posts to send first (0–200, default 20).
     backfill: Option<usize>,
@@ -101,6 +104,11 @@ fn post_event(p: &Post) -> Event {
 
 /// `GET /v1/posts/stream`: recent posts first (`backfill`), then every post as it is indexed.
 /// A client that falls behind gets a `lagged` event with how many posts it missed.
+#[utoipa::path(get, path = "/v1/posts/stream", tag = "live",
+    summary = "Server-Sent Events of posts as they are indexed",
+    description = "`post` for each newly indexed post (after a `backfill` of recent ones, then a `live` event); `lagged` when the client fell behind. Every given filter must match.",
+    params(StreamQuery),
+    responses((status = 200, description = "The stream", content_type = "text/event-stream", body = String)))]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
@@ -156,21 +164,52 @@ pub(crate) async fn stream(
     Ok(crate::routes::sse_response(events))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TrendingQuery {
     /// Look-back from `as_of` (default 6h).
     window: Option<String>,
+    /// The end of the window (RFC 3339 or Unix seconds; default now).
     as_of: Option<String>,
     /// Topics to return (1–20, default 6).
     limit: Option<usize>,
 }
 
+/// Topics many accounts post about in a window.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Trending {
+    as_of: DateTime<Utc>,
+    window: TrendingWindow,
+    /// Posts in the window.
+    posts_seen: usize,
+    topics: Vec<Topic>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct TrendingWindow {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+/// A topic: its label, how many posts and accounts carry it, and a question to ask about it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Topic {
+    label: String,
+    posts: usize,
+    authors: usize,
+    question: String,
+}
+
 /// `GET /v1/trending`: topics many accounts post about in the window, each with a question.
+#[utoipa::path(get, path = "/v1/trending", tag = "live",
+    summary = "Topics many accounts post about in a window, each with a starter question",
+    params(TrendingQuery),
+    responses((status = 200, description = "The topics", body = Trending)))]
 pub(crate) async fn trending(
     State(state): State<AppState>,
     query: Result<Query<TrendingQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Trending>, ApiError> {
     let Query(query) = query.map_err(|e| invalid(e.body_text()))?;
     let limit = query.limit.unwrap_or(6);
     if !(1..=20).contains(&limit) {
@@ -194,14 +233,19 @@ pub(crate) async fn trending(
         ..SearchFilter::default()
     };
     let posts = posts(&state, request).await?;
-    let topics: Vec<Value> = trends(&posts, limit)
+    let topics = trends(&posts, limit)
         .into_iter()
-        .map(|t| json!({"label": t.label, "posts": t.posts, "authors": t.authors, "question": t.question}))
+        .map(|t| Topic {
+            label: t.label,
+            posts: t.posts,
+            authors: t.authors,
+            question: t.question,
+        })
         .collect();
-    Ok(Json(json!({
-        "as_of": as_of,
-        "window": {"from": from, "to": as_of},
-        "posts_seen": posts.len(),
-        "topics": topics,
-    })))
+    Ok(Json(Trending {
+        as_of,
+        window: TrendingWindow { from, to: as_of },
+        posts_seen: posts.len(),
+        topics,
+    }))
 }

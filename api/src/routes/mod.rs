@@ -64,3 +64,40 @@ pub(crate) fn json_body<T>(
         }
     })
 }
+
+/// `{"object": "list", "data": [...]}`: every list the API returns.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct List<T> {
+    /// `list`.
+    object: &'static str,
+    data: Vec<T>,
+}
+
+impl<T> List<T> {
+    pub(crate) fn of(data: Vec<T>) -> List<T> {
+        List {
+            object: "list",
+            data,
+        }
+    }
+}
+
+/// What a `DELETE` answers: the id and `deleted: true`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Deleted {
+    id: String,
+    /// The kind of thing deleted (absent for posts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<&'static str>,
+    deleted: bool,
+}
+
+impl Deleted {
+    pub(crate) fn new(id: impl Into<String>, object: Option<&'static str>) -> Deleted {
+        Deleted {
+            id: id.into(),
+            object,
+            deleted: true,
+        }
+    }
+}

@@ -5,8 +5,9 @@
 //! posts, so every item reported `inserted`, `updated` or `duplicate` is durable and searchable
 //! by BM25 when the client reads it (`"durable": true`). Vectors follow asynchronously.
 
-use crate::error::body_error;
+use crate::error::{body_error, ErrorBody};
 use crate::routes::search::PostDto;
+use crate::routes::Deleted;
 use crate::ErrorCode;
 use crate::{ApiError, AppState};
 use axum::body::Bytes;
@@ -20,26 +21,35 @@ use tidings_index::{PostId, UpsertOutcome};
 use tidings_ingest::validate::record_id;
 use tidings_ingest::{validate, Rejection};
 
-#[derive(Serialize)]
+/// Why an item was rejected.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PushItemError)]
 struct ItemError {
+    /// A stable rejection code (`missing_field`, `invalid_field`, `too_long`, ...).
     code: &'static str,
+    /// The field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'static str>,
     message: String,
 }
 
-#[derive(Serialize)]
+/// One item's result, by its index in the request.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = PushItem)]
 struct ItemResult {
     index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    /// `inserted`, `updated`, `duplicate` or `rejected`.
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ItemError>,
 }
 
-#[derive(Serialize)]
+/// A push's counts and per-item results.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct PushResponse {
+    /// Whether any item was committed (durable and searchable by BM25).
     durable: bool,
     inserted: usize,
     updated: usize,
@@ -92,6 +102,18 @@ fn records(
     }
 }
 
+/// `POST /v1/posts`.
+#[utoipa::path(post, path = "/v1/posts", tag = "posts",
+    summary = "Push posts (JSON array, one object, or NDJSON); answered after the commit (scope: ingest)",
+    request_body(content(
+        (Vec<crate::openapi::PostInput> = "application/json"),
+        (crate::openapi::PostInput = "application/x-ndjson"),
+    ), description = "A JSON array of posts, one post, or NDJSON (one post per line)"),
+    responses(
+        (status = 200, description = "Per-item results; posts reported `inserted`, `updated` or `duplicate` are durable and searchable", body = PushResponse),
+        (status = 413, description = "Body or post count over the limit (`payload_too_large`, `too_many_posts`)", body = ErrorBody),
+        (status = 422, description = "Every item was rejected (each result says why)", body = PushResponse),
+    ))]
 pub(crate) async fn push(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -190,6 +212,10 @@ fn parse_id(raw: &str) -> Result<PostId, ApiError> {
     PostId::parse(raw).map_err(|e| ApiError::bad_request(ErrorCode::InvalidId, e))
 }
 
+/// `GET /v1/posts/{id}`.
+#[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", summary = "One post",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The post", body = PostDto)))]
 pub(crate) async fn fetch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -212,16 +238,18 @@ pub(crate) async fn fetch(
     }
 }
 
+/// `DELETE /v1/posts/{id}`.
+#[utoipa::path(delete, path = "/v1/posts/{id}", tag = "posts",
+    summary = "Delete a post from both indexes (scope: ingest)", params(("id" = String, Path)),
+    responses((status = 200, description = "Deleted", body = Deleted)))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     let id = parse_id(&id)?;
     let found = state.write.delete(vec![id.clone()]).await?;
     if found.first().copied().unwrap_or(false) {
-        Ok(Json(
-            serde_json::json!({ "id": id.as_str(), "deleted": true }),
-        ))
+        Ok(Json(Deleted::new(id.as_str(), None)))
     } else {
         Err(ApiError::not_found(format!("no post with id `{id}`")))
     }

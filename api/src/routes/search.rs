@@ -1,7 +1,7 @@
 //! `GET|POST /v1/search`: hybrid search with time window, filters and a per-hit score breakdown.
 
 use crate::time::{parse_duration, parse_time};
-use crate::ErrorCode;
+use crate::{invalid, ErrorCode};
 use crate::{ApiError, AppState};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -11,52 +11,79 @@ use serde::{Deserialize, Serialize};
 use tidings_index::{Post, Ranker, SearchFilter, SearchHit, SearchMode, SearchRequest};
 
 /// The search request as clients send it (POST body; GET uses the same names, lists comma-separated).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SearchRequest)]
 pub(crate) struct SearchBody {
+    /// Query text (alias `query`).
     #[serde(alias = "query")]
     q: Option<String>,
     /// Relative window ending at `as_of`: `30m`, `2h`, `7d`.
     since: Option<String>,
+    /// Window start: RFC 3339 or Unix seconds.
     from: Option<String>,
+    /// Window end: RFC 3339 or Unix seconds.
     to: Option<String>,
+    /// "Now" for the window and recency decay (default: the present).
     as_of: Option<String>,
+    /// Handles (alias `handles`).
     #[serde(default, alias = "handles")]
     authors: Vec<String>,
+    /// Handles to leave out (alias `exclude_handles`).
     #[serde(default, alias = "exclude_handles")]
     exclude_authors: Vec<String>,
     #[serde(default)]
     sources: Vec<String>,
+    /// Language codes.
     #[serde(default)]
     langs: Vec<String>,
+    /// 1..100 hits.
     limit: Option<usize>,
+    /// `hybrid` (default), `text` or `vector`.
     mode: Option<String>,
     /// How hybrid candidates are ordered: `learned` (default) or `fusion`.
     ranker: Option<String>,
     /// Recency half-life (`1h`), or `off`.
     half_life: Option<String>,
+    /// Collapse near-duplicates into their first post (default true).
     collapse: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `GET /v1/search`: the fields of [`SearchBody`], lists comma-separated.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SearchParams {
+    /// Query text (alias `query`).
     #[serde(alias = "query")]
     q: Option<String>,
+    /// Window ending at `as_of`: `30m`, `2h`, `7d`.
     since: Option<String>,
+    /// Window start: RFC 3339 or Unix seconds.
     from: Option<String>,
+    /// Window end: RFC 3339 or Unix seconds.
     to: Option<String>,
+    /// "Now" for the window and recency decay.
     as_of: Option<String>,
+    /// Comma-separated handles (alias `handles`).
     #[serde(alias = "handles")]
     authors: Option<String>,
+    /// Comma-separated handles to leave out (alias `exclude_handles`).
     #[serde(alias = "exclude_handles")]
     exclude_authors: Option<String>,
+    /// Comma-separated sources.
     sources: Option<String>,
+    /// Comma-separated language codes.
     langs: Option<String>,
+    /// 1..100 hits.
     limit: Option<usize>,
+    /// `hybrid` (default), `text` or `vector`.
     mode: Option<String>,
+    /// `learned` (default) or `fusion`: how hybrid candidates are ordered.
     ranker: Option<String>,
+    /// Recency half-life (`1h`), or `off`.
     half_life: Option<String>,
+    /// Collapse near-duplicates (default true).
     collapse: Option<bool>,
 }
 
@@ -92,7 +119,8 @@ impl From<SearchParams> for SearchBody {
 }
 
 /// A post as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Post)]
 pub(crate) struct PostDto {
     id: String,
     source: String,
@@ -117,6 +145,14 @@ pub(crate) struct PostDto {
     labels: std::collections::BTreeMap<String, String>,
 }
 
+impl PostDto {
+    /// The post without its `url` (for views that give the link themselves).
+    pub(crate) fn without_url(mut self) -> PostDto {
+        self.url = None;
+        self
+    }
+}
+
 impl From<&Post> for PostDto {
     fn from(p: &Post) -> PostDto {
         PostDto {
@@ -137,7 +173,10 @@ impl From<&Post> for PostDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// How a hit's score was made: each retriever's score and rank, the fused and reranked
+/// scores, and the recency and engagement factors.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ScoreBreakdown)]
 struct BreakdownDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     bm25: Option<f32>,
@@ -156,12 +195,15 @@ struct BreakdownDto {
     engagement: f32,
 }
 
-#[derive(Debug, Serialize)]
+/// A post found, with its score.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SearchHit)]
 struct HitDto {
     #[serde(flatten)]
     post: PostDto,
     score: f32,
     score_breakdown: BreakdownDto,
+    /// Ids of near-duplicates collapsed into this hit.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     duplicates: Vec<String>,
 }
@@ -188,9 +230,18 @@ impl From<&SearchHit> for HitDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// How many candidates each retriever gave before fusion.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Candidates {
+    bm25: usize,
+    dense: usize,
+}
+
+/// Hits with their score breakdown, and the window searched.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct SearchResponse {
     query: String,
+    /// `hybrid`, `text` or `vector`.
     mode: &'static str,
     as_of: DateTime<Utc>,
     from: Option<DateTime<Utc>>,
@@ -198,14 +249,11 @@ pub(crate) struct SearchResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     half_life_seconds: Option<u64>,
     took_ms: f64,
-    candidates: serde_json::Value,
+    candidates: Candidates,
+    /// Why a retriever was left out (e.g. vectors unavailable): the hits are BM25's alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     degraded: Option<String>,
     hits: Vec<HitDto>,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request(ErrorCode::InvalidRequest, message)
 }
 
 /// Turns client input into a resolved [`SearchRequest`].
@@ -334,12 +382,19 @@ async fn run(state: AppState, body: SearchBody) -> Result<Json<SearchResponse>, 
         to,
         half_life_seconds: half_life.map(|h| h.as_secs()),
         took_ms: results.took.as_secs_f64() * 1000.0,
-        candidates: serde_json::json!({ "bm25": results.bm25_candidates, "dense": results.dense_candidates }),
+        candidates: Candidates {
+            bm25: results.bm25_candidates,
+            dense: results.dense_candidates,
+        },
         degraded: results.degraded,
         hits: results.hits.iter().map(HitDto::from).collect(),
     }))
 }
 
+/// `GET /v1/search`.
+#[utoipa::path(get, path = "/v1/search", tag = "search", summary = "Hybrid search (query parameters)",
+    params(SearchParams),
+    responses((status = 200, description = "Hits with score breakdown", body = SearchResponse)))]
 pub(crate) async fn search_get(
     State(state): State<AppState>,
     params: Result<Query<SearchParams>, QueryRejection>,
@@ -349,6 +404,10 @@ pub(crate) async fn search_get(
     run(state, params.into()).await
 }
 
+/// `POST /v1/search`.
+#[utoipa::path(post, path = "/v1/search", tag = "search", summary = "Hybrid search (JSON body)",
+    request_body = SearchBody,
+    responses((status = 200, description = "Hits with score breakdown", body = SearchResponse)))]
 pub(crate) async fn search_post(
     State(state): State<AppState>,
     body: Result<Json<SearchBody>, JsonRejection>,
