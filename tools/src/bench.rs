@@ -210,6 +210,145 @@ async fn ingest_path(
     Ok(summary.accepted)
 }
 
+/// Posts per second through the ingest's first stage alone (JSON parse and validation, one
+/// thread, as `jsonl::read_jsonl` does it), to tell how the whole ingest splits its time.
+fn parse_stage(path: &Path) -> anyhow::Result<f64> {
+    let content = std::fs::read_to_string(path)?;
+    let config = ValidationConfig::default();
+    let now = chrono::Utc::now();
+    let started = Instant::now();
+    let mut accepted = 0usize;
+    for line in content.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if tidings_ingest::validate::validate(value, "bench", &config, now).is_ok() {
+            accepted += 1;
+        }
+    }
+    Ok(accepted as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The filtered BM25 search of the figure above through each layer a client's request passes:
+/// the async search (a blocking-pool hop), the API router in process (routing, key and metrics
+/// middleware, JSON in and out, the post views), and HTTP on loopback with a keep-alive
+/// client. Each layer's p50/p99 over the same queries (second pass of two).
+async fn search_layers(
+    settings: &Settings,
+    service: &tidings_index::IndexService,
+    queries: &[String],
+) -> anyhow::Result<Vec<(&'static str, (f64, f64))>> {
+    use tower::ServiceExt;
+    let request = |q: &str| SearchRequest {
+        query: q.to_string(),
+        filter: SearchFilter {
+            from_ms: Some(WINDOW_END_MS - DAY_MS),
+            to_ms: Some(WINDOW_END_MS - 1),
+            ..SearchFilter::default()
+        },
+        as_of_ms: WINDOW_END_MS,
+        half_life: Some(Duration::from_secs(6 * 3600)),
+        limit: 10,
+        mode: SearchMode::Text,
+        collapse_duplicates: true,
+        ranker: Ranker::default(),
+    };
+    let to_rfc3339 = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339()
+    };
+    let body = |q: &str| {
+        serde_json::json!({
+            "q": q,
+            "from": to_rfc3339(WINDOW_END_MS - DAY_MS),
+            "to": to_rfc3339(WINDOW_END_MS - 1),
+            "as_of": to_rfc3339(WINDOW_END_MS),
+            "half_life": "6h",
+            "limit": 10,
+            "mode": "text",
+            "collapse": true,
+        })
+        .to_string()
+    };
+    let mut out = Vec::new();
+    // The async search: what the handler awaits.
+    let mut lat = Vec::new();
+    for pass in 0..2 {
+        for q in queries {
+            let t0 = Instant::now();
+            service.search.search(request(q)).await?;
+            if pass == 1 {
+                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    out.push(("async (what a handler awaits)", summarize(lat)));
+    let state = tidings_api::AppState::new(
+        service.search.clone(),
+        service.write.clone(),
+        service.stats.clone(),
+        app::api_config(settings)?,
+    );
+    let router = tidings_api::router(state.clone());
+    let mut lat = Vec::new();
+    for pass in 0..2 {
+        for q in queries {
+            let t0 = Instant::now();
+            let req = axum::http::Request::post("/v1/search")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body(q)))?;
+            let response = router.clone().oneshot(req).await?;
+            anyhow::ensure!(
+                response.status() == 200,
+                "search answered {}",
+                response.status()
+            );
+            axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+            if pass == 1 {
+                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    out.push((
+        "API router in process (routing, middleware, JSON)",
+        summarize(lat),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/search", listener.local_addr()?);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    let server = tokio::spawn(tidings_api::serve(listener, state, async move {
+        stop.cancelled().await
+    }));
+    let client = reqwest::Client::new();
+    let mut lat = Vec::new();
+    for pass in 0..2 {
+        for q in queries {
+            let t0 = Instant::now();
+            let response = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body(q))
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status() == 200,
+                "search answered {}",
+                response.status()
+            );
+            response.bytes().await?;
+            if pass == 1 {
+                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    shutdown.cancel();
+    let _ = server.await;
+    out.push(("HTTP on loopback (keep-alive, Rust client)", summarize(lat)));
+    Ok(out)
+}
+
 /// A deterministic pseudo-random unit vector (xorshift), for the synthetic-vector figure.
 fn random_unit(state: &mut u64, dim: usize) -> Vec<f32> {
     let mut v: Vec<f32> = (0..dim)
@@ -328,6 +467,8 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
         let accepted = ingest_path(&service, &path, None).await?;
         let rate = accepted as f64 / started.elapsed().as_secs_f64();
         rows.push(format!("| text ingest (parse+validate+dedup+index+commit) | {n} | {rate:.0} posts/s | raw tantivy {base_rate:.0} posts/s | {:.2}× |", rate / base_rate));
+        let parse_rate = tokio::task::block_in_place(|| parse_stage(&path))?;
+        rows.push(format!("| its parse + validate stage alone (one thread) | {n} | {parse_rate:.0} posts/s | raw tantivy {base_rate:.0} posts/s | {:.2}× |", parse_rate / base_rate));
         let search = service.search.clone();
         let mut lat = Vec::new();
         for pass in 0..2 {
@@ -359,6 +500,13 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
             p50 / base_p50,
             p99 / base_p99
         ));
+        for (layer, (l50, l99)) in search_layers(&settings, &service, &queries).await? {
+            rows.push(format!(
+                "| same search, {layer} | {n} | p50 {l50:.3} ms / p99 {l99:.3} ms | raw tantivy p50 {base_p50:.3} / p99 {base_p99:.3} ms | {:.2}× / {:.2}× |",
+                l50 / base_p50,
+                l99 / base_p99
+            ));
+        }
         service.shutdown().await;
         if options.synthetic_vectors {
             rows.extend(hybrid_synthetic(&base, &options, n).await?);

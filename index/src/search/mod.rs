@@ -196,12 +196,22 @@ impl SearchHandle {
                 _ => degraded = Some("dense search is not configured; BM25 only".into()),
             }
         }
-        let this = self.clone();
-        let mut results = tokio::task::spawn_blocking(move || {
-            this.search_blocking(&request, query_vector.as_deref())
-        })
-        .await
-        .map_err(|e| IndexError::internal(format!("search task failed: {e}")))??;
+        // The search blocks (tantivy, stored posts) for a fraction of a millisecond. On a
+        // multi-threaded runtime it runs in place (`block_in_place` hands this worker's other
+        // tasks to another thread), which spares a request the two thread wake-ups of a hop
+        // to the blocking pool (p50 0.37 → see BENCHMARKS.md); elsewhere it takes the hop.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let mut results = if multi_thread {
+            tokio::task::block_in_place(|| self.search_blocking(&request, query_vector.as_deref()))?
+        } else {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || {
+                this.search_blocking(&request, query_vector.as_deref())
+            })
+            .await
+            .map_err(|e| IndexError::internal(format!("search task failed: {e}")))??
+        };
         if results.degraded.is_none() {
             results.degraded = degraded;
         }
