@@ -14,7 +14,8 @@ use tidings_agent::{
 use tidings_api::{auth, ApiConfig, AppState};
 use tidings_index::{
     DenseParts, EdgeVectorStore, Embedder, IndexConfig, IndexService, LocalEmbedder,
-    OpenAiEmbedder, OpenAiEmbedderConfig, VectorStore, VectorWorkerConfig, WriterConfig,
+    OpenAiEmbedder, OpenAiEmbedderConfig, StaticEmbedder, VectorStore, VectorWorkerConfig,
+    WriterConfig,
 };
 use tidings_ingest::replay::{replay_file, Pace, ReplayConfig};
 use tidings_ingest::sources::{run_source, DeadLetter, SourceEnv, SourceStatus};
@@ -31,6 +32,14 @@ pub fn embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Embedder>>
             LocalEmbedder::load(&e.model_dir, e.instances).with_context(|| {
                 format!(
                     "load the local embedding model from {}",
+                    e.model_dir.display()
+                )
+            })?,
+        )),
+        "static" => Some(Arc::new(
+            StaticEmbedder::load_or_distill(&e.model_dir).with_context(|| {
+                format!(
+                    "distil the static embedder from the local model in {}",
                     e.model_dir.display()
                 )
             })?,

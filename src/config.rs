@@ -341,9 +341,9 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if !["local", "openai", "none"].contains(&self.embedder.kind.as_str()) {
+        if !["local", "static", "openai", "none"].contains(&self.embedder.kind.as_str()) {
             bail!(
-                "embedder.kind is `{}`; use local, openai or none",
+                "embedder.kind is `{}`; use local, static, openai or none",
                 self.embedder.kind
             );
         }

@@ -30,7 +30,7 @@ mod vector_worker;
 pub mod vectors;
 mod writer;
 
-pub use embed::{Embedder, LocalEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig};
+pub use embed::{Embedder, LocalEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig, StaticEmbedder};
 pub use error::IndexError;
 pub use post::{Engagement, Post, PostId, PostRefs};
 pub use search::{
@@ -68,6 +68,50 @@ pub struct Inventory {
     pub vectors: Option<std::collections::BTreeSet<String>>,
 }
 
+/// Which embedder made the vectors of a data dir (`embedder.json` beside `text/`).
+const EMBEDDER_MARK: &str = "embedder.json";
+
+/// Refuses to mix two embedders' vectors in one index: the first start with vectors records
+/// the embedder's name and dimension; a later start with another one fails with what to do.
+/// (Vectors of two models live in different spaces, so their cosines mean nothing together.)
+pub fn check_embedder(
+    data_dir: &std::path::Path,
+    embedder: &dyn Embedder,
+) -> Result<(), IndexError> {
+    let path = data_dir.join(EMBEDDER_MARK);
+    let current = serde_json::json!({"name": embedder.name(), "dim": embedder.dim()});
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let recorded: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                IndexError::internal(format!("{} is not valid JSON: {e}", path.display()))
+            })?;
+            if recorded["name"] != current["name"] || recorded["dim"] != current["dim"] {
+                return Err(IndexError::InvalidInput(format!(
+                    "the vectors in {} were made by `{}` ({} dimensions), and this server is set \
+                     to embed with `{}` ({} dimensions); vectors of two embedders cannot be \
+                     compared. Use the same embedder, or remove {}/vectors and {} so every post \
+                     is embedded again by the new one",
+                    data_dir.display(),
+                    recorded["name"].as_str().unwrap_or("?"),
+                    recorded["dim"],
+                    embedder.name(),
+                    embedder.dim(),
+                    data_dir.display(),
+                    path.display(),
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(data_dir)
+            .and_then(|()| std::fs::write(&path, current.to_string()))
+            .map_err(|e| IndexError::internal(format!("write {}: {e}", path.display()))),
+        Err(e) => Err(IndexError::internal(format!(
+            "read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// The dense half: where vectors live and what makes them.
 pub struct DenseParts {
     pub store: Arc<dyn VectorStore>,
@@ -98,6 +142,7 @@ impl IndexService {
         let stats = Arc::new(IndexStats::default());
         let (queue, worker, vectors, embedder) = match dense {
             Some(DenseParts { store, embedder }) => {
+                check_embedder(&config.data_dir, embedder.as_ref())?;
                 let (queue, worker) = vector_worker::spawn(
                     text.clone(),
                     store.clone(),
@@ -186,5 +231,38 @@ impl IndexService {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod embedder_mark_tests {
+    use super::*;
+
+    struct Named(&'static str, usize);
+
+    impl Embedder for Named {
+        fn dim(&self) -> usize {
+            self.1
+        }
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn embed(
+            &self,
+            texts: Vec<String>,
+        ) -> futures::future::BoxFuture<'_, Result<Vec<Vec<f32>>, IndexError>> {
+            Box::pin(async move { Ok(texts.iter().map(|_| vec![1.0; self.1]).collect()) })
+        }
+    }
+
+    #[test]
+    fn one_data_dir_keeps_one_embedder() {
+        let dir = tempfile::tempdir().unwrap();
+        let minilm = Named("local:all-minilm-l6-v2", 384);
+        check_embedder(dir.path(), &minilm).unwrap();
+        check_embedder(dir.path(), &minilm).unwrap();
+        let err = check_embedder(dir.path(), &Named("static:all-minilm-l6-v2", 384)).unwrap_err();
+        assert!(err.to_string().contains("cannot be compared"), "{err}");
+        assert!(check_embedder(dir.path(), &Named("local:all-minilm-l6-v2", 256)).is_err());
     }
 }

@@ -14,7 +14,7 @@ pub(crate) struct TestApp {
 }
 
 /// The repository's model folder (fetched by `make setup`).
-fn model_dir() -> PathBuf {
+pub(crate) fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-minilm-l6-v2")
 }
 

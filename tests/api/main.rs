@@ -7,6 +7,7 @@ mod chat;
 mod conversations;
 mod crash;
 mod digests;
+mod embedders;
 mod errors;
 mod keys;
 mod lifecycle;

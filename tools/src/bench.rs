@@ -15,6 +15,7 @@ use tidings::app::{self, App};
 use tidings::config::Settings;
 use tidings_index::{
     Embedder, LocalEmbedder, PostId, Ranker, SearchFilter, SearchMode, SearchRequest,
+    StaticEmbedder,
 };
 use tidings_ingest::ValidationConfig;
 
@@ -208,6 +209,90 @@ async fn ingest_path(
         tidings_ingest::run_pipeline(rx, &service.write, None, 0, 100_000, |_| {}).await?;
     producer.await??;
     Ok(summary.accepted)
+}
+
+/// Freshness: a steady push over HTTP with `kind` embeddings; the push is answered after the
+/// commit that makes the post searchable, so its latency is the post → searchable (BM25) lag.
+/// Vector lag: polled until nothing waits for its vector.
+async fn freshness(
+    base: &Settings,
+    options: &BenchOptions,
+    texts: &[String],
+    kind: &str,
+) -> anyhow::Result<Vec<String>> {
+    let dir = tempfile::tempdir()?;
+    let mut settings = base.clone();
+    settings.data.dir = dir.path().to_path_buf();
+    settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.embedder.kind = kind.into();
+    let app = App::build(&settings, None).await?;
+    let base_url = format!("http://{}", app.addr);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let total = (options.fresh_rate * options.fresh_secs as f64) as usize;
+    let interval = Duration::from_secs_f64(1.0 / options.fresh_rate);
+    let sample: Vec<String> = texts.iter().take(500).cloned().collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = tokio::time::Instant::now();
+    for i in 0..total {
+        tokio::time::sleep_until(started + interval * i as u32).await;
+        let client = client.clone();
+        let url = format!("{base_url}/v1/posts");
+        let text = format!("{} fresh{i}", sample[i % sample.len().max(1)]);
+        tasks.spawn(async move {
+            let body = serde_json::json!([{ "id": format!("fresh-{i}"), "text": text, "created_at": chrono::Utc::now() }]);
+            let t0 = Instant::now();
+            let ok = client.post(url).json(&body).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+            (ok, t0.elapsed().as_secs_f64() * 1000.0, Instant::now())
+        });
+    }
+    let mut lags = Vec::new();
+    let mut failed = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (ok, ms, _) = r?;
+        if ok {
+            lags.push(ms)
+        } else {
+            failed += 1
+        }
+    }
+    let (f50, f99) = summarize(lags.clone());
+    let pushed_at = Instant::now();
+    let guard = app.index.lock().await;
+    let vector_store = guard.as_ref().and_then(|s| s.vector_store());
+    let stats = guard.as_ref().map(|s| s.stats.clone());
+    drop(guard);
+    let mut vector_catchup = f64::NAN;
+    if let (Some(store), Some(stats)) = (vector_store, stats) {
+        loop {
+            if stats.vectors_pending.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            if pushed_at.elapsed() > Duration::from_secs(600) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        vector_catchup = pushed_at.elapsed().as_secs_f64() * 1000.0;
+        let last = PostId::parse(&format!("fresh-{}", total - 1)).map_err(anyhow::Error::msg)?;
+        if store.vector_of(last.as_str())?.is_none() {
+            println!("bench: warning: last fresh post has no vector after catch-up");
+        }
+    }
+    let mut rows = Vec::new();
+    rows.push(format!(
+        "| post → searchable (BM25), HTTP push at {:.0} posts/s for {} s, `{kind}` vectors | {} | p50 {f50:.1} ms / p99 {f99:.1} ms ({failed} failed) | tantivy-py 250 ms commits: p50 141 / p99 264 ms (peers) | — |",
+        options.fresh_rate,
+        options.fresh_secs,
+        lags.len()
+    ));
+    rows.push(format!(
+        "| `{kind}` vectors caught up after the last push | {} | {vector_catchup:.0} ms after the push stream ended | — | — |",
+        lags.len()
+    ));
+    app.stop().await?;
+    Ok(rows)
 }
 
 /// Posts per second through the ingest's first stage alone (JSON parse and validation, one
@@ -534,6 +619,29 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     }
     let embed_rate = texts.len() as f64 / started.elapsed().as_secs_f64();
     drop(embedder);
+    // The static embedder distilled from the same model (distilled on its first use, cached):
+    // every post of the corpus, in the batches the vector worker sends.
+    let all_texts: Vec<String> = content
+        .lines()
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).ok()?["text"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    let distilled =
+        tokio::task::block_in_place(|| StaticEmbedder::load_or_distill(&base.embedder.model_dir))?;
+    let started = Instant::now();
+    for chunk in all_texts.chunks(64) {
+        distilled.embed(chunk.to_vec()).await?;
+    }
+    let static_rate = all_texts.len() as f64 / started.elapsed().as_secs_f64();
+    rows.push(format!(
+        "| static embedder (distilled from the local model) alone | {} | {static_rate:.0} posts/s | local model alone {embed_rate:.1} posts/s | {:.0}× |",
+        all_texts.len(),
+        static_rate / embed_rate
+    ));
+    drop(distilled);
     let dir = tempfile::tempdir()?;
     let mut settings = base.clone();
     settings.data.dir = dir.path().to_path_buf();
@@ -581,79 +689,9 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     service.shutdown().await;
     drop(dir);
 
-    // Freshness: steady push over HTTP; the push is answered after the commit that makes the
-    // post searchable, so its latency is the post → searchable (BM25) lag. Vector lag: polled.
-    let dir = tempfile::tempdir()?;
-    let mut settings = base.clone();
-    settings.data.dir = dir.path().to_path_buf();
-    settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    settings.embedder.kind = "local".into();
-    let app = App::build(&settings, None).await?;
-    let base_url = format!("http://{}", app.addr);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
-    let total = (options.fresh_rate * options.fresh_secs as f64) as usize;
-    let interval = Duration::from_secs_f64(1.0 / options.fresh_rate);
-    let sample: Vec<String> = texts.iter().take(500).cloned().collect();
-    let mut tasks = tokio::task::JoinSet::new();
-    let started = tokio::time::Instant::now();
-    for i in 0..total {
-        tokio::time::sleep_until(started + interval * i as u32).await;
-        let client = client.clone();
-        let url = format!("{base_url}/v1/posts");
-        let text = format!("{} fresh{i}", sample[i % sample.len().max(1)]);
-        tasks.spawn(async move {
-            let body = serde_json::json!([{ "id": format!("fresh-{i}"), "text": text, "created_at": chrono::Utc::now() }]);
-            let t0 = Instant::now();
-            let ok = client.post(url).json(&body).send().await.map(|r| r.status().is_success()).unwrap_or(false);
-            (ok, t0.elapsed().as_secs_f64() * 1000.0, Instant::now())
-        });
+    for kind in ["local", "static"] {
+        rows.extend(freshness(&base, &options, &texts, kind).await?);
     }
-    let mut lags = Vec::new();
-    let mut failed = 0;
-    while let Some(r) = tasks.join_next().await {
-        let (ok, ms, _) = r?;
-        if ok {
-            lags.push(ms)
-        } else {
-            failed += 1
-        }
-    }
-    let (f50, f99) = summarize(lags.clone());
-    let pushed_at = Instant::now();
-    let guard = app.index.lock().await;
-    let vector_store = guard.as_ref().and_then(|s| s.vector_store());
-    let stats = guard.as_ref().map(|s| s.stats.clone());
-    drop(guard);
-    let mut vector_catchup = f64::NAN;
-    if let (Some(store), Some(stats)) = (vector_store, stats) {
-        loop {
-            if stats.vectors_pending.load(Ordering::Relaxed) == 0 {
-                break;
-            }
-            if pushed_at.elapsed() > Duration::from_secs(600) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        vector_catchup = pushed_at.elapsed().as_secs_f64() * 1000.0;
-        let last = PostId::parse(&format!("fresh-{}", total - 1)).map_err(anyhow::Error::msg)?;
-        if store.vector_of(last.as_str())?.is_none() {
-            println!("bench: warning: last fresh post has no vector after catch-up");
-        }
-    }
-    rows.push(format!(
-        "| post → searchable (BM25), HTTP push at {:.0} posts/s for {} s | {} | p50 {f50:.1} ms / p99 {f99:.1} ms ({failed} failed) | tantivy-py 250 ms commits: p50 141 / p99 264 ms (peers) | — |",
-        options.fresh_rate,
-        options.fresh_secs,
-        lags.len()
-    ));
-    rows.push(format!(
-        "| vectors caught up after the last push | {} | {vector_catchup:.0} ms after the push stream ended | — | — |",
-        lags.len()
-    ));
-    app.stop().await?;
     rows.push(format!(
         "| peak RSS of this process | — | {:.0} MiB | — | — |",
         peak_rss_mb()

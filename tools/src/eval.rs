@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tidings::app;
 use tidings::config::Settings;
-use tidings_index::{Embedder, LocalEmbedder, Ranker, SearchMode};
+use tidings_index::{Ranker, SearchMode};
 
 #[derive(Deserialize)]
 struct Topic {
@@ -79,6 +79,8 @@ pub struct EvalOptions {
     /// Write one JSON line per answered TweetQA question here (question, gold, answer, the
     /// top post, what was found): for reading the answers, not for scoring.
     pub answers_out: Option<PathBuf>,
+    /// The embedder kind of the dense half (`local` or `static`).
+    pub embedder: String,
 }
 
 /// Questions about events that are in neither feed (each checked: its names occur in no post),
@@ -192,7 +194,13 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         .data_dir
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
-    settings.embedder.kind = "local".into();
+    anyhow::ensure!(
+        ["local", "static"].contains(&options.embedder.as_str()),
+        "--embedder is `{}`; use local or static",
+        options.embedder
+    );
+    settings.embedder.kind = options.embedder.clone();
+    println!("eval: dense half embedded by `{}`", options.embedder);
     let service = tokio::task::block_in_place(|| app::open_index(&settings, true))?;
     let started = Instant::now();
     let n1 = ingest_file(&service, &crisis.join("posts.jsonl")).await?;
@@ -213,7 +221,7 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
             .embeddings_reused
             .load(std::sync::atomic::Ordering::Relaxed)
     );
-    let embedder = LocalEmbedder::load(&settings.embedder.model_dir, 1)?;
+    let embedder = app::embedder(&settings)?.context("the eval needs an embedder")?;
     let search = service.search.clone();
 
     // CrisisLex topics.

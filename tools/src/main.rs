@@ -65,6 +65,10 @@ enum Command {
         /// file (for reading the answers; `kind` says which part).
         #[arg(long)]
         answers_out: Option<PathBuf>,
+        /// The embedder for the dense half: `local` (the sentence model) or `static` (the table
+        /// distilled from it).
+        #[arg(long, default_value = "local")]
+        embedder: String,
     },
     /// Throughput and latency figures against same-process baselines.
     Bench {
@@ -132,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             train_reranker,
             features_out,
             answers_out,
+            embedder,
         } => {
             eval::run(
                 settings,
@@ -146,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     train_reranker,
                     features_out,
                     answers_out,
+                    embedder,
                 },
             )
             .await

@@ -90,6 +90,38 @@ impl LocalEmbedder {
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, IndexError> {
         embed_with_pool(&self.models, texts)
     }
+
+    /// Embeds inputs given as token ids, each of the same length (no padding): the mean of the
+    /// outputs between the first and last position (the special tokens), normalised. What
+    /// distilling a static embedder feeds the model.
+    pub(crate) fn embed_ids_blocking<const N: usize>(
+        &self,
+        inputs: &[[u32; N]],
+    ) -> Result<Vec<Vec<f32>>, IndexError> {
+        let model = self.models[0]
+            .lock()
+            .map_err(|_| IndexError::internal("embedder poisoned by an earlier panic"))?;
+        let run = || -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error + Send + Sync>> {
+            let ids: Vec<u32> = inputs.iter().flatten().copied().collect();
+            let device = Device::Cpu;
+            let ids = Tensor::from_vec(ids, (inputs.len(), N), &device)?;
+            let mask = ids.ones_like()?;
+            let hidden = model.bert.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
+            // The positions between the first and the last ([CLS] and [SEP]): the tokens'
+            // own outputs, not the special tokens' shared ones.
+            let inner = if N > 2 {
+                hidden.narrow(1, 1, N - 2)?
+            } else {
+                hidden
+            };
+            let mut vectors: Vec<Vec<f32>> = inner.mean(1)?.to_vec2()?;
+            for v in &mut vectors {
+                normalize(v);
+            }
+            Ok(vectors)
+        };
+        run().map_err(|e| IndexError::internal(format!("embed token ids: {e}")))
+    }
 }
 
 fn embed_with_pool(models: &[Mutex<Model>], texts: &[String]) -> Result<Vec<Vec<f32>>, IndexError> {

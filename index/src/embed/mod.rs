@@ -1,9 +1,12 @@
 //! Sentence embedders behind one trait: a local all-MiniLM-L6-v2 run in-process with candle,
-//! and any OpenAI-compatible `/v1/embeddings` endpoint.
+//! a static embedder distilled from it (`distilled.rs`), and any OpenAI-compatible
+//! `/v1/embeddings` endpoint.
 
+mod distilled;
 mod local;
 mod openai;
 
+pub use distilled::StaticEmbedder;
 pub use local::LocalEmbedder;
 pub use openai::{OpenAiEmbedder, OpenAiEmbedderConfig};
 

@@ -1,0 +1,243 @@
+//! A static embedder distilled in-process from the local sentence model (model2vec's recipe,
+//! with centring in place of its PCA step): every vocabulary token is embedded once by the
+//! teacher (the output at the token's position in `[CLS] token [SEP]`), the vectors' common
+//! mean is removed, then each is weighted by SIF with token probabilities from a
+//! Zipf prior on the token's rank in the vocabulary; a text's vector is the mean of its tokens'
+//! rows, normalised. Embedding is a table lookup: hundreds of times faster than the teacher, at
+//! some cost in quality (BENCHMARKS.md has both, measured in one run).
+//!
+//! The table is distilled on first use and cached beside the teacher's weights
+//! (`static-sif-v2.bin`: magic, vocabulary size, dimension, then little-endian `f32` rows);
+//! a cache whose header does not match the teacher is distilled again.
+
+use super::{normalize, Embedder, LocalEmbedder};
+use crate::IndexError;
+use futures::future::BoxFuture;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokenizers::Tokenizer;
+
+const MAGIC: &[u8; 8] = b"TDSIFv2\0";
+const CACHE_FILE: &str = "static-sif-v2.bin";
+/// SIF's `a`: a token with probability `p` weighs `a / (a + p)` (model2vec's default).
+const SIF_A: f64 = 1e-4;
+/// Tokens the teacher embeds per forward pass while distilling.
+const DISTILL_BATCH: usize = 256;
+/// Batches larger than this are embedded off the async threads.
+const INLINE_TEXTS: usize = 256;
+
+/// The distilled table and the teacher's tokenizer.
+pub struct StaticEmbedder {
+    inner: Arc<Inner>,
+    name: String,
+}
+
+struct Inner {
+    /// `vocab × dim`, row `i` = token `i`'s weighted vector.
+    table: Vec<f32>,
+    dim: usize,
+    tokenizer: Tokenizer,
+}
+
+impl StaticEmbedder {
+    /// The table for the teacher in `dir`: read from its cache, or distilled (and cached).
+    pub fn load_or_distill(dir: &Path) -> Result<StaticEmbedder, IndexError> {
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+            IndexError::Unavailable(format!(
+                "load {}/tokenizer.json: {e}; run `make setup` to fetch the model",
+                dir.display()
+            ))
+        })?;
+        let vocab = tokenizer.get_vocab_size(true);
+        let cache = dir.join(CACHE_FILE);
+        let (table, dim) = match read_cache(&cache, vocab) {
+            Some(found) => found,
+            None => {
+                let teacher = LocalEmbedder::load(dir, 1)?;
+                let started = std::time::Instant::now();
+                let table = distill(&teacher, &tokenizer, vocab)?;
+                let dim = teacher.dim();
+                tracing::info!(
+                    vocab,
+                    dim,
+                    secs = started.elapsed().as_secs_f64(),
+                    "distilled the static embedder from the local model"
+                );
+                if let Err(e) = write_cache(&cache, vocab, dim, &table) {
+                    tracing::warn!(error = %e, path = %cache.display(), "could not cache the static embedder");
+                }
+                (table, dim)
+            }
+        };
+        let model = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bert".into());
+        Ok(StaticEmbedder {
+            inner: Arc::new(Inner {
+                table,
+                dim,
+                tokenizer,
+            }),
+            name: format!("static:{model}"),
+        })
+    }
+
+    /// Embeds on the calling thread.
+    pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, IndexError> {
+        texts.iter().map(|t| self.inner.embed_one(t)).collect()
+    }
+}
+
+impl Inner {
+    fn embed_one(&self, text: &str) -> Result<Vec<f32>, IndexError> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| IndexError::internal(format!("tokenize: {e}")))?;
+        let mut v = vec![0f32; self.dim];
+        for &id in encoding.get_ids() {
+            let start = id as usize * self.dim;
+            if let Some(row) = self.table.get(start..start + self.dim) {
+                for (x, r) in v.iter_mut().zip(row) {
+                    *x += r;
+                }
+            }
+        }
+        normalize(&mut v);
+        Ok(v)
+    }
+}
+
+/// The SIF weight of the token of vocabulary rank `rank` under a Zipf prior.
+fn sif_weight(rank: usize, harmonic: f64) -> f32 {
+    let p = 1.0 / ((rank + 2) as f64 * harmonic);
+    (SIF_A / (SIF_A + p)) as f32
+}
+
+/// Embeds every token of the vocabulary with the teacher and weights it.
+fn distill(
+    teacher: &LocalEmbedder,
+    tokenizer: &Tokenizer,
+    vocab: usize,
+) -> Result<Vec<f32>, IndexError> {
+    let dim = teacher.dim();
+    let special = |t: &str| tokenizer.token_to_id(t);
+    let (Some(cls), Some(sep)) = (special("[CLS]"), special("[SEP]")) else {
+        return Err(IndexError::internal(
+            "the teacher's tokenizer has no [CLS]/[SEP] tokens",
+        ));
+    };
+    let harmonic: f64 = (0..vocab).map(|r| 1.0 / (r + 2) as f64).sum();
+    let mut table = vec![0f32; vocab * dim];
+    let ids: Vec<u32> = (0..vocab as u32).collect();
+    for chunk in ids.chunks(DISTILL_BATCH) {
+        let inputs: Vec<[u32; 3]> = chunk.iter().map(|&id| [cls, id, sep]).collect();
+        let vectors = teacher.embed_ids_blocking(&inputs)?;
+        for (&id, vector) in chunk.iter().zip(vectors) {
+            table[id as usize * dim..(id as usize + 1) * dim].copy_from_slice(&vector);
+        }
+    }
+    // Token vectors share a large common direction (what every token looks like to the
+    // model); it says nothing about a text, so it is removed before weighting.
+    let mut mean = vec![0f32; dim];
+    for row in table.chunks_exact(dim) {
+        for (m, x) in mean.iter_mut().zip(row) {
+            *m += x / vocab as f32;
+        }
+    }
+    for (id, row) in table.chunks_exact_mut(dim).enumerate() {
+        for (x, m) in row.iter_mut().zip(&mean) {
+            *x -= m;
+        }
+        normalize(row);
+        let w = sif_weight(id, harmonic);
+        for x in row.iter_mut() {
+            *x *= w;
+        }
+    }
+    Ok(table)
+}
+
+fn read_cache(path: &Path, vocab: usize) -> Option<(Vec<f32>, usize)> {
+    let bytes = std::fs::read(path).ok()?;
+    let header = bytes.get(..24)?;
+    if &header[..8] != MAGIC {
+        return None;
+    }
+    let stored_vocab = u64::from_le_bytes(header[8..16].try_into().ok()?) as usize;
+    let dim = u64::from_le_bytes(header[16..24].try_into().ok()?) as usize;
+    let body = bytes.get(24..)?;
+    if stored_vocab != vocab || dim == 0 || body.len() != vocab * dim * 4 {
+        return None;
+    }
+    let table = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Some((table, dim))
+}
+
+fn write_cache(path: &PathBuf, vocab: usize, dim: usize, table: &[f32]) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(24 + table.len() * 4);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(vocab as u64).to_le_bytes());
+    bytes.extend_from_slice(&(dim as u64).to_le_bytes());
+    for x in table {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+impl Embedder for StaticEmbedder {
+    fn dim(&self) -> usize {
+        self.inner.dim
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, IndexError>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if texts.len() <= INLINE_TEXTS {
+                return texts.iter().map(|t| inner.embed_one(t)).collect();
+            }
+            tokio::task::spawn_blocking(move || texts.iter().map(|t| inner.embed_one(t)).collect())
+                .await
+                .map_err(|e| IndexError::internal(format!("embedder task failed: {e}")))?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frequent_tokens_weigh_less_than_rare_ones() {
+        let h: f64 = (0..30_000).map(|r| 1.0 / (r + 2) as f64).sum();
+        let (frequent, rare) = (sif_weight(0, h), sif_weight(20_000, h));
+        assert!(frequent < rare, "{frequent} vs {rare}");
+        assert!((0.0..=1.0).contains(&frequent) && (0.0..=1.0).contains(&rare));
+    }
+
+    #[test]
+    fn the_cache_round_trips_and_refuses_another_vocabulary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CACHE_FILE);
+        let table: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 1.0).collect();
+        write_cache(&path, 4, 3, &table).unwrap();
+        assert_eq!(read_cache(&path, 4), Some((table, 3)));
+        assert_eq!(
+            read_cache(&path, 5),
+            None,
+            "another vocabulary is distilled again"
+        );
+        std::fs::write(&path, b"not a table").unwrap();
+        assert_eq!(read_cache(&path, 4), None);
+    }
+}

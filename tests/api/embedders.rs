@@ -1,0 +1,97 @@
+//! The static embedder distilled from the local model: deterministic vectors of the right
+//! dimension for text in any script, the same after a restart (read back from its cache), a
+//! server that searches with it, and a data dir that refuses a second embedder's vectors.
+
+use crate::helpers::{model_dir, post, settings, spawn_with_settings};
+use serde_json::json;
+use tidings_index::{Embedder, StaticEmbedder};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_static_embedder_is_deterministic_and_one_dir_keeps_one_embedder() {
+    let texts: Vec<String> = [
+        "Flooding closes the Brisbane river walk",
+        "山手線は運転を見合わせています",
+        "زلزال بقوة 5.9 يضرب شمال إيطاليا",
+        "🌊🌊 evacuate now",
+        "",
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    let dir = model_dir();
+    let first = tokio::task::block_in_place(|| StaticEmbedder::load_or_distill(&dir)).unwrap();
+    assert_eq!(first.dim(), 384);
+    assert_eq!(first.name(), "static:all-minilm-l6-v2");
+    let a = first.embed(texts.clone()).await.unwrap();
+    assert_eq!(
+        a,
+        first.embed(texts.clone()).await.unwrap(),
+        "deterministic"
+    );
+    for (text, v) in texts.iter().zip(&a).take(4) {
+        assert_eq!(v.len(), 384);
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{text:?} has norm {norm}");
+    }
+    // A restart reads the distilled table back: the same vectors.
+    let again = tokio::task::block_in_place(|| StaticEmbedder::load_or_distill(&dir)).unwrap();
+    assert_eq!(a, again.embed(texts.clone()).await.unwrap());
+    // Related texts are closer than unrelated ones.
+    let v = first
+        .embed(vec![
+            "flood waters rising in the city".into(),
+            "the river flooded the town".into(),
+            "new smartphone launch event".into(),
+        ])
+        .await
+        .unwrap();
+    let cos = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
+    assert!(
+        cos(&v[0], &v[1]) > cos(&v[0], &v[2]),
+        "flood texts are not closer"
+    );
+
+    // A server on the static embedder finds a post by meaning alone.
+    let data = tempfile::tempdir().unwrap();
+    let mut s = settings(data.path());
+    s.embedder.kind = "static".into();
+    let mut app = spawn_with_settings(s.clone()).await;
+    let (status, _) = app
+        .push(&json!([
+            post(
+                "s1",
+                "The river burst its banks and flooded the town centre",
+                "2026-05-01T10:00:00Z"
+            ),
+            post(
+                "s2",
+                "Tickets for the concert go on sale on Friday",
+                "2026-05-01T10:05:00Z"
+            ),
+        ]))
+        .await;
+    assert_eq!(status, 200);
+    let mut found = None;
+    for _ in 0..100 {
+        let (status, body) = app
+            .search(json!({"q": "water in the streets after the storm", "mode": "vector", "from": "2026-04-01T00:00:00Z", "as_of": "2026-05-02T00:00:00Z", "limit": 2}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if body["hits"].as_array().is_some_and(|h| h.len() == 2) {
+            found = Some(body);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let body = found.expect("both posts got vectors");
+    assert_eq!(body["hits"][0]["id"], "s1", "{body}");
+    app.stop().await;
+
+    // The same data dir with the local model: refused, with what to do.
+    s.embedder.kind = "local".into();
+    let err = match tidings::app::App::build(&s, None).await {
+        Ok(_) => panic!("a second embedder's vectors were mixed into the index"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("cannot be compared"), "{err}");
+}
