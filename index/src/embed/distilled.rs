@@ -23,8 +23,9 @@ const CACHE_FILE: &str = "static-sif-v2.bin";
 const SIF_A: f64 = 1e-4;
 /// Tokens the teacher embeds per forward pass while distilling.
 const DISTILL_BATCH: usize = 256;
-/// Batches larger than this are embedded off the async threads.
-const INLINE_TEXTS: usize = 256;
+/// Batches up to this size (a query) are embedded in place; larger ones (the vector worker's
+/// batches, ~80 µs a post) off the async threads.
+const INLINE_TEXTS: usize = 8;
 
 /// The distilled table and the teacher's tokenizer.
 pub struct StaticEmbedder {
