@@ -47,6 +47,24 @@ pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The benchmark's BM25 search: top-10 in the last 24 h of the corpus, 6 h decay, collapse.
+pub(crate) fn filtered_search(q: &str) -> SearchRequest {
+    SearchRequest {
+        query: q.to_string(),
+        filter: SearchFilter {
+            from_ms: Some(WINDOW_END_MS - DAY_MS),
+            to_ms: Some(WINDOW_END_MS - 1),
+            ..SearchFilter::default()
+        },
+        as_of_ms: WINDOW_END_MS,
+        half_life: Some(Duration::from_secs(6 * 3600)),
+        limit: 10,
+        mode: SearchMode::Text,
+        collapse_duplicates: true,
+        ranker: Ranker::default(),
+    }
+}
+
 pub(crate) fn summarize(mut xs: Vec<f64>) -> (f64, f64) {
     xs.sort_by(f64::total_cmp);
     (pct(&xs, 50.0), pct(&xs, 99.0))
@@ -333,20 +351,7 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
         let mut lat = Vec::new();
         for pass in 0..2 {
             for q in &queries {
-                let req = SearchRequest {
-                    query: q.clone(),
-                    filter: SearchFilter {
-                        from_ms: Some(WINDOW_END_MS - DAY_MS),
-                        to_ms: Some(WINDOW_END_MS - 1),
-                        ..SearchFilter::default()
-                    },
-                    as_of_ms: WINDOW_END_MS,
-                    half_life: Some(Duration::from_secs(6 * 3600)),
-                    limit: 10,
-                    mode: SearchMode::Text,
-                    collapse_duplicates: true,
-                    ranker: Ranker::default(),
-                };
+                let req = filtered_search(q);
                 let t0 = Instant::now();
                 search.search_blocking(&req, None)?;
                 if pass == 1 {

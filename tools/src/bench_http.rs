@@ -3,13 +3,13 @@
 //! loopback), freshness of a steady HTTP push for an embedder, and the ingest's parse stage
 //! alone.
 
-use crate::bench::{summarize, BenchOptions, DAY_MS, WINDOW_END_MS};
+use crate::bench::{filtered_search, summarize, BenchOptions, DAY_MS, WINDOW_END_MS};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tidings::app::{self, App};
 use tidings::config::Settings;
-use tidings_index::{PostId, Ranker, SearchFilter, SearchMode, SearchRequest};
+use tidings_index::PostId;
 use tidings_ingest::ValidationConfig;
 
 /// Freshness: a steady push over HTTP with `kind` embeddings; the push is answered after the
@@ -125,20 +125,6 @@ pub(crate) async fn search_layers(
     queries: &[String],
 ) -> anyhow::Result<Vec<(&'static str, (f64, f64))>> {
     use tower::ServiceExt;
-    let request = |q: &str| SearchRequest {
-        query: q.to_string(),
-        filter: SearchFilter {
-            from_ms: Some(WINDOW_END_MS - DAY_MS),
-            to_ms: Some(WINDOW_END_MS - 1),
-            ..SearchFilter::default()
-        },
-        as_of_ms: WINDOW_END_MS,
-        half_life: Some(Duration::from_secs(6 * 3600)),
-        limit: 10,
-        mode: SearchMode::Text,
-        collapse_duplicates: true,
-        ranker: Ranker::default(),
-    };
     let to_rfc3339 = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
             .unwrap_or_default()
@@ -163,7 +149,7 @@ pub(crate) async fn search_layers(
     for pass in 0..2 {
         for q in queries {
             let t0 = Instant::now();
-            service.search.search(request(q)).await?;
+            service.search.search(filtered_search(q)).await?;
             if pass == 1 {
                 lat.push(t0.elapsed().as_secs_f64() * 1000.0);
             }
