@@ -14,8 +14,8 @@ use tidings_agent::{
 use tidings_api::{auth, ApiConfig, AppState};
 use tidings_index::{
     DenseParts, EdgeVectorStore, Embedder, IndexConfig, IndexService, LocalEmbedder,
-    OpenAiEmbedder, OpenAiEmbedderConfig, StaticEmbedder, VectorStore, VectorWorkerConfig,
-    WriterConfig,
+    OpenAiEmbedder, OpenAiEmbedderConfig, QdrantVectorStore, StaticEmbedder, VectorStore,
+    VectorWorkerConfig, WriterConfig,
 };
 use tidings_ingest::replay::{replay_file, Pace, ReplayConfig};
 use tidings_ingest::sources::{run_source, DeadLetter, SourceEnv, SourceStatus};
@@ -69,6 +69,9 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
         vector_worker: VectorWorkerConfig {
             queue: settings.index.vector_queue,
             batch: settings.index.embed_batch,
+            // Replicas may share a Qdrant collection (with a shared database to hold the
+            // writer's lease): each starts as a standby until it holds the lease.
+            shared: settings.vectors.kind == "qdrant" && settings.data.database_url.is_some(),
             ..VectorWorkerConfig::default()
         },
     };
@@ -79,16 +82,64 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
     };
     let dense = match (with_vectors, embedder) {
         (true, Some(embedder)) => {
-            let store: Arc<dyn VectorStore> = Arc::new(EdgeVectorStore::open(
-                &settings.data.dir.join("vectors"),
-                embedder.dim(),
-            )?);
+            let store = vector_store(settings, embedder.dim())?;
             Some(DenseParts { store, embedder })
         }
         _ => None,
     };
     IndexService::start(&config, dense)
         .with_context(|| format!("open the index in {}", settings.data.dir.display()))
+}
+
+/// The vector store `[vectors]` names, for `dim`-dimensional vectors: the embedded shard in
+/// `<data dir>/vectors`, or a collection on a Qdrant server (created when missing).
+pub fn vector_store(settings: &Settings, dim: usize) -> anyhow::Result<Arc<dyn VectorStore>> {
+    Ok(match settings.vectors.kind.as_str() {
+        "qdrant" => {
+            let config = settings.vectors.qdrant();
+            Arc::new(
+                QdrantVectorStore::open(&config, dim).with_context(|| {
+                    format!("open the Qdrant collection `{}`", config.collection)
+                })?,
+            )
+        }
+        _ => Arc::new(EdgeVectorStore::open(
+            &settings.data.dir.join("vectors"),
+            dim,
+        )?),
+    })
+}
+
+/// Keeps (or takes over) the vector writer's lease every third of its time to live and sets
+/// this replica's role from it; gives the lease up at shutdown.
+async fn vector_writer_lease(
+    store: tidings_api::store::Store,
+    replica: tidings_api::lease::Replica,
+    lease: String,
+    role: tidings_index::VectorWriterRole,
+    token: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(replica.lease_ttl / 3) => {}
+            _ = token.cancelled() => break,
+        }
+        match store
+            .acquire_lease(&lease, &replica.name, replica.lease_ttl)
+            .await
+        {
+            Ok(writer) => role.set(writer),
+            // The lease may lapse meanwhile; stop writing rather than risk two writers.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not renew the vector writer's lease");
+                role.set(false);
+            }
+        }
+    }
+    if role.is_writer() {
+        role.set(false);
+        let _ = store.release_lease(&lease, &replica.name).await;
+    }
 }
 
 /// The chat model the settings ask for (`None` for `kind = "none"`): remote when a URL is
@@ -315,7 +366,11 @@ impl App {
             api_config(settings)?,
         )
         .with_keys(auth::KeyStore::new(Some(keys_file)))
-        .with_store(open_store(settings).await?);
+        .with_store(open_store(settings).await?)
+        .with_replica(tidings_api::lease::Replica::new(
+            settings.server.replica.clone(),
+            Duration::from_secs(settings.server.lease_ttl_secs),
+        ));
         if let Some(agent) = agent {
             state = state.with_agent(agent);
         }
@@ -377,8 +432,42 @@ impl App {
                 tracker.spawn(optimizer(store, stats, every, token));
             }
         }
+        // Replicas sharing a Qdrant collection: one writes the vectors (embedding each post
+        // once per deployment), the others stand by; a lease in the database says which.
+        if let (Some(role), Some(store), true) = (
+            service.vector_writer_role(),
+            state.store.clone(),
+            settings.vectors.kind == "qdrant" && settings.data.database_url.is_some(),
+        ) {
+            let lease = format!("vectors:{}", settings.vectors.collection);
+            let replica = state.replica.clone();
+            let writer = store
+                .acquire_lease(&lease, &replica.name, replica.lease_ttl)
+                .await
+                .unwrap_or(false);
+            role.set(writer);
+            state = state.with_vector_writer(role.clone());
+            tracker.spawn(vector_writer_lease(
+                store,
+                replica,
+                lease,
+                role,
+                shutdown.clone(),
+            ));
+        }
         if state.store.is_some() {
             tracker.spawn(tidings_api::run_scheduler(state.clone(), shutdown.clone()));
+            // Work another replica (or this one, before a crash) left when its lease lapsed.
+            let (state, token) = (state.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(state.replica.lease_ttl) => {}
+                        _ = token.cancelled() => return,
+                    }
+                    tidings_api::recover_abandoned(&state).await;
+                }
+            });
         }
         if !sources.is_empty() {
             let dead_letter = settings

@@ -16,6 +16,7 @@ pub struct Settings {
     pub data: DataSettings,
     pub index: IndexSettings,
     pub embedder: EmbedderSettings,
+    pub vectors: VectorsSettings,
     pub search: SearchSettings,
     pub model: ModelSettings,
     pub agent: AgentSettings,
@@ -195,6 +196,11 @@ pub struct ServerSettings {
     pub max_posts_per_request: usize,
     /// How long shutdown waits for open requests before stopping anyway.
     pub shutdown_grace: String,
+    /// This process's name among replicas sharing a database (default: host name and pid).
+    pub replica: Option<String>,
+    /// How long a lease on shared work (a generation, a digest run) lasts without renewal: a
+    /// replica that dies has its work recovered by the others this long after.
+    pub lease_ttl_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -237,6 +243,26 @@ pub struct EmbedderSettings {
     pub timeout_secs: u64,
 }
 
+/// Where the vectors live (`[vectors]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VectorsSettings {
+    /// `edge` (an embedded Qdrant shard in `<data dir>/vectors`, the default) or `qdrant` (a
+    /// Qdrant server or cluster over gRPC).
+    pub kind: String,
+    /// `qdrant`: the gRPC URL of any node.
+    pub url: String,
+    pub api_key: Option<String>,
+    pub collection: String,
+    /// Used when Tidings creates the collection; an existing one keeps its own.
+    pub shard_number: u32,
+    pub replication_factor: u32,
+    pub write_consistency_factor: u32,
+    pub read_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchSettings {
@@ -252,6 +278,7 @@ impl Default for Settings {
             data: DataSettings::default(),
             index: IndexSettings::default(),
             embedder: EmbedderSettings::default(),
+            vectors: VectorsSettings::default(),
             search: SearchSettings::default(),
             model: ModelSettings::default(),
             agent: AgentSettings::default(),
@@ -277,6 +304,8 @@ impl Default for ServerSettings {
             max_body_bytes: 10 << 20,
             max_posts_per_request: 10_000,
             shutdown_grace: "10s".into(),
+            replica: None,
+            lease_ttl_secs: 15,
         }
     }
 }
@@ -308,6 +337,42 @@ impl Default for EmbedderSettings {
             model: "all-minilm".into(),
             dim: 384,
             timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for VectorsSettings {
+    fn default() -> Self {
+        let store = tidings_index::QdrantStoreConfig::default();
+        VectorsSettings {
+            kind: "edge".into(),
+            url: store.url,
+            api_key: None,
+            collection: store.collection,
+            shard_number: store.shard_number,
+            replication_factor: store.replication_factor,
+            write_consistency_factor: store.write_consistency_factor,
+            read_timeout_ms: store.read_timeout.as_millis() as u64,
+            write_timeout_ms: store.write_timeout.as_millis() as u64,
+            connect_timeout_ms: store.connect_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl VectorsSettings {
+    /// The Qdrant store's settings (`kind = "qdrant"`).
+    pub fn qdrant(&self) -> tidings_index::QdrantStoreConfig {
+        tidings_index::QdrantStoreConfig {
+            url: self.url.clone(),
+            api_key: self.api_key.clone(),
+            collection: self.collection.clone(),
+            shard_number: self.shard_number,
+            replication_factor: self.replication_factor,
+            write_consistency_factor: self.write_consistency_factor,
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            ..tidings_index::QdrantStoreConfig::default()
         }
     }
 }
@@ -346,6 +411,23 @@ impl Settings {
                 "embedder.kind is `{}`; use local, static, openai or none",
                 self.embedder.kind
             );
+        }
+        if !(1..=3600).contains(&self.server.lease_ttl_secs) {
+            bail!("server.lease_ttl_secs must be between 1 and 3600");
+        }
+        if !["edge", "qdrant"].contains(&self.vectors.kind.as_str()) {
+            bail!(
+                "vectors.kind is `{}`; use edge (embedded) or qdrant (a Qdrant server)",
+                self.vectors.kind
+            );
+        }
+        if self.vectors.kind == "qdrant" {
+            if self.vectors.collection.trim().is_empty() {
+                bail!("vectors.collection must not be empty");
+            }
+            if self.vectors.read_timeout_ms == 0 || self.vectors.write_timeout_ms == 0 {
+                bail!("vectors.read_timeout_ms and vectors.write_timeout_ms must be above 0");
+            }
         }
         if !["auto", "local", "openai", "none"].contains(&self.model.kind.as_str()) {
             bail!(

@@ -42,6 +42,9 @@ enum Command {
     /// Check what the text and vector indexes hold and whether they agree (stop the server
     /// first). Prints JSON; exits 1 when they disagree.
     Verify(cli::live::VerifyArgs),
+    /// Copy the vector index between the embedded shard and a Qdrant collection (`[vectors]`):
+    /// resumable, with counts and ids checked at the end. Stop the server first.
+    MigrateVectors(cli::vectors::MigrateVectorsArgs),
     /// Digests: the top stories of a window (story detection + model summaries).
     Digest {
         #[command(subcommand)]
@@ -82,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ask(args) => args.run(settings).await,
         Command::Publish(args) => args.run().await,
         Command::Verify(args) => args.run(&settings),
+        Command::MigrateVectors(args) => args.run(&settings),
         Command::Digest { command } => command.run(&settings).await,
         Command::Models { command } => command.run(&settings),
         Command::Keys { command } => command.run(&settings),

@@ -13,6 +13,7 @@ pub mod auth;
 mod conversations;
 mod digests;
 mod error;
+pub mod lease;
 mod metrics;
 mod openapi;
 pub mod recover;
@@ -26,7 +27,7 @@ pub use digests::service::apply_declared as apply_declared_digests;
 pub use digests::{scheduler, webhook};
 pub(crate) use error::invalid;
 pub use error::{ApiError, ErrorCode};
-pub use recover::{recover, Recovered};
+pub use recover::{recover, recover_abandoned, Recovered};
 pub use time::{parse_duration, parse_time};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -82,6 +83,10 @@ pub struct AppState {
     /// The app database (conversations); `None` serves no conversations.
     pub store: Option<store::Store>,
     pub(crate) generating: conversations::Generating,
+    /// This process among the replicas sharing the database (leases, `/readyz`).
+    pub replica: lease::Replica,
+    /// Whether this replica writes the vectors, when replicas share a vector store.
+    pub vector_writer: Option<tidings_index::VectorWriterRole>,
     /// Wakes the digest scheduler when digests change.
     pub digests_changed: Arc<tokio::sync::Notify>,
     pub(crate) metrics: Arc<metrics::Metrics>,
@@ -99,7 +104,13 @@ impl AppState {
         stats: Arc<IndexStats>,
         config: ApiConfig,
     ) -> AppState {
-        let metrics = Arc::new(metrics::Metrics::new(stats.clone(), Vec::new()));
+        let replica = lease::Replica::default();
+        let metrics = Arc::new(metrics::Metrics::new(
+            stats.clone(),
+            Vec::new(),
+            &replica,
+            None,
+        ));
         AppState {
             search,
             write,
@@ -109,6 +120,8 @@ impl AppState {
             keys: Arc::new(auth::KeyStore::new(None)),
             store: None,
             generating: Default::default(),
+            replica,
+            vector_writer: None,
             digests_changed: Arc::new(tokio::sync::Notify::new()),
             metrics,
             sources: Arc::new(Vec::new()),
@@ -133,8 +146,32 @@ impl AppState {
         mut self,
         sources: Vec<Arc<tidings_ingest::sources::SourceStatus>>,
     ) -> AppState {
-        self.metrics = Arc::new(metrics::Metrics::new(self.stats.clone(), sources.clone()));
         self.sources = Arc::new(sources);
+        self.rebuild_metrics();
+        self
+    }
+
+    /// The metrics registry, over what the state now says (call after changing it).
+    fn rebuild_metrics(&mut self) {
+        self.metrics = Arc::new(metrics::Metrics::new(
+            self.stats.clone(),
+            self.sources.to_vec(),
+            &self.replica,
+            self.vector_writer.clone(),
+        ));
+    }
+
+    /// Names this replica and sets how long its leases last.
+    pub fn with_replica(mut self, replica: lease::Replica) -> AppState {
+        self.replica = replica;
+        self.rebuild_metrics();
+        self
+    }
+
+    /// Reports this replica's vector writer role in `/readyz` and `/v1/sources`.
+    pub fn with_vector_writer(mut self, role: tidings_index::VectorWriterRole) -> AppState {
+        self.vector_writer = Some(role);
+        self.rebuild_metrics();
         self
     }
 

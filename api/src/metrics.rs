@@ -232,8 +232,51 @@ impl prometheus_client::collector::Collector for SourcesCollector {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    replica: String,
+}
+
+/// Which replica this is and what it does: `replica_info{replica} 1` and
+/// `replica_vector_writer{replica}` (1 while it writes the shared vectors).
+#[derive(Debug)]
+struct ReplicaCollector {
+    name: String,
+    writer: Option<tidings_index::VectorWriterRole>,
+}
+
+impl prometheus_client::collector::Collector for ReplicaCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let labels = ReplicaLabels {
+            replica: self.name.clone(),
+        };
+        let mut info = encoder.encode_descriptor(
+            "replica_info",
+            "This process's replica name (1)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
+        if let Some(writer) = &self.writer {
+            let mut role = encoder.encode_descriptor(
+                "replica_vector_writer",
+                "1 while this replica writes the vectors the replicas share",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::from(writer.is_writer())).encode(role.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    pub(crate) fn new(stats: Arc<IndexStats>, sources: Vec<Arc<SourceStatus>>) -> Metrics {
+    pub(crate) fn new(
+        stats: Arc<IndexStats>,
+        sources: Vec<Arc<SourceStatus>>,
+        replica: &crate::lease::Replica,
+        writer: Option<tidings_index::VectorWriterRole>,
+    ) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -249,6 +292,10 @@ impl Metrics {
         );
         registry.register_collector(Box::new(IndexCollector(stats)));
         registry.register_collector(Box::new(SourcesCollector(sources)));
+        registry.register_collector(Box::new(ReplicaCollector {
+            name: replica.name.clone(),
+            writer,
+        }));
         Metrics {
             registry,
             requests,

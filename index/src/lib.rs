@@ -39,7 +39,9 @@ pub use search::{
 };
 pub use stats::IndexStats;
 pub use vector_worker::VectorWorkerConfig;
-pub use vectors::{EdgeVectorStore, VectorReader, VectorStore};
+pub use vectors::{
+    EdgeVectorStore, QdrantStoreConfig, QdrantVectorStore, VectorPoint, VectorReader, VectorStore,
+};
 pub use writer::{
     ApplyOutcome, Change, Checkpoint, Pending, UpsertOutcome, WriteHandle, WriterConfig,
 };
@@ -70,6 +72,16 @@ pub struct Inventory {
 
 /// Which embedder made the vectors of a data dir (`embedder.json` beside `text/`).
 const EMBEDDER_MARK: &str = "embedder.json";
+
+/// The embedder name and dimension recorded in a data dir, if any vectors were made there.
+pub fn recorded_embedder(data_dir: &std::path::Path) -> Option<(String, usize)> {
+    let text = std::fs::read_to_string(data_dir.join(EMBEDDER_MARK)).ok()?;
+    let recorded: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((
+        recorded["name"].as_str()?.to_string(),
+        usize::try_from(recorded["dim"].as_u64()?).ok()?,
+    ))
+}
 
 /// Refuses to mix two embedders' vectors in one index: the first start with vectors records
 /// the embedder's name and dimension; a later start with another one fails with what to do.
@@ -116,6 +128,25 @@ pub fn check_embedder(
 pub struct DenseParts {
     pub store: Arc<dyn VectorStore>,
     pub embedder: Arc<dyn Embedder>,
+}
+
+/// Whether this process writes the vectors (the default) or is a standby that leaves them to
+/// another replica sharing the vector store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct VectorWriterRole(Arc<std::sync::atomic::AtomicBool>);
+
+impl VectorWriterRole {
+    /// Becomes the writer (`true`) or a standby. Becoming the writer reconciles: posts the text
+    /// index holds without a vector are embedded.
+    pub fn set(&self, writer: bool) {
+        if self.0.swap(writer, Ordering::AcqRel) != writer {
+            tracing::info!(writer, "vector writer role changed");
+        }
+    }
+
+    pub fn is_writer(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// The running index: its handles, stats and background threads.
@@ -172,6 +203,14 @@ impl IndexService {
             vector_worker: worker,
             checkpoints,
         })
+    }
+
+    /// The switch between writing vectors here and leaving them to another replica (`None`
+    /// without a dense half).
+    pub fn vector_writer_role(&self) -> Option<VectorWriterRole> {
+        self.vector_worker
+            .as_ref()
+            .map(|w| VectorWriterRole(w.active.clone()))
     }
 
     /// The vector index with its write side (for the optimizer and tools), when configured.

@@ -57,6 +57,10 @@ pub struct VectorWorkerConfig {
     pub batch: usize,
     /// How many recent near-duplicate vectors to remember for reuse.
     pub reuse_cache: usize,
+    /// The vector store is shared with other replicas: start as a standby (the app makes this
+    /// process the writer when it holds the writer's lease), and never delete points that this
+    /// text index lacks (another replica may hold posts this one has not read yet).
+    pub shared: bool,
 }
 
 impl Default for VectorWorkerConfig {
@@ -65,6 +69,7 @@ impl Default for VectorWorkerConfig {
             queue: 100_000,
             batch: 64,
             reuse_cache: 20_000,
+            shared: false,
         }
     }
 }
@@ -79,12 +84,16 @@ struct Worker {
     cache_order: VecDeque<u64>,
     overflow: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// Whether this process writes the vectors. Replicas sharing one Qdrant collection take
+    /// turns through a lease; the others leave the vectors to the one that holds it.
+    active: Arc<AtomicBool>,
     stats: Arc<IndexStats>,
 }
 
-/// Handle to stop the worker.
+/// Handle to stop the worker, and to make it the vector writer or a standby.
 pub(crate) struct VectorWorkerHandle {
     pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) active: Arc<AtomicBool>,
     pub(crate) thread: std::thread::JoinHandle<()>,
 }
 
@@ -98,6 +107,7 @@ pub(crate) fn spawn(
     let (tx, rx) = mpsc::channel(config.queue.max(1));
     let overflow = Arc::new(AtomicBool::new(true)); // reconcile once at start
     let stop = Arc::new(AtomicBool::new(false));
+    let active = Arc::new(AtomicBool::new(!config.shared));
     let mut worker = Worker {
         text,
         store,
@@ -108,6 +118,7 @@ pub(crate) fn spawn(
         cache_order: VecDeque::new(),
         overflow: overflow.clone(),
         stop: stop.clone(),
+        active: active.clone(),
         stats: stats.clone(),
     };
     crate::thread::background_rayon_pool();
@@ -120,7 +131,11 @@ pub(crate) fn spawn(
             overflow,
             stats,
         },
-        VectorWorkerHandle { stop, thread },
+        VectorWorkerHandle {
+            stop,
+            active,
+            thread,
+        },
     ))
 }
 
@@ -129,6 +144,10 @@ impl Worker {
         let mut backoff =
             crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(15));
         while !self.stop.load(Ordering::Acquire) {
+            if !self.active.load(Ordering::Acquire) {
+                self.stand_by(&mut rx).await;
+                continue;
+            }
             while let Ok(job) = rx.try_recv() {
                 self.backlog.push_back(job);
             }
@@ -159,6 +178,17 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Another replica writes the vectors: drop what would be written here, and reconcile once
+    /// this process becomes the writer again (the other may have stopped mid-way).
+    async fn stand_by(&mut self, rx: &mut mpsc::Receiver<VectorJob>) {
+        while rx.try_recv().is_ok() {}
+        self.backlog.clear();
+        self.stats.vectors_pending.store(0, Ordering::Relaxed);
+        self.stats.vectors_ready.store(true, Ordering::Release);
+        self.overflow.store(true, Ordering::Release);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     /// Processes the next batch from the backlog; on error the batch stays queued.
@@ -282,7 +312,14 @@ impl Worker {
                 })
                 .collect();
             let missing: HashSet<u64> = missing.difference(&queued).copied().collect();
-            if !stray.is_empty() {
+            if self.config.shared {
+                if !stray.is_empty() {
+                    tracing::debug!(
+                        stray = stray.len(),
+                        "points without a post here are left alone: the store is shared"
+                    );
+                }
+            } else if !stray.is_empty() {
                 self.store.delete(&stray)?;
             }
             let posts = if missing.is_empty() {
@@ -296,7 +333,7 @@ impl Worker {
                 .fetch_add(n as u64, Ordering::Relaxed);
             self.backlog
                 .extend(posts.into_iter().map(VectorJob::Upsert));
-            Ok((n, stray.len()))
+            Ok((n, if self.config.shared { 0 } else { stray.len() }))
         })();
         match result {
             Ok((missing, stray)) => {

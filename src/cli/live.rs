@@ -6,7 +6,7 @@ use serde_json::json;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 use tidings::config::Settings;
-use tidings_index::{EdgeVectorStore, IndexConfig, IndexService, VectorReader};
+use tidings_index::{IndexConfig, IndexService};
 use tidings_ingest::sources::nats::{open_stream, NatsSpec};
 use tokio::io::AsyncBufReadExt;
 
@@ -82,13 +82,17 @@ pub(crate) fn verify(settings: &Settings, ids: bool) -> anyhow::Result<serde_jso
     let inventory = service.inventory()?;
     let checkpoints = service.checkpoints().clone();
     let vectors_dir = settings.data.dir.join("vectors");
-    let vectors: Option<BTreeSet<String>> = if vectors_dir.exists() {
-        let dim = tidings::app::embedder(settings)?.map_or(384, |e| e.dim());
-        let store = EdgeVectorStore::open(&vectors_dir, dim)?;
-        Some(store.all_ids()?.into_iter().map(|(_, id)| id).collect())
-    } else {
-        None
-    };
+    let vectors: Option<BTreeSet<String>> =
+        if settings.vectors.kind == "qdrant" || vectors_dir.exists() {
+            let dim = match tidings_index::recorded_embedder(&settings.data.dir) {
+                Some((_, dim)) => dim,
+                None => tidings::app::embedder(settings)?.map_or(384, |e| e.dim()),
+            };
+            let store = tidings::app::vector_store(settings, dim)?;
+            Some(store.all_ids()?.into_iter().map(|(_, id)| id).collect())
+        } else {
+            None
+        };
     let text: BTreeSet<String> = inventory.text.keys().cloned().collect();
     let duplicates: Vec<&String> = inventory
         .text

@@ -9,3 +9,4 @@ pub(crate) mod live;
 pub(crate) mod models;
 pub(crate) mod search;
 pub(crate) mod serve;
+pub(crate) mod vectors;

@@ -14,20 +14,20 @@ const N: usize = 1200;
 const KILLS: usize = 4;
 const RATE_PER_SEC: u64 = 150;
 
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).expect("random bytes");
     u64::from_le_bytes(b)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
 }
 
-fn start(config: &Path, port: u16, log: &Path) -> Child {
+pub(crate) fn start(config: &Path, port: u16, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -44,7 +44,7 @@ fn start(config: &Path, port: u16, log: &Path) -> Child {
         .expect("start tidings serve")
 }
 
-async fn readyz(client: &reqwest::Client, port: u16) -> Option<Value> {
+pub(crate) async fn readyz(client: &reqwest::Client, port: u16) -> Option<Value> {
     client
         .get(format!("http://127.0.0.1:{port}/readyz"))
         .timeout(Duration::from_secs(2))

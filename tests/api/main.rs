@@ -2,6 +2,8 @@
 //! driven over HTTP. One binary, one file per feature, shared helpers.
 
 mod helpers;
+#[path = "../../index/tests/support/qdrant_server.rs"]
+mod qdrant_server;
 
 mod chat;
 mod conversations;
@@ -15,6 +17,8 @@ mod multilingual;
 mod openai_sdk;
 mod openapi;
 mod posts;
+mod qdrant;
 mod recovery;
+mod replicas;
 mod search;
 mod upstream;

@@ -34,6 +34,9 @@ pub struct BenchOptions {
     pub fresh_rate: f64,
     pub fresh_secs: u64,
     pub peers_data: PathBuf,
+    /// With `synthetic_vectors`: also measure hybrid search with the vectors on this Qdrant
+    /// server (gRPC URL), beside the embedded shard, in the same run.
+    pub qdrant_url: Option<String>,
 }
 
 pub(crate) const WINDOW_END_MS: i64 = 1_711_843_200_000; // 2024-03-31T00:00:00Z, end of gen.py's window
@@ -250,21 +253,30 @@ async fn hybrid_synthetic(
     base: &Settings,
     options: &BenchOptions,
     n: usize,
+    qdrant_url: Option<&str>,
 ) -> anyhow::Result<Vec<String>> {
     use tidings_index::vectors::VectorPoint;
-    use tidings_index::{EdgeVectorStore, VectorStore};
     let path = corpus(options, n)?;
     let queries = queries(options)?;
     let dir = tempfile::tempdir()?;
     let mut settings = base.clone();
     settings.data.dir = dir.path().to_path_buf();
     settings.embedder.kind = "none".into();
+    let store_name = match qdrant_url {
+        Some(url) => {
+            settings.vectors.kind = "qdrant".into();
+            settings.vectors.url = url.to_string();
+            settings.vectors.collection = format!("tidings_bench_{n}_{}", std::process::id());
+            "Qdrant server"
+        }
+        None => "embedded shard",
+    };
     let service = tokio::task::block_in_place(|| app::open_index(&settings, false))?;
     ingest_path(&service, &path, None).await?;
     service.shutdown().await;
     let started = Instant::now();
     let load = tokio::task::block_in_place(|| -> anyhow::Result<(f64, f64)> {
-        let store = EdgeVectorStore::open(&dir.path().join("vectors"), 384)?;
+        let store = app::vector_store(&settings, 384)?;
         let content = std::fs::read_to_string(&path)?;
         let config = ValidationConfig::default();
         let now = chrono::Utc::now();
@@ -314,8 +326,9 @@ async fn hybrid_synthetic(
     let (p50, p99) = summarize(hybrid);
     let (t50, t99) = summarize(text);
     Ok(vec![format!(
-        "| hybrid top-10 incl. query embedding, last-24h filter (synthetic vectors: upsert {:.0} s, {}) | {n} | p50 {p50:.2} ms / p99 {p99:.2} ms | BM25 alone p50 {t50:.2} / p99 {t99:.2} ms | — |",
+        "| hybrid top-10 incl. query embedding, last-24h filter, vectors on the {store_name} (synthetic vectors: upsert {:.0} s = {:.0} vectors/s, {}) | {n} | p50 {p50:.2} ms / p99 {p99:.2} ms | BM25 alone p50 {t50:.2} / p99 {t99:.2} ms | — |",
         load.0,
+        n as f64 / load.0.max(1e-9),
         if options.no_hnsw { "no HNSW build".to_string() } else { format!("HNSW build {:.0} s", load.1) }
     )])
 }
@@ -376,7 +389,10 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
         }
         service.shutdown().await;
         if options.synthetic_vectors {
-            rows.extend(hybrid_synthetic(&base, &options, n).await?);
+            rows.extend(hybrid_synthetic(&base, &options, n, None).await?);
+            if let Some(url) = options.qdrant_url.as_deref() {
+                rows.extend(hybrid_synthetic(&base, &options, n, Some(url)).await?);
+            }
         }
         println!("bench: n={n} done");
     }

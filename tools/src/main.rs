@@ -95,6 +95,10 @@ enum Command {
         /// With --synthetic-vectors: skip the HNSW build.
         #[arg(long)]
         no_hnsw: bool,
+        /// With --synthetic-vectors: also run the hybrid figure with the vectors on this Qdrant
+        /// server (gRPC URL, e.g. http://127.0.0.1:6334), beside the embedded shard.
+        #[arg(long)]
+        qdrant_url: Option<String>,
         /// Benchmark the answering path (local model, agent overhead, concurrency) instead.
         #[arg(long)]
         agent: bool,
@@ -169,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             index,
             synthetic_vectors,
             no_hnsw,
+            qdrant_url,
         } => {
             if agent {
                 return bench_agent::run(settings, &shared, index.as_deref()).await;
@@ -183,6 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 fresh_secs,
                 peers_data: peers_data
                     .unwrap_or_else(|| std::env::temp_dir().join("tidings-peers-data")),
+                qdrant_url,
             };
             if nats {
                 return bench_nats::run(settings, options, &nats_rates, fresh_secs).await;

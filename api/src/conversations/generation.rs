@@ -5,6 +5,7 @@ use super::types::{merged_search, GenerateBody};
 use super::views::{load, message_json, tree_of, with_tree};
 use crate::answer::{agent_error, check_persona, extensions, SearchBody};
 use crate::invalid;
+use crate::lease::Lease;
 use crate::routes::search::PostDto;
 use crate::routes::store_error;
 use crate::store::{Conversation, MessageStatus, NewMessage, Origin, Role, Store, StoredMessage};
@@ -23,31 +24,58 @@ use tidings_index::Post;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-/// Conversations with a generation in flight.
+/// Conversations with a generation in flight in this process. Across replicas sharing the
+/// database, a lease (`conversation:<id>`) says which one is generating.
 #[derive(Clone, Default)]
 pub(crate) struct Generating(Arc<Mutex<HashSet<String>>>);
 
-/// Held while a conversation generates; frees the conversation when dropped.
+/// Held while a conversation generates; frees the conversation (and its lease) when dropped.
 pub(super) struct GeneratingGuard {
     set: Generating,
     id: String,
+    _lease: Option<Lease>,
+}
+
+fn busy(elsewhere: bool) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::ConversationBusy,
+        if elsewhere {
+            "this conversation is already answering on another replica; wait for that answer to finish"
+        } else {
+            "this conversation is already answering; wait for that answer to finish"
+        },
+    )
+    .with_retry_after(2)
 }
 
 impl Generating {
-    pub(super) fn claim(&self, id: &str) -> Result<GeneratingGuard, ApiError> {
-        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !set.insert(id.to_string()) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::ConversationBusy,
-                "this conversation is already answering; wait for that answer to finish",
-            )
-            .with_retry_after(2));
+    /// Claims the conversation in this process, then its lease in the database (when there is
+    /// one), so that one generation runs per conversation across every replica.
+    pub(super) async fn claim(
+        &self,
+        state: &AppState,
+        id: &str,
+    ) -> Result<GeneratingGuard, ApiError> {
+        {
+            let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if !set.insert(id.to_string()) {
+                return Err(busy(false));
+            }
         }
-        Ok(GeneratingGuard {
+        let mut guard = GeneratingGuard {
             set: self.clone(),
             id: id.to_string(),
-        })
+            _lease: None,
+        };
+        if let Some(store) = &state.store {
+            match Lease::acquire(store, &state.replica, format!("conversation:{id}")).await {
+                Ok(Some(lease)) => guard._lease = Some(lease),
+                Ok(None) => return Err(busy(true)),
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Ok(guard)
     }
 }
 

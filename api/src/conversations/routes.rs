@@ -182,7 +182,7 @@ pub(crate) async fn ask(
     tree.can_ask_under(parent.as_deref())
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidParent, e))?;
     let plan = Generation::prepare(&agent, &c, &body)?;
-    let guard = state.generating.claim(&id)?;
+    let guard = state.generating.claim(&state, &id).await?;
     if c.title.is_empty() {
         let title = tidings_index::script::shorten(content.trim(), 80).into_owned();
         let _ = store
@@ -254,7 +254,7 @@ pub(crate) async fn regenerate(
         target.clone()
     };
     let plan = Generation::prepare(&agent, &c, &body)?;
-    let guard = state.generating.claim(&id)?;
+    let guard = state.generating.claim(&state, &id).await?;
     plan.run(
         &state.tasks,
         store,
@@ -325,7 +325,7 @@ pub(crate) async fn edit(
         None => None,
     };
     let guard = match &agent {
-        Some(_) => Some(state.generating.claim(&id)?),
+        Some(_) => Some(state.generating.claim(&state, &id).await?),
         None => None,
     };
     let user = store
@@ -337,7 +337,13 @@ pub(crate) async fn edit(
             origin: Origin::Edited,
             edited_from: Some(&original.id),
             status: MessageStatus::Complete,
-            meta: &json!({}),
+            // Marks a question left unanswered on purpose, so recovery does not take it for
+            // one whose generation died.
+            meta: &if agent.is_some() {
+                json!({})
+            } else {
+                crate::store::UNANSWERED_ON_PURPOSE.clone()
+            },
         })
         .await
         .map_err(store_error)?;

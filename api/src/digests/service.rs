@@ -4,6 +4,7 @@
 
 use super::types::{DigestBody, WebhookBody};
 use super::views::run_view;
+use crate::lease::Lease;
 use crate::routes::store_error;
 use crate::store::records::{self, DigestRecord};
 use crate::store::{DigestRow, RunRow, Store};
@@ -64,6 +65,16 @@ pub(crate) async fn execute(
         .map_err(store_error)?
     else {
         return Ok(None);
+    };
+    // While this run is in progress its lease says so; if this process dies, the lease lapses
+    // and a replica's recovery marks the run `failed` (`interrupted`) instead of leaving it
+    // `running` for good. (A fresh run id: no one else can hold it.)
+    let _lease = match Lease::acquire(store, &state.replica, format!("run:{}", run.id)).await {
+        Ok(lease) => lease,
+        Err(e) => {
+            tracing::warn!(run = %run.id, error = %e, "could not take the run's lease; recovery may mark it interrupted after the grace period");
+            None
+        }
     };
     let result = match &state.agent {
         None => Err(

@@ -17,8 +17,8 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     summary = "Readiness: index writer alive, vector backlog, database, live sources",
     responses(
-        (status = 200, description = "`{status: ready|degraded, checks: {text_index, vector_index, database, sources}}`; `degraded`: serving, but a live source is not connected", body = Object),
-        (status = 503, description = "`status: not_ready`: the index writer stopped", body = Object),
+        (status = 200, description = "`{status: ready|degraded, replica, checks: {text_index, vector_index: {configured, backend, ok, error, writer, caught_up, pending}, database, sources}}`; `degraded`: serving, but a live source is not connected or the vector store does not answer (search falls back to BM25)", body = Object),
+        (status = 503, description = "`status: not_ready`: the index writer stopped; `catching_up`: a live source (NATS) still holds posts that waited for this replica since it started", body = Object),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let writer_ok = state.write.is_running();
@@ -29,15 +29,34 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
         }
         None => serde_json::json!({"backend": null, "ok": null}),
     };
+    let search = state.search.clone();
+    let vectors = tokio::task::spawn_blocking(move || {
+        search
+            .vector_health()
+            .map(|(backend, health)| (backend, health.err().map(|e| e.to_string())))
+    })
+    .await
+    .ok()
+    .flatten();
+    let vectors_ok = vectors.as_ref().is_none_or(|(_, error)| error.is_none());
     let sources: Vec<_> = state.sources.iter().map(|s| s.snapshot()).collect();
-    let all_connected = sources.iter().all(|s| s.connected);
+    let all_connected = sources.iter().all(|s| s.connected) && vectors_ok;
+    // A replica that started late reads what it missed before it takes traffic.
+    let catching_up = sources.iter().any(|s| s.connected && !s.caught_up);
     let body = serde_json::json!({
-        // "degraded": serving, but a live source is not connected (search still answers).
-        "status": if !writer_ok { "not_ready" } else if all_connected { "ready" } else { "degraded" },
+        // "degraded": serving, but a live source is not connected or the vector store does not
+        // answer (search still answers, by BM25 alone).
+        "status": if !writer_ok { "not_ready" } else if catching_up { "catching_up" } else if all_connected { "ready" } else { "degraded" },
+        "replica": state.replica.name,
         "checks": {
             "text_index": { "ok": writer_ok, "posts": stats.posts.load(Ordering::Relaxed) },
             "vector_index": {
                 "configured": state.search.has_vectors(),
+                "backend": vectors.as_ref().map(|(backend, _)| *backend),
+                // Replicas sharing a vector store: whether this one writes the vectors.
+                "writer": state.vector_writer.as_ref().map_or(state.search.has_vectors(), |r| r.is_writer()),
+                "ok": vectors.as_ref().map(|(_, error)| error.is_none()),
+                "error": vectors.as_ref().and_then(|(_, error)| error.clone()),
                 "caught_up": stats.vectors_ready.load(Ordering::Relaxed),
                 "pending": stats.vectors_pending.load(Ordering::Relaxed),
             },
@@ -45,7 +64,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
             "sources": sources,
         },
     });
-    let status = if writer_ok {
+    let status = if writer_ok && !catching_up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -56,10 +75,13 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
 /// `GET /v1/sources`: each live source's state, lag, position and counters.
 #[utoipa::path(get, path = "/v1/sources", tag = "live",
     summary = "Each live source's state, lag, position, last error, retry time and counters (Bluesky Jetstream, Mastodon, X, NATS)",
-    responses((status = 200, description = "`{object: list, data: [{name, kind, state (connecting|connected|backoff|throttled|failed|stopped), connected, endpoint, since, last_error, last_error_at, retry_at, retry_in_secs, position, lag_secs, newest_event, backlog, committed_at, received, inserted, updated, duplicates, deleted, filtered, rejected, ignored, connects, disconnects}]}`", body = Object)))]
+    responses((status = 200, description = "`{object: list, replica (this process among replicas), vector_writer (whether it writes the shared vectors; null when not shared), data: [{name, kind, state (connecting|connected|backoff|throttled|failed|stopped), connected, endpoint, since, last_error, last_error_at, retry_at, retry_in_secs, position, lag_secs, newest_event, backlog, caught_up, committed_at, received, inserted, updated, duplicates, deleted, filtered, rejected, ignored, connects, disconnects}]}`", body = Object)))]
 pub(crate) async fn sources(State(state): State<AppState>) -> Json<serde_json::Value> {
     let data: Vec<_> = state.sources.iter().map(|s| s.snapshot()).collect();
-    Json(serde_json::json!({"object": "list", "data": data}))
+    let vector_writer = state.vector_writer.as_ref().map(|r| r.is_writer());
+    Json(
+        serde_json::json!({"object": "list", "replica": state.replica.name, "vector_writer": vector_writer, "data": data}),
+    )
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

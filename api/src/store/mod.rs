@@ -1,7 +1,8 @@
 //! The app database (sqlx): one `Store` over a pool, split by aggregate: `conversations`
 //! (conversations and their message trees), `digests` (definitions, runs, webhook deliveries),
-//! `recovery` (what a dead process left behind); `records` the versioned JSON records that
-//! digest definitions and conversation settings are stored as.
+//! `recovery` (what a dead process left behind), `leases` (work a replica is doing now);
+//! `records` the versioned JSON records that digest definitions and conversation settings are
+//! stored as.
 //!
 //! One code path for both backends through sqlx's `Any` driver: a SQLite file in the data
 //! directory by default, PostgreSQL when the URL says so. The schema is portable SQL
@@ -33,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "webhook deliveries",
         include_str!("../../migrations/0003_webhook_deliveries.sql"),
+    ),
+    (
+        4,
+        "leases",
+        include_str!("../../migrations/0004_leases.sql"),
     ),
 ];
 
@@ -202,6 +208,7 @@ impl Backend {
 
 mod conversations;
 mod digests;
+mod leases;
 pub mod records;
 mod recovery;
 
@@ -228,6 +235,11 @@ fn time(ms: i64) -> DateTime<Utc> {
 fn json(text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("JSON column: {e}")))
 }
+
+/// The `meta` of a question stored without asking for an answer (an edit with
+/// `answer: false`): recovery leaves it unanswered.
+pub static UNANSWERED_ON_PURPOSE: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({"answer": false}));
 
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()

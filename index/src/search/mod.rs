@@ -163,6 +163,13 @@ impl SearchHandle {
         self.vectors.is_some() && self.embedder.is_some()
     }
 
+    /// The vector store's kind (`edge`, `qdrant`) and whether it answers now (`None` without a
+    /// dense half). Blocks on a server store's ping: call it off the async threads.
+    pub fn vector_health(&self) -> Option<(&'static str, Result<(), IndexError>)> {
+        let store = self.vectors.as_ref()?;
+        Some((store.backend(), store.health()))
+    }
+
     /// Fetches one post by id.
     pub fn get(&self, id: &crate::PostId) -> Result<Option<Post>, IndexError> {
         self.text.get(&self.text.reader.searcher(), id)

@@ -194,17 +194,7 @@ impl VectorReader for EdgeVectorStore {
         let Some(record) = records.into_iter().next() else {
             return Ok(None);
         };
-        let Some(vectors) = record.vector else {
-            return Ok(None);
-        };
-        Ok(match vectors {
-            qdrant_edge::VectorStructInternal::Named(map) => match map.get(VECTOR_NAME) {
-                Some(VectorInternal::Dense(v)) => Some(v.clone()),
-                _ => None,
-            },
-            qdrant_edge::VectorStructInternal::Single(v) => Some(v),
-            _ => None,
-        })
+        Ok(record.vector.and_then(dense))
     }
 
     fn all_ids(&self) -> Result<Vec<(u64, String)>, IndexError> {
@@ -240,6 +230,68 @@ impl VectorReader for EdgeVectorStore {
     fn count(&self) -> Result<usize, IndexError> {
         let info = self.shard.info().map_err(edge_err("info"))?;
         Ok(info.points_count)
+    }
+
+    fn page(
+        &self,
+        offset: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<VectorPoint>, Option<String>), IndexError> {
+        let mut builder = ScrollRequestBuilder::new()
+            .limit(limit)
+            .with_payload(WithPayloadInterface::Bool(true))
+            .with_vector(WithVector::Bool(true));
+        if let Some(o) = offset {
+            let uuid = uuid::Uuid::parse_str(&o)
+                .map_err(|e| IndexError::InvalidInput(format!("page offset `{o}`: {e}")))?;
+            builder = builder.offset(PointId::Uuid(uuid));
+        }
+        let (records, next) = self
+            .shard
+            .scroll(builder.build())
+            .map_err(edge_err("scroll"))?;
+        let points = records
+            .into_iter()
+            .filter_map(|r| {
+                let payload = r.payload?.0;
+                let text = |key: &str| {
+                    payload
+                        .get(key)
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                };
+                Some(VectorPoint {
+                    post_id: text("post_id")?,
+                    id_hash: payload.get("h")?.as_i64()? as u64,
+                    created_at_ms: payload.get("created_at")?.as_i64()?,
+                    author: text("author"),
+                    source: text("source").unwrap_or_default(),
+                    lang: text("lang"),
+                    vector: dense(r.vector?)?,
+                })
+            })
+            .collect();
+        let next = next.map(|id| match id {
+            PointId::Uuid(u) => u.to_string(),
+            PointId::NumId(n) => n.to_string(),
+        });
+        Ok((points, next))
+    }
+
+    fn backend(&self) -> &'static str {
+        "edge"
+    }
+}
+
+/// The `text` vector of a stored point.
+fn dense(vectors: qdrant_edge::VectorStructInternal) -> Option<Vec<f32>> {
+    match vectors {
+        qdrant_edge::VectorStructInternal::Named(map) => match map.get(VECTOR_NAME) {
+            Some(VectorInternal::Dense(v)) => Some(v.clone()),
+            _ => None,
+        },
+        qdrant_edge::VectorStructInternal::Single(v) => Some(v),
+        _ => None,
     }
 }
 

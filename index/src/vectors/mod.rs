@@ -1,9 +1,13 @@
-//! The vector half of the index behind one trait: embedded `qdrant-edge` by default; a
-//! `qdrant-client` implementation for a Qdrant server can fill the same trait.
+//! The vector half of the index behind one trait: embedded `qdrant-edge` by default
+//! ([`EdgeVectorStore`]), or a Qdrant server or cluster through `qdrant-client`
+//! ([`QdrantVectorStore`], `vectors.kind = "qdrant"`). Both keep the same layout, so
+//! `tidings migrate-vectors` copies points between them with [`VectorReader::page`].
 
 mod edge;
+mod qdrant;
 
 pub use edge::EdgeVectorStore;
+pub use qdrant::{QdrantStoreConfig, QdrantVectorStore};
 
 use crate::filter::SearchFilter;
 use crate::post::Post;
@@ -61,6 +65,19 @@ pub trait VectorReader: Send + Sync {
     fn all_ids(&self) -> Result<Vec<(u64, String)>, IndexError>;
     /// Number of stored points.
     fn count(&self) -> Result<usize, IndexError>;
+    /// Every point with its vector, a page of up to `limit` at a time from `offset` (an opaque
+    /// cursor, `None` for the first page); the next page's cursor comes back with it.
+    fn page(
+        &self,
+        offset: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<VectorPoint>, Option<String>), IndexError>;
+    /// `edge` or `qdrant`, for `/readyz`, `/v1/sources` and metrics.
+    fn backend(&self) -> &'static str;
+    /// Whether the store answers now (a server store pings its server).
+    fn health(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
 }
 
 /// The whole vector index, write side included. Only the index's writer side holds it (the

@@ -161,6 +161,29 @@ async fn session(
         )
         .await
         .map_err(|e| SourceError::Disconnected(format!("consumer {}: {e}", spec.consumer)))?;
+    // What waits for this consumer now: a replica that was down (or started late) is not
+    // caught up until it has committed up to the stream's last message as of now.
+    match consumer.get_info().await {
+        Ok(info) => {
+            ctx.status.set_backlog(Some(info.num_pending));
+            let target = if info.num_pending > 0 {
+                let mut stream = stream.clone();
+                match stream.info().await {
+                    Ok(s) => Some(s.state.last_sequence),
+                    Err(e) => {
+                        tracing::warn!(source = %ctx.name, error = %e, "could not read the stream's last sequence");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            ctx.status.catch_up_to(target);
+        }
+        Err(e) => {
+            tracing::warn!(source = %ctx.name, error = %e, "could not read the consumer's backlog")
+        }
+    }
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(ctx.limits.batch_changes.max(1))

@@ -57,6 +57,11 @@ struct Mutable {
     /// Messages waiting at the source (NATS consumer's pending count).
     backlog: Option<u64>,
     throttled: bool,
+    /// The position (NATS stream sequence) a commit must reach before the source counts as
+    /// caught up: the last message that waited for it when it connected.
+    catch_up_to: Option<u64>,
+    /// Latched once a commit reached `catch_up_to` (a source without one: once connected).
+    caught_up: bool,
 }
 
 /// Shared status of one running source.
@@ -90,6 +95,9 @@ pub struct SourceSnapshot {
     pub newest_event: Option<DateTime<Utc>>,
     /// Messages still waiting at the source, where it says (NATS).
     pub backlog: Option<u64>,
+    /// Whether the source has delivered, since this process started, everything that waited
+    /// for it (a late replica reading the stream is not caught up until then).
+    pub caught_up: bool,
     pub committed_at: Option<DateTime<Utc>>,
     pub received: u64,
     pub inserted: u64,
@@ -146,9 +154,26 @@ impl SourceStatus {
         self.set_state(SourceState::Connecting);
     }
 
+    /// Connected. A source that set a catch-up position before this is caught up once a
+    /// commit reaches it; any other is caught up now.
     pub fn connected(&self) {
         self.count(|c| &c.connects);
         self.set_state(SourceState::Connected);
+        self.with(|m| {
+            if m.catch_up_to.is_none() {
+                m.caught_up = true;
+            }
+        });
+    }
+
+    /// What waited for this source when it connected: it is not caught up until a commit's
+    /// position (a NATS stream sequence) reaches `position` (`None`: nothing waited).
+    pub fn catch_up_to(&self, position: Option<u64>) {
+        self.with(|m| {
+            if !m.caught_up {
+                m.catch_up_to = position;
+            }
+        });
     }
 
     pub fn set_error(&self, error: &str) {
@@ -206,6 +231,14 @@ impl SourceStatus {
                 m.lag_secs = Some(((now - t).num_milliseconds().max(0) as f64) / 1000.0);
             }
             m.committed_at = Some(now);
+            let reached = match (m.catch_up_to, m.position.as_deref()) {
+                (Some(target), Some(p)) => p.parse::<u64>().is_ok_and(|p| p >= target),
+                _ => false,
+            };
+            if reached {
+                m.caught_up = true;
+                m.catch_up_to = None;
+            }
         });
     }
 
@@ -240,6 +273,7 @@ impl SourceStatus {
             lag_secs: m.lag_secs,
             newest_event: m.newest_event,
             backlog: m.backlog,
+            caught_up: m.caught_up,
             committed_at: m.committed_at,
             received: get(&c.received),
             inserted: get(&c.inserted),
@@ -252,5 +286,32 @@ impl SourceStatus {
             connects: get(&c.connects),
             disconnects: get(&c.disconnects),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_is_caught_up_once_a_commit_reaches_what_waited_for_it() {
+        let nats = SourceStatus::new("nats-東京", "nats");
+        nats.catch_up_to(Some(40));
+        nats.connected();
+        assert!(!nats.snapshot().caught_up, "messages up to 40 still wait");
+        nats.committed(&ApplyOutcome::default(), Some("39".into()), None);
+        assert!(!nats.snapshot().caught_up, "39 is not 40");
+        nats.committed(&ApplyOutcome::default(), Some("40".into()), None);
+        assert!(nats.snapshot().caught_up);
+        // A latch: a reconnect with a new backlog does not take the replica out of service.
+        nats.catch_up_to(Some(500));
+        nats.connected();
+        nats.committed(&ApplyOutcome::default(), Some("41".into()), None);
+        assert!(nats.snapshot().caught_up);
+
+        let jetstream = SourceStatus::new("bluesky", "jetstream");
+        assert!(!jetstream.snapshot().caught_up);
+        jetstream.connected();
+        assert!(jetstream.snapshot().caught_up, "nothing to catch up with");
     }
 }
