@@ -44,6 +44,23 @@ pub(crate) fn start(config: &Path, port: u16, log: &Path) -> Child {
         .expect("start tidings serve")
 }
 
+/// A JetStream context on the NATS at 127.0.0.1:4222, with the test's own stream created.
+pub(crate) async fn test_stream(stream: &str, subject: &str) -> async_nats::jetstream::Context {
+    let nats = async_nats::connect("127.0.0.1:4222")
+        .await
+        .expect("NATS JetStream runs at 127.0.0.1:4222 (see README: scale-out ingest)");
+    let js = async_nats::jetstream::new(nats);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: stream.to_string(),
+        subjects: vec![subject.to_string()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .expect("create the test stream");
+    js
+}
+
 pub(crate) async fn readyz(client: &reqwest::Client, port: u16) -> Option<Value> {
     client
         .get(format!("http://127.0.0.1:{port}/readyz"))
@@ -117,18 +134,7 @@ ack_wait_secs = 3
     )
     .expect("write settings");
 
-    let nats = async_nats::connect("127.0.0.1:4222")
-        .await
-        .expect("NATS JetStream runs at 127.0.0.1:4222 (see README: scale-out ingest)");
-    let js = async_nats::jetstream::new(nats);
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![subject.clone()],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .expect("create the test stream");
+    let js = test_stream(&stream, &subject).await;
 
     // The producer: N posts at a steady rate, plus malformed messages among them; a post counts
     // as acknowledged once JetStream confirms it.

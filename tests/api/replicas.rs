@@ -9,7 +9,7 @@
 //!   it takes over the vector writer's lease, so posts published after still get their vectors.
 
 use crate::conversations::PgDatabase;
-use crate::crash::{free_port, random_u64, readyz, start};
+use crate::crash::{free_port, random_u64, readyz, start, test_stream};
 use crate::qdrant_server::QdrantServer;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -71,6 +71,18 @@ impl Replica {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path} on {}: {e}", self.name))
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    async fn post(&self, client: &reqwest::Client, path: &str, body: Value) -> Value {
+        client
+            .post(format!("{}{path}", self.base()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} on {}: {e}", self.name))
             .json()
             .await
             .expect("JSON")
@@ -210,18 +222,7 @@ async fn two_replicas_share_the_work_and_recover_each_other() {
         format!("TIDINGS_REPLICAS_{tag}"),
         format!("tidings.replicas.{tag}"),
     );
-    let nats = async_nats::connect("127.0.0.1:4222")
-        .await
-        .expect("NATS JetStream runs at 127.0.0.1:4222");
-    let js = async_nats::jetstream::new(nats);
-    js.get_or_create_stream(async_nats::jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![subject.clone()],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .expect("create the test stream");
+    let js = test_stream(&stream, &subject).await;
 
     let client = reqwest::Client::new();
     let make = |name: &'static str| Replica {
@@ -293,15 +294,9 @@ async fn two_replicas_share_the_work_and_recover_each_other() {
     }
 
     // One generation per conversation across the replicas, then SIGKILL mid-generation.
-    let conversation: Value = client
-        .post(format!("{}/v1/conversations", a.base()))
-        .json(&json!({"title": "港 harbour"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conversation = a
+        .post(&client, "/v1/conversations", json!({"title": "港 harbour"}))
+        .await;
     let cid = conversation["id"]
         .as_str()
         .expect("conversation id")
@@ -422,15 +417,13 @@ async fn two_replicas_share_the_work_and_recover_each_other() {
     .await;
 
     // SIGKILL mid-digest-run: the run is marked failed (interrupted) by the other replica.
-    let digest: Value = client
-        .post(format!("{}/v1/digests", b.base()))
-        .json(&json!({"name": "Harbour", "window": "24h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let digest = b
+        .post(
+            &client,
+            "/v1/digests",
+            json!({"name": "Harbour", "window": "24h"}),
+        )
+        .await;
     let did = digest["id"].as_str().expect("digest id").to_string();
     let mut interrupted = None;
     for _attempt in 0..3 {

@@ -15,7 +15,7 @@ use tidings_ingest::sources::SourceSpec;
 
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 
-fn texts(options: &BenchOptions, n: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) fn texts(options: &BenchOptions, n: usize) -> anyhow::Result<Vec<String>> {
     let path = corpus(options, 100_000)?;
     let file =
         std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;

@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tidings::config::Settings;
-use tidings_tools::{bench, bench_agent, bench_nats, eval};
+use tidings_tools::{bench, bench_agent, bench_nats, bench_replicas, eval};
 
 #[derive(Parser)]
 #[command(
@@ -108,6 +108,10 @@ enum Command {
         nats: bool,
         #[arg(long = "nats-rate", default_values_t = [50.0f64, 500.0])]
         nats_rates: Vec<f64>,
+        /// With --nats: two replicas sharing NATS, a fresh PostgreSQL database and a collection
+        /// on the Qdrant server at --qdrant-url; publish → searchable on each, and → its vector.
+        #[arg(long)]
+        replicas: bool,
         /// With --agent: an existing data dir with the CrisisLex posts and their vectors
         /// (`tidings-tools eval --keep-index DIR` makes one).
         #[arg(long)]
@@ -170,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             agent,
             nats,
             nats_rates,
+            replicas,
             index,
             synthetic_vectors,
             no_hnsw,
@@ -190,6 +195,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or_else(|| std::env::temp_dir().join("tidings-peers-data")),
                 qdrant_url,
             };
+            if nats && replicas {
+                return bench_replicas::run(settings, options, &nats_rates, fresh_secs).await;
+            }
             if nats {
                 return bench_nats::run(settings, options, &nats_rates, fresh_secs).await;
             }
