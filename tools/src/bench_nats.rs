@@ -94,6 +94,39 @@ impl Run {
     }
 }
 
+/// Publishes `total` messages (`body(i)`) at `rate` per second; returns when each was sent.
+/// Acknowledgements are awaited as they come (JetStream caps how many may be pending), and all
+/// of them before it returns.
+pub(crate) async fn publish_steady(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    total: usize,
+    rate: f64,
+    body: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<Instant>> {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = tokio::time::Instant::now();
+    let mut sent: Vec<Instant> = Vec::with_capacity(total);
+    let mut acks = std::collections::VecDeque::new();
+    for i in 0..total {
+        tokio::time::sleep_until(started + interval * i as u32).await;
+        sent.push(Instant::now());
+        acks.push_back(
+            js.publish(subject.to_string(), body(i).into_bytes().into())
+                .await?,
+        );
+        while acks.len() > 256 {
+            if let Some(a) = acks.pop_front() {
+                a.await?;
+            }
+        }
+    }
+    for a in acks {
+        a.await?;
+    }
+    Ok(sent)
+}
+
 /// Steady publishing at `rate` for `secs`: lag from publish to committed (searchable).
 async fn steady(base: &Settings, texts: &[String], rate: f64, secs: u64) -> anyhow::Result<String> {
     let run = setup(base, true).await?;
@@ -119,29 +152,10 @@ async fn steady(base: &Settings, texts: &[String], rate: f64, secs: u64) -> anyh
         }
         at
     });
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let started = tokio::time::Instant::now();
-    let mut sent: Vec<Instant> = Vec::with_capacity(total);
-    // Acknowledgements are awaited as they come (JetStream caps how many may be pending).
-    let mut acks = std::collections::VecDeque::new();
-    for i in 0..total {
-        tokio::time::sleep_until(started + interval * i as u32).await;
-        sent.push(Instant::now());
-        let body = post(i, &texts[i % texts.len()]);
-        acks.push_back(
-            run.js
-                .publish(run.subject.clone(), body.into_bytes().into())
-                .await?,
-        );
-        while acks.len() > 256 {
-            if let Some(a) = acks.pop_front() {
-                a.await?;
-            }
-        }
-    }
-    for a in acks {
-        a.await?;
-    }
+    let sent = publish_steady(&run.js, &run.subject, total, rate, |i| {
+        post(i, &texts[i % texts.len()])
+    })
+    .await?;
     let published_at = Instant::now();
     let at = seen.await?;
     let mut lags = Vec::with_capacity(total);

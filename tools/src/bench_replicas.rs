@@ -167,27 +167,10 @@ async fn steady(
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let started = tokio::time::Instant::now();
-    let mut sent: Vec<Instant> = Vec::with_capacity(total);
-    let mut acks = std::collections::VecDeque::new();
-    for i in 0..total {
-        tokio::time::sleep_until(started + interval * i as u32).await;
-        sent.push(Instant::now());
-        let body = post(i, &texts[i % texts.len()]);
-        acks.push_back(
-            js.publish(subject.clone(), body.into_bytes().into())
-                .await?,
-        );
-        while acks.len() > 256 {
-            if let Some(a) = acks.pop_front() {
-                a.await?;
-            }
-        }
-    }
-    for a in acks {
-        a.await?;
-    }
+    let sent = crate::bench_nats::publish_steady(&js, &subject, total, rate, |i| {
+        post(i, &texts[i % texts.len()])
+    })
+    .await?;
     let published = Instant::now();
     let mut rows = Vec::new();
     for (r, handle) in seen.into_iter().enumerate() {
