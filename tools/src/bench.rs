@@ -37,6 +37,8 @@ pub struct BenchOptions {
     /// With `synthetic_vectors`: also measure hybrid search with the vectors on this Qdrant
     /// server (gRPC URL), beside the embedded shard, in the same run.
     pub qdrant_url: Option<String>,
+    /// Only the text figures (ingest and BM25 at each size); no embedder, no freshness.
+    pub text_only: bool,
 }
 
 pub(crate) const WINDOW_END_MS: i64 = 1_711_843_200_000; // 2024-03-31T00:00:00Z, end of gen.py's window
@@ -199,6 +201,38 @@ fn tantivy_baseline(
     Ok((rate, p50, p99))
 }
 
+/// Posts/s of the social analyzer over every text of the corpus on one thread: with the stem
+/// cache, and with tantivy's stemmer (same terms), alternating, best of three each.
+fn analyzer_rates(path: &Path) -> anyhow::Result<(f64, f64)> {
+    let content = std::fs::read_to_string(path)?;
+    let texts: Vec<String> = content
+        .lines()
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).ok()?["text"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    let run = |analyzer: &mut tantivy::tokenizer::TextAnalyzer| {
+        let started = Instant::now();
+        let mut tokens = 0usize;
+        for t in &texts {
+            let mut stream = analyzer.token_stream(t);
+            while stream.advance() {
+                tokens += stream.token().text.len();
+            }
+        }
+        std::hint::black_box(tokens);
+        texts.len() as f64 / started.elapsed().as_secs_f64()
+    };
+    let (mut cached, mut uncached) = (0f64, 0f64);
+    for _ in 0..3 {
+        cached = cached.max(run(&mut tidings_index::analyzer::social_analyzer()));
+        uncached = uncached.max(run(&mut tidings_index::analyzer::social_analyzer_uncached()));
+    }
+    Ok((cached, uncached))
+}
+
 async fn ingest_path(
     service: &tidings_index::IndexService,
     path: &Path,
@@ -359,6 +393,8 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
         let rate = accepted as f64 / started.elapsed().as_secs_f64();
         rows.push(format!("| text ingest (parse+validate+dedup+index+commit) | {n} | {rate:.0} posts/s | raw tantivy {base_rate:.0} posts/s | {:.2}× |", rate / base_rate));
         let parse_rate = tokio::task::block_in_place(|| crate::bench_http::parse_stage(&path))?;
+        let (cached, uncached) = tokio::task::block_in_place(|| analyzer_rates(&path))?;
+        rows.push(format!("| the text analyzer alone (one thread; tokens, lowercase, cached stems) | {n} | {cached:.0} posts/s | with tantivy's uncached stemmer {uncached:.0} posts/s | {:.2}× |", cached / uncached));
         rows.push(format!("| its parse + validate stage alone (one thread) | {n} | {parse_rate:.0} posts/s | raw tantivy {base_rate:.0} posts/s | {:.2}× |", parse_rate / base_rate));
         let search = service.search.clone();
         let mut lat = Vec::new();
@@ -395,6 +431,10 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
             }
         }
         println!("bench: n={n} done");
+    }
+    if options.text_only {
+        print_table(rows);
+        return Ok(());
     }
 
     // Embeddings: the embedder alone vs ingest with embeddings, same posts, same process.
@@ -490,6 +530,12 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     for kind in ["local", "static"] {
         rows.extend(crate::bench_http::freshness(&base, &options, &texts, kind).await?);
     }
+    print_table(rows);
+    Ok(())
+}
+
+/// The figures as a Markdown table, with the process's peak memory as the last row.
+fn print_table(mut rows: Vec<String>) {
     rows.push(format!(
         "| peak RSS of this process | — | {:.0} MiB | — | — |",
         peak_rss_mb()
@@ -500,5 +546,4 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     for r in rows {
         println!("{r}");
     }
-    Ok(())
 }

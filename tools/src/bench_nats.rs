@@ -1,6 +1,6 @@
 //! `tidings-tools bench --nats`: NATS JetStream → both indexes. Publish-to-searchable lag (p50/p99)
-//! at steady rates (the Bluesky firehose's ~50 posts/s and 10× that), how long the vectors take
-//! to catch up, and how fast a backlog drains (text only, and text + vectors), each beside the
+//! at steady rates (the Bluesky firehose's ~50 posts/s, 10× and 100× that), by BM25 and by
+//! vector (with the configured embedder), how long the vectors take to catch up, and how fast a backlog drains (text only, and text + vectors), each beside the
 //! same posts written straight into the index writer in the same process.
 
 use crate::bench::{corpus, peak_rss_mb, summarize, BenchOptions};
@@ -27,11 +27,13 @@ pub(crate) fn texts(options: &BenchOptions, n: usize) -> anyhow::Result<Vec<Stri
         .collect())
 }
 
-fn post(i: usize, text: &str) -> String {
+/// The `i`-th benchmark post: id `<prefix>-<i>`, and `<prefix><i>` in its text so each post can
+/// be searched for on its own.
+pub(crate) fn post(prefix: &str, i: usize, text: &str) -> String {
     serde_json::json!({
-        "id": format!("nb-{i}"),
+        "id": format!("{prefix}-{i}"),
         "author": format!("bench{}", i % 997),
-        "text": format!("{text} nb{i}"),
+        "text": format!("{text} {prefix}{i}"),
         "created_at": chrono::Utc::now(),
     })
     .to_string()
@@ -56,10 +58,12 @@ async fn setup(base: &Settings, vectors: bool) -> anyhow::Result<Run> {
     settings.data.dir = dir.path().to_path_buf();
     settings.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     settings.model.kind = "none".into();
-    settings.embedder.kind = if vectors {
-        "local".into()
-    } else {
-        "none".into()
+    // With vectors: the configured embedder (`TIDINGS__EMBEDDER__KIND=static` for the
+    // distilled table), the local model when none is configured.
+    settings.embedder.kind = match (vectors, base.embedder.kind.as_str()) {
+        (false, _) => "none".into(),
+        (true, "none") => "local".into(),
+        (true, kind) => kind.into(),
     };
     settings.index.optimize_every = 0;
     let spec: NatsSpec = serde_json::from_value(serde_json::json!({
@@ -127,7 +131,48 @@ pub(crate) async fn publish_steady(
     Ok(sent)
 }
 
-/// Steady publishing at `rate` for `secs`: lag from publish to committed (searchable).
+/// Samples the vectors written by `stats` (summed) every 10 ms until `total` are written (or
+/// 30 minutes pass). Vectors land in publish order (one writer, batches in commit order), so
+/// the samples give each post's vector time within the sampling step.
+pub(crate) fn sample_vectors(
+    stats: Vec<std::sync::Arc<tidings_index::IndexStats>>,
+    total: usize,
+) -> tokio::task::JoinHandle<Vec<(Instant, u64)>> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut samples: Vec<(Instant, u64)> = Vec::new();
+        loop {
+            let written: u64 = stats
+                .iter()
+                .map(|s| s.vectors_upserted.load(Ordering::Relaxed))
+                .sum();
+            samples.push((Instant::now(), written));
+            if written >= total as u64 || started.elapsed() > Duration::from_secs(1800) {
+                return samples;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+}
+
+/// Each post's publish → vector written lag (ms), from the send times and the samples of
+/// [`sample_vectors`]; posts whose vector was not seen are left out.
+pub(crate) fn vector_lags(sent: &[Instant], samples: &[(Instant, u64)]) -> Vec<f64> {
+    let mut lags = Vec::with_capacity(sent.len());
+    let mut k = 0;
+    for (i, t0) in sent.iter().enumerate() {
+        while k < samples.len() && samples[k].1 < (i + 1) as u64 {
+            k += 1;
+        }
+        if let Some((t1, _)) = samples.get(k) {
+            lags.push(t1.saturating_duration_since(*t0).as_secs_f64() * 1000.0);
+        }
+    }
+    lags
+}
+
+/// Steady publishing at `rate` for `secs`: lag from publish to committed (searchable by BM25)
+/// and, with an embedder, to the post's vector written (searchable by meaning).
 async fn steady(base: &Settings, texts: &[String], rate: f64, secs: u64) -> anyhow::Result<String> {
     let run = setup(base, true).await?;
     let app = App::build_with_sources(&run.settings, None, true).await?;
@@ -139,6 +184,7 @@ async fn steady(base: &Settings, texts: &[String], rate: f64, secs: u64) -> anyh
     // Wait for the consumer to be connected.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let total = (rate * secs as f64) as usize;
+    let sampler = sample_vectors(vec![stats.clone()], total);
     let seen = tokio::spawn(async move {
         let mut at: HashMap<String, Instant> = HashMap::with_capacity(total);
         while at.len() < total {
@@ -153,7 +199,7 @@ async fn steady(base: &Settings, texts: &[String], rate: f64, secs: u64) -> anyh
         at
     });
     let sent = publish_steady(&run.js, &run.subject, total, rate, |i| {
-        post(i, &texts[i % texts.len()])
+        post("nb", i, &texts[i % texts.len()])
     })
     .await?;
     let published_at = Instant::now();
@@ -175,12 +221,20 @@ async fn steady(base: &Settings, texts: &[String], rate: f64, secs: u64) -> anyh
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let catchup = published_at.elapsed().as_secs_f64();
+    let samples = sampler.await?;
+    let vlags = vector_lags(&sent, &samples);
+    let vmissing = total - vlags.len();
+    let (v50, v99) = summarize(vlags);
+    let embedder = run.settings.embedder.kind.clone();
     app.stop().await?;
     run.finish().await;
     Ok(format!(
-        "| NATS publish → searchable (BM25) at {rate:.0} posts/s for {secs} s | {total} | p50 {p50:.1} ms / p99 {:.1} ms{} | vectors caught up {catchup:.1} s after the last publish |",
+        "| NATS publish → searchable (BM25) at {rate:.0} posts/s for {secs} s | {total} | p50 {p50:.1} ms / p99 {:.1} ms{} | — |\n\
+         | NATS publish → vector written ({} embedder) at {rate:.0} posts/s | {total} | p50 {v50:.0} ms / p99 {v99:.0} ms{} | caught up {catchup:.1} s after the last publish |",
         p99,
-        if missing > 0 { format!(" ({missing} not seen)") } else { String::new() }
+        if missing > 0 { format!(" ({missing} not seen)") } else { String::new() },
+        embedder,
+        if vmissing > 0 { format!(" ({vmissing} not written)") } else { String::new() },
     ))
 }
 
@@ -196,7 +250,7 @@ async fn drain(
     let run = setup(base, vectors).await?;
     let mut acks = Vec::with_capacity(n);
     for i in 0..n {
-        let body = post(i, &texts[i % texts.len()]);
+        let body = post("nb", i, &texts[i % texts.len()]);
         acks.push(
             run.js
                 .publish(run.subject.clone(), body.into_bytes().into())
@@ -249,7 +303,7 @@ async fn drain(
     let posts: Vec<_> = (0..n)
         .filter_map(|i| {
             tidings_ingest::validate_json(
-                &post(i, &texts[i % texts.len()]),
+                &post("nb", i, &texts[i % texts.len()]),
                 "bench",
                 &validation,
                 chrono::Utc::now(),

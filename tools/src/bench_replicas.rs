@@ -66,16 +66,6 @@ impl Database {
     }
 }
 
-fn post(i: usize, text: &str) -> String {
-    serde_json::json!({
-        "id": format!("rb-{i}"),
-        "author": format!("bench{}", i % 997),
-        "text": format!("{text} rb{i}"),
-        "created_at": chrono::Utc::now(),
-    })
-    .to_string()
-}
-
 /// One rate: two replicas, `rate` posts/s for `secs`.
 async fn steady(
     base: &Settings,
@@ -146,29 +136,10 @@ async fn steady(
             at
         }));
     }
-    // Vectors land in publish order (one writer, batches in commit order): sampling the
-    // writers' counters gives each post's vector time within the sampling step.
-    let sampler = {
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let mut samples: Vec<(Instant, u64)> = Vec::new();
-            loop {
-                let written: u64 = stats
-                    .iter()
-                    .map(|s| s.vectors_upserted.load(Ordering::Relaxed))
-                    .sum();
-                samples.push((Instant::now(), written));
-                if written >= total as u64 || started.elapsed() > Duration::from_secs(1800) {
-                    return samples;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let sampler = crate::bench_nats::sample_vectors(stats.clone(), total);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = crate::bench_nats::publish_steady(&js, &subject, total, rate, |i| {
-        post(i, &texts[i % texts.len()])
+        crate::bench_nats::post("rb", i, &texts[i % texts.len()])
     })
     .await?;
     let published = Instant::now();
@@ -191,16 +162,7 @@ async fn steady(
         ));
     }
     let samples = sampler.await?;
-    let mut vector_lags = Vec::with_capacity(total);
-    let mut k = 0;
-    for (i, t0) in sent.iter().enumerate() {
-        while k < samples.len() && samples[k].1 < (i + 1) as u64 {
-            k += 1;
-        }
-        if let Some((t1, _)) = samples.get(k) {
-            vector_lags.push(t1.saturating_duration_since(*t0).as_secs_f64() * 1000.0);
-        }
-    }
+    let vector_lags = crate::bench_nats::vector_lags(&sent, &samples);
     let written: u64 = samples.last().map_or(0, |s| s.1);
     let caught_up = samples.last().map_or(f64::NAN, |(t, _)| {
         t.saturating_duration_since(published).as_secs_f64()

@@ -95,6 +95,9 @@ enum Command {
         /// With --synthetic-vectors: skip the HNSW build.
         #[arg(long)]
         no_hnsw: bool,
+        /// Only the text figures at each size (ingest, BM25); no embedder, no freshness.
+        #[arg(long)]
+        text_only: bool,
         /// With --synthetic-vectors: also run the hybrid figure with the vectors on this Qdrant
         /// server (gRPC URL, e.g. http://127.0.0.1:6334), beside the embedded shard.
         #[arg(long)]
@@ -179,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             synthetic_vectors,
             no_hnsw,
             qdrant_url,
+            text_only,
         } => {
             if agent {
                 return bench_agent::run(settings, &shared, index.as_deref()).await;
@@ -194,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 peers_data: peers_data
                     .unwrap_or_else(|| std::env::temp_dir().join("tidings-peers-data")),
                 qdrant_url,
+                text_only,
             };
             if nats && replicas {
                 return bench_replicas::run(settings, options, &nats_rates, fresh_secs).await;
