@@ -91,6 +91,81 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
         .with_context(|| format!("open the index in {}", settings.data.dir.display()))
 }
 
+/// What [`reembed`] did.
+#[derive(Debug, serde::Serialize)]
+pub struct ReembedReport {
+    /// The embedder that had made the vectors (`None`: none recorded).
+    pub previous: Option<String>,
+    pub embedder: String,
+    /// Posts of the text index, and vectors written for them.
+    pub posts: usize,
+    pub vectors: usize,
+}
+
+/// Embeds every post of the text index again with the embedder `settings` names, replacing the
+/// embedded shard another embedder made (vectors of two embedders cannot be compared, so a
+/// server refuses to start on a shard made by another one). The server must be stopped: the
+/// data dir is locked by the one process using it.
+///
+/// Order, so that a run that stops part-way loses nothing: the old shard is moved aside
+/// (`vectors.replaced`), the new embedder is recorded, then the index opens with an empty shard
+/// and reconciliation embeds every post; the old shard is removed only at the end. After a stop
+/// the next run (or the next server start) embeds what is still missing.
+pub async fn reembed(settings: &Settings, progress: impl Fn(u64)) -> anyhow::Result<ReembedReport> {
+    if settings.vectors.kind != "edge" {
+        bail!(
+            "`tidings reembed` rebuilds the embedded shard (`vectors.kind = \"edge\"`); for a \
+             Qdrant collection, name a new `vectors.collection` and start the servers: the \
+             vector writer embeds every post into it"
+        );
+    }
+    if embedder(settings)?.is_none() {
+        bail!(
+            "`embedder.kind = \"none\"`: set the embedder to re-embed with (local, static, openai)"
+        );
+    }
+    let data = &settings.data.dir;
+    let previous = tidings_index::recorded_embedder(data).map(|(name, _)| name);
+    let shard = data.join("vectors");
+    let aside = data.join("vectors.replaced");
+    if shard.exists() {
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("remove {}", aside.display()))?;
+        }
+        std::fs::rename(&shard, &aside)
+            .with_context(|| format!("move {} aside", shard.display()))?;
+    }
+    tidings_index::forget_embedder(data)?;
+    let service = tokio::task::block_in_place(|| open_index(settings, true))?;
+    service.wait_for_vectors(progress).await;
+    let inventory = tokio::task::block_in_place(|| service.inventory())?;
+    let embedder = service
+        .search
+        .embedder_name()
+        .unwrap_or_default()
+        .to_string();
+    service.shutdown().await;
+    let vectors = inventory.vectors.map_or(0, |v| v.len());
+    if vectors < inventory.text.len() {
+        bail!(
+            "{} of {} posts got a vector; run `tidings reembed` again (the embedder failed for \
+             the others: see the log)",
+            vectors,
+            inventory.text.len()
+        );
+    }
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).with_context(|| format!("remove {}", aside.display()))?;
+    }
+    Ok(ReembedReport {
+        previous,
+        embedder,
+        posts: inventory.text.len(),
+        vectors,
+    })
+}
+
 /// The vector store `[vectors]` names, for `dim`-dimensional vectors: the embedded shard in
 /// `<data dir>/vectors`, or a collection on a Qdrant server (created when missing).
 pub fn vector_store(settings: &Settings, dim: usize) -> anyhow::Result<Arc<dyn VectorStore>> {

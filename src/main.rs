@@ -45,6 +45,10 @@ enum Command {
     /// Copy the vector index between the embedded shard and a Qdrant collection (`[vectors]`):
     /// resumable, with counts and ids checked at the end. Stop the server first.
     MigrateVectors(cli::vectors::MigrateVectorsArgs),
+    /// Embed every post again with another embedder (`--embedder`, or `embedder.kind`),
+    /// replacing the embedded shard's vectors; a stopped run is completed by the next. Stop the
+    /// server first.
+    Reembed(cli::vectors::ReembedArgs),
     /// Digests: the top stories of a window (story detection + model summaries).
     Digest {
         #[command(subcommand)]
@@ -86,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => args.run().await,
         Command::Verify(args) => args.run(&settings),
         Command::MigrateVectors(args) => args.run(&settings),
+        Command::Reembed(args) => args.run(settings).await,
         Command::Digest { command } => command.run(&settings).await,
         Command::Models { command } => command.run(&settings),
         Command::Keys { command } => command.run(&settings),

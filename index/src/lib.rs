@@ -83,6 +83,17 @@ pub fn recorded_embedder(data_dir: &std::path::Path) -> Option<(String, usize)> 
     ))
 }
 
+/// Forgets which embedder made the vectors of a data dir (for a rebuild that replaces them).
+pub fn forget_embedder(data_dir: &std::path::Path) -> Result<(), IndexError> {
+    match std::fs::remove_file(data_dir.join(EMBEDDER_MARK)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(IndexError::internal(format!(
+            "remove {}: {e}",
+            data_dir.join(EMBEDDER_MARK).display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses to mix two embedders' vectors in one index: the first start with vectors records
 /// the embedder's name and dimension; a later start with another one fails with what to do.
 /// (Vectors of two models live in different spaces, so their cosines mean nothing together.)
@@ -101,8 +112,9 @@ pub fn check_embedder(
                 return Err(IndexError::InvalidInput(format!(
                     "the vectors in {} were made by `{}` ({} dimensions), and this server is set \
                      to embed with `{}` ({} dimensions); vectors of two embedders cannot be \
-                     compared. Use the same embedder, or remove {}/vectors and {} so every post \
-                     is embedded again by the new one",
+                     compared. Use the same embedder, or run `tidings reembed` (server \
+                     stopped) so every post is embedded again by the new one (it replaces {}/vectors \
+                     and {})",
                     data_dir.display(),
                     recorded["name"].as_str().unwrap_or("?"),
                     recorded["dim"],

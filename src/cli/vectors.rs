@@ -133,3 +133,40 @@ fn read_cursor(path: &PathBuf) -> anyhow::Result<Option<String>> {
         Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
     }
 }
+
+#[derive(clap::Args)]
+pub(crate) struct ReembedArgs {
+    /// The embedder to use (`local`, `static`, `openai`); default: the settings' `embedder.kind`.
+    #[arg(long)]
+    embedder: Option<String>,
+}
+
+impl ReembedArgs {
+    pub(crate) async fn run(self, mut settings: Settings) -> anyhow::Result<()> {
+        if let Some(kind) = self.embedder {
+            settings.embedder.kind = kind;
+        }
+        let started = Instant::now();
+        let bar = indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template("{spinner} vectors {msg} [{elapsed}]")
+                .context("progress template")?,
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let report = tidings::app::reembed(&settings, |pending| {
+            bar.set_message(format!("{pending} waiting for embedding"))
+        })
+        .await?;
+        bar.finish_and_clear();
+        println!(
+            "{}",
+            json!({
+                "previous": report.previous,
+                "embedder": report.embedder,
+                "posts": report.posts,
+                "vectors": report.vectors,
+                "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            })
+        );
+        Ok(())
+    }
+}

@@ -94,4 +94,33 @@ async fn the_static_embedder_is_deterministic_and_one_dir_keeps_one_embedder() {
         Err(e) => format!("{e:#}"),
     };
     assert!(err.contains("cannot be compared"), "{err}");
+    assert!(err.contains("tidings reembed"), "{err}");
+
+    // `tidings reembed` replaces the static vectors with the local model's; then the server
+    // starts on the local model and finds the post by meaning with the new vectors.
+    let report = tidings::app::reembed(&s, |_| {}).await.unwrap();
+    assert_eq!(report.previous.as_deref(), Some("static:all-minilm-l6-v2"));
+    assert_eq!(report.embedder, "local:all-minilm-l6-v2");
+    assert_eq!((report.posts, report.vectors), (2, 2));
+    assert_eq!(
+        tidings_index::recorded_embedder(data.path())
+            .map(|(name, _)| name)
+            .as_deref(),
+        Some("local:all-minilm-l6-v2")
+    );
+    assert!(!data.path().join("vectors.replaced").exists());
+    let mut app = spawn_with_settings(s.clone()).await;
+    let (status, body) = app
+        .search(json!({"q": "water in the streets after the storm", "mode": "vector", "from": "2026-04-01T00:00:00Z", "as_of": "2026-05-02T00:00:00Z", "limit": 2}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"][0]["id"], "s1", "{body}");
+    app.stop().await;
+
+    // A Qdrant collection is not rebuilt this way: a clear error, nothing touched.
+    let mut q = s.clone();
+    q.vectors.kind = "qdrant".into();
+    let err = format!("{:#}", tidings::app::reembed(&q, |_| {}).await.unwrap_err());
+    assert!(err.contains("vectors.collection"), "{err}");
+    assert!(data.path().join("vectors").exists());
 }

@@ -159,6 +159,11 @@ impl SearchHandle {
     }
 
     /// Whether the dense half is configured.
+    /// The name of the embedder that makes the vectors (`None` without a dense half).
+    pub fn embedder_name(&self) -> Option<&str> {
+        self.embedder.as_deref().map(|e| e.name())
+    }
+
     pub fn has_vectors(&self) -> bool {
         self.vectors.is_some() && self.embedder.is_some()
     }
