@@ -436,6 +436,12 @@ mod tests {
         text.reader.reload().unwrap();
     }
 
+    fn hits(text: &TextIndex, query: &str) -> usize {
+        text.bm25(&text.reader.searcher(), query, &SearchFilter::default(), 10)
+            .unwrap()
+            .len()
+    }
+
     #[test]
     fn new_indexes_have_no_positions_and_old_ones_open_as_they_are() {
         let fresh = tempfile::tempdir().unwrap();
@@ -445,15 +451,7 @@ mod tests {
         drop(text);
         let text = TextIndex::open(fresh.path()).unwrap();
         assert!(!text.has_positions());
-        let hits = text
-            .bm25(
-                &text.reader.searcher(),
-                "地震",
-                &SearchFilter::default(),
-                10,
-            )
-            .unwrap();
-        assert_eq!(hits.len(), 1);
+        assert_eq!(hits(&text, "地震"), 1);
 
         // An index made with the earlier schema (term positions kept) opens and searches.
         let old = tempfile::tempdir().unwrap();
@@ -461,15 +459,7 @@ mod tests {
         let text = TextIndex::open(old.path()).unwrap();
         assert!(text.has_positions());
         index_one(&text, &post(2, "مرحبا بالعالم flood warning"));
-        let hits = text
-            .bm25(
-                &text.reader.searcher(),
-                "flooding",
-                &SearchFilter::default(),
-                10,
-            )
-            .unwrap();
-        assert_eq!(hits.len(), 1);
+        assert_eq!(hits(&text, "flooding"), 1);
 
         // Any other schema is refused, with what to do.
         let other = tempfile::tempdir().unwrap();

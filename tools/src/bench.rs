@@ -201,18 +201,24 @@ fn tantivy_baseline(
     Ok((rate, p50, p99))
 }
 
-/// Posts/s of the social analyzer over every text of the corpus on one thread: with the stem
-/// cache, and with tantivy's stemmer (same terms), alternating, best of three each.
-fn analyzer_rates(path: &Path) -> anyhow::Result<(f64, f64)> {
-    let content = std::fs::read_to_string(path)?;
-    let texts: Vec<String> = content
+/// The `text` of each JSONL line of `content` among the first `lines` (lines without one are
+/// skipped).
+pub(crate) fn post_texts(content: &str, lines: usize) -> Vec<String> {
+    content
         .lines()
+        .take(lines)
         .filter_map(|l| {
             serde_json::from_str::<serde_json::Value>(l).ok()?["text"]
                 .as_str()
                 .map(str::to_string)
         })
-        .collect();
+        .collect()
+}
+
+/// Posts/s of the social analyzer over every text of the corpus on one thread: with the stem
+/// cache, and with tantivy's stemmer (same terms), alternating, best of three each.
+fn analyzer_rates(path: &Path) -> anyhow::Result<(f64, f64)> {
+    let texts = post_texts(&std::fs::read_to_string(path)?, usize::MAX);
     let run = |analyzer: &mut tantivy::tokenizer::TextAnalyzer| {
         let started = Instant::now();
         let mut tokens = 0usize;
@@ -441,15 +447,7 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     let n = options.sizes.first().copied().unwrap_or(100_000);
     let path = corpus(&options, n)?;
     let content = std::fs::read_to_string(&path)?;
-    let texts: Vec<String> = content
-        .lines()
-        .take(options.embed_n)
-        .filter_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).ok()?["text"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
+    let texts = post_texts(&content, options.embed_n);
     let embedder = LocalEmbedder::load(&base.embedder.model_dir, 1)?;
     let started = Instant::now();
     for chunk in texts.chunks(64) {
@@ -459,14 +457,7 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     drop(embedder);
     // The static embedder distilled from the same model (distilled on its first use, cached):
     // every post of the corpus, in the batches the vector worker sends.
-    let all_texts: Vec<String> = content
-        .lines()
-        .filter_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).ok()?["text"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
+    let all_texts = post_texts(&content, usize::MAX);
     let distilled =
         tokio::task::block_in_place(|| StaticEmbedder::load_or_distill(&base.embedder.model_dir))?;
     let started = Instant::now();

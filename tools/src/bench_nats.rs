@@ -19,12 +19,9 @@ pub(crate) fn texts(options: &BenchOptions, n: usize) -> anyhow::Result<Vec<Stri
     let path = corpus(options, 100_000)?;
     let file =
         std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-    Ok(file
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["text"].as_str().map(String::from))
-        .take(n)
-        .collect())
+    let mut texts = crate::bench::post_texts(&file, usize::MAX);
+    texts.truncate(n);
+    Ok(texts)
 }
 
 /// The `i`-th benchmark post: id `<prefix>-<i>`, and `<prefix><i>` in its text so each post can
