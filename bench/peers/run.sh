@@ -13,4 +13,14 @@ export PEERS_OUT="${PEERS_OUT:-/tmp/peers-out}"
 export SMALL_PEERS="${SMALL_PEERS:-tantivy lancedb sqlite_fts5 bm25s tidings}"
 export BIG_PEERS="${BIG_PEERS:-tantivy tidings}"
 bash ../shared/peers/run_all.sh
+# Freshness of Tidings with vectors (fresh.py's method; BM25 and vector lag per post), then the
+# report again so that its freshness table holds Tidings beside tantivy-py and LanceDB.
+# FRESH_EMBEDDER=local measures the sentence model instead of the distilled table (embedding the
+# 100k base corpus then takes about half an hour, and vectors trail a 500 posts/s stream).
+results=${PEERS_RESULTS:-/tmp/peers-results}
+( cd ../shared/peers && PYTHONPATH="$PWD" PEERS_RESULTS="$results" \
+    timeout "${STEP_TIMEOUT:-900}" "${PEERS_VENV:-/tmp/peers-venv}/bin/python" \
+    "$OLDPWD/bench/peers/fresh_tidings.py" --seconds "${FRESH_SECONDS:-30}" ) \
+  > "$results/fresh_tidings.log" 2>&1 || echo "fresh_tidings failed; see $results/fresh_tidings.log"
+PEERS_RESULTS="$results" "${PEERS_VENV:-/tmp/peers-venv}/bin/python" ../shared/peers/report.py --out "$PEERS_OUT" > /dev/null
 echo "results: $PEERS_OUT/results.md"
