@@ -147,3 +147,62 @@ async fn a_stopped_writer_says_so() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn equal_scores_rank_newest_first_before_and_after_a_restart() {
+    // Six posts that BM25 scores alike for "flood" (one occurrence each, texts of one length),
+    // written out of time order in three commits, so three segments hold them.
+    let dir = tempfile::tempdir().unwrap();
+    let at = |minutes: i64| {
+        Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap() + chrono::Duration::minutes(minutes)
+    };
+    let texts = [
+        ("t1", "flood near the mill road", 5),
+        ("t2", "flood near the west gate", 50),
+        ("t3", "flood near the old quays", 20),
+        ("t4", "flood near the rail yard", 40),
+        ("t5", "flood near the ring road", 10),
+        ("t6", "flood near the town hall", 30),
+    ];
+    let order = |hits: &[tidings_index::SearchHit]| -> Vec<String> {
+        hits.iter().map(|h| h.post.id.to_string()).collect()
+    };
+    let search = |svc: &IndexService| {
+        let search = svc.search.clone();
+        async move {
+            search
+                .search(SearchRequest {
+                    mode: SearchMode::Text,
+                    collapse_duplicates: false,
+                    ..SearchRequest::new("flood", at(60).timestamp_millis())
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let svc = IndexService::start(&config(dir.path()), None).unwrap();
+    for pair in texts.chunks(2) {
+        let posts = pair
+            .iter()
+            .map(|(id, text, minutes)| Post {
+                created_at: at(*minutes),
+                ..post(id, text)
+            })
+            .collect();
+        svc.write.upsert(posts, None).await.unwrap();
+        svc.write.commit().await.unwrap();
+    }
+    let before = search(&svc).await;
+    let scores: Vec<f32> = before.hits.iter().map(|h| h.score).collect();
+    assert!(
+        scores.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-6),
+        "the posts should tie: {scores:?}"
+    );
+    assert_eq!(order(&before.hits), ["t2", "t4", "t6", "t3", "t5", "t1"]);
+    svc.shutdown().await;
+
+    let svc = IndexService::start(&config(dir.path()), None).unwrap();
+    let after = search(&svc).await;
+    assert_eq!(order(&after.hits), order(&before.hits));
+    svc.shutdown().await;
+}

@@ -147,6 +147,16 @@ struct Candidate {
     dense: Option<(usize, f32)>,
 }
 
+/// A candidate's final score, with what ranking and collapsing need.
+struct Scored {
+    addr: DocAddress,
+    score: f32,
+    breakdown: ScoreBreakdown,
+    /// Near-duplicate key: posts that share it collapse into one hit.
+    dup_key: u64,
+    created_ms: i64,
+}
+
 impl SearchHandle {
     /// Number of live posts in the text index (as of the last commit).
     pub fn num_posts(&self) -> u64 {
@@ -253,11 +263,27 @@ impl SearchHandle {
             query_vector,
             &mut loaded,
         )?;
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // Equal scores are common (BM25 of short posts: field norms are stored in 256 steps), and
+        // tantivy breaks them by where a post sits in the segments, which merges and restarts
+        // change: the newer post comes first, then the lower address, so a search answers the
+        // same before and after a restart.
+        scored.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(b.created_ms.cmp(&a.created_ms))
+                .then(a.addr.cmp(&b.addr))
+        });
         let mut hits: Vec<SearchHit> = Vec::new();
         let mut by_dup: HashMap<u64, usize> = HashMap::new();
         let mut pending_dups: Vec<(usize, DocAddress)> = Vec::new();
-        for (addr, score, breakdown, dup_key) in scored {
+        for Scored {
+            addr,
+            score,
+            breakdown,
+            dup_key,
+            ..
+        } in scored
+        {
             if request.collapse_duplicates {
                 if let Some(&i) = by_dup.get(&dup_key) {
                     pending_dups.push((i, addr));

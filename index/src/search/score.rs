@@ -1,7 +1,7 @@
 //! Scoring hybrid candidates: relative score fusion or the learned ranker, times recency decay
 //! and an engagement prior, with each hit's breakdown; and the reranker's features.
 
-use super::{Candidate, Ranker, ScoreBreakdown, SearchHandle, SearchMode, SearchRequest};
+use super::{Candidate, Ranker, ScoreBreakdown, Scored, SearchHandle, SearchMode, SearchRequest};
 use crate::post::Post;
 use crate::rerank::{
     features, relative_odds, relative_score, CandidateSet, IdfCache, QueryTerms, RetrievalSignals,
@@ -66,7 +66,7 @@ impl SearchHandle {
         candidates: impl Iterator<Item = Candidate>,
         query_vector: Option<&[f32]>,
         loaded: &mut HashMap<DocAddress, Post>,
-    ) -> Result<Vec<(DocAddress, f32, ScoreBreakdown, u64)>, IndexError> {
+    ) -> Result<Vec<Scored>, IndexError> {
         let candidates: Vec<Candidate> = candidates.collect();
         let learned = if request.mode == SearchMode::Hybrid
             && request.ranker == Ranker::Learned
@@ -136,7 +136,13 @@ impl SearchHandle {
                 recency,
                 engagement,
             };
-            out.push((c.addr, fused * recency * engagement, breakdown, dup_key));
+            out.push(Scored {
+                addr: c.addr,
+                score: fused * recency * engagement,
+                breakdown,
+                dup_key,
+                created_ms,
+            });
         }
         Ok(out)
     }
