@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
     STORED, STRING,
@@ -339,10 +339,14 @@ impl TextIndex {
         Ok(hits.into_iter().map(|(_, addr)| (1.0, addr)).collect())
     }
 
-    /// Filter clauses (no scoring) shared by every text query.
+    /// Filter clauses shared by every text query. They add nothing to a post's score: a `Must`
+    /// clause scores in tantivy (a range 1.0 in some segment layouts and not in others, which
+    /// moved posts up or down after a restart; an author term its BM25), so each is held at 0.
     pub(crate) fn filter_clauses(&self, filter: &SearchFilter) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let unscored =
+            |q: Box<dyn Query>| -> Box<dyn Query> { Box::new(ConstScoreQuery::new(q, 0.0)) };
         if filter.from_ms.is_some() || filter.to_ms.is_some() {
             let lower = filter.from_ms.map_or(Bound::Unbounded, |v| {
                 Bound::Included(Term::from_field_i64(f.created_at, v))
@@ -350,7 +354,10 @@ impl TextIndex {
             let upper = filter.to_ms.map_or(Bound::Unbounded, |v| {
                 Bound::Included(Term::from_field_i64(f.created_at, v))
             });
-            clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
+            clauses.push((
+                Occur::Must,
+                unscored(Box::new(RangeQuery::new(lower, upper))),
+            ));
         }
         let any_of = |field: Field, values: &[String]| -> Box<dyn Query> {
             Box::new(BooleanQuery::new(
@@ -369,13 +376,13 @@ impl TextIndex {
             ))
         };
         if !filter.authors.is_empty() {
-            clauses.push((Occur::Must, any_of(f.author, &filter.authors)));
+            clauses.push((Occur::Must, unscored(any_of(f.author, &filter.authors))));
         }
         if !filter.sources.is_empty() {
-            clauses.push((Occur::Must, any_of(f.source, &filter.sources)));
+            clauses.push((Occur::Must, unscored(any_of(f.source, &filter.sources))));
         }
         if !filter.langs.is_empty() {
-            clauses.push((Occur::Must, any_of(f.lang, &filter.langs)));
+            clauses.push((Occur::Must, unscored(any_of(f.lang, &filter.langs))));
         }
         for author in &filter.exclude_authors {
             clauses.push((
@@ -440,6 +447,42 @@ mod tests {
         text.bm25(&text.reader.searcher(), query, &SearchFilter::default(), 10)
             .unwrap()
             .len()
+    }
+
+    #[test]
+    fn filters_add_nothing_to_scores_in_any_segment_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = TextIndex::open(dir.path()).unwrap();
+        // Two segments, one post each; the second also by another author.
+        index_one(&text, &post(1, "river flood near the mill"));
+        let mut other = post(2, "river flood near the gate");
+        other.author = Some("elsewhere".into());
+        index_one(&text, &other);
+        let searcher = text.reader.searcher();
+        let scores = |filter: &SearchFilter| -> Vec<f32> {
+            let mut s: Vec<f32> = text
+                .bm25(&searcher, "flood", filter, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(score, _)| score)
+                .collect();
+            s.sort_by(f32::total_cmp);
+            s
+        };
+        let plain = scores(&SearchFilter::default());
+        assert_eq!(plain.len(), 2);
+        let window = SearchFilter {
+            from_ms: Some(0),
+            to_ms: Some(i64::MAX / 2),
+            ..SearchFilter::default()
+        };
+        assert_eq!(scores(&window), plain);
+        let authors = SearchFilter {
+            authors: vec!["someone".into(), "elsewhere".into()],
+            sources: vec![post(1, "").source],
+            ..SearchFilter::default()
+        };
+        assert_eq!(scores(&authors), plain);
     }
 
     #[test]
