@@ -1,7 +1,7 @@
 //! JSONL / NDJSON from any byte stream (a file, stdin, an HTTP body): one record per line, each
 //! validated on its own, so a bad line is reported with its number and the stream goes on.
 
-use crate::validate::{record_id, validate, Rejection, ValidationConfig};
+use crate::validate::{validate_json_with_id, Rejection, ValidationConfig};
 use crate::SourceEvent;
 use chrono::Utc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -92,18 +92,12 @@ pub async fn read_jsonl<R: AsyncBufRead + Unpin>(
         let rejection = match line {
             Line::Bad(r) => Some((r, None)),
             Line::Text(text) if text.trim().is_empty() => continue,
-            Line::Text(text) => match serde_json::from_str::<serde_json::Value>(&text) {
-                Err(e) => Some((Rejection::malformed(format!("not valid JSON: {e}")), None)),
-                Ok(value) => {
-                    let id = record_id(&value);
-                    match validate(value, source, config, Utc::now()) {
-                        Ok(post) => {
-                            posts.push(post);
-                            None
-                        }
-                        Err(r) => Some((r, id)),
-                    }
+            Line::Text(text) => match validate_json_with_id(&text, source, config, Utc::now()) {
+                Ok(post) => {
+                    posts.push(post);
+                    None
                 }
+                Err(refused) => Some(refused),
             },
         };
         if let Some((rejection, id)) = rejection {

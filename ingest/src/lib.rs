@@ -10,12 +10,15 @@
 pub mod fuzz;
 pub mod jsonl;
 pub mod pipeline;
+pub mod record;
 pub mod replay;
 pub mod sources;
 pub mod validate;
 
 pub use pipeline::{run_pipeline, IngestSummary, RejectedRecord};
-pub use validate::{validate, validate_json, Rejection, RejectionCode, ValidationConfig};
+pub use validate::{
+    validate, validate_json, validate_json_with_id, Rejection, RejectionCode, ValidationConfig,
+};
 
 use tidings_index::Post;
 

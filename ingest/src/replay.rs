@@ -8,7 +8,7 @@
 //! live to time-aware questions ("what is happening right now?") and no post is ever dated in
 //! the future. At unlimited pace the original gaps are kept and the last post is "now".
 
-use crate::validate::{record_id, validate, Rejection, ValidationConfig};
+use crate::validate::{validate_json_with_id, ValidationConfig};
 use crate::SourceEvent;
 use chrono::Utc;
 use std::path::Path;
@@ -51,13 +51,7 @@ pub async fn replay_file(
             continue;
         }
         // Replayed feeds are historical: validate against a "now" far enough in the future.
-        let outcome = serde_json::from_str::<serde_json::Value>(line)
-            .map_err(|e| (Rejection::malformed(format!("not valid JSON: {e}")), None))
-            .and_then(|v| {
-                let id = record_id(&v);
-                validate(v, source, validation, now).map_err(|r| (r, id))
-            });
-        match outcome {
+        match validate_json_with_id(line, source, validation, now) {
             Ok(p) => posts.push(p),
             Err((rejection, id)) => {
                 let _ = tx

@@ -1,8 +1,10 @@
 //! Validation at the edge: a raw JSON record becomes a [`Post`] or a [`Rejection`] with a stable
 //! code and a message a person can act on. Every source goes through here, exactly once.
 
+use crate::record::{self, Field, Loose, Record, TopLevel};
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use tidings_index::{Engagement, Post, PostId, PostRefs};
@@ -144,6 +146,14 @@ impl Rejection {
     pub fn malformed(message: impl Into<String>) -> Rejection {
         Rejection::new(RejectionCode::MalformedJson, None, message)
     }
+    /// Valid JSON that is not an object.
+    pub fn not_an_object() -> Rejection {
+        Rejection::new(
+            RejectionCode::InvalidRecord,
+            None,
+            "a post must be a JSON object",
+        )
+    }
 }
 
 impl std::fmt::Display for Rejection {
@@ -151,30 +161,6 @@ impl std::fmt::Display for Rejection {
         write!(f, "{}: {}", self.code, self.message)
     }
 }
-
-const KNOWN_FIELDS: &[&str] = &[
-    "id",
-    "text",
-    "created_at",
-    "author",
-    "author_name",
-    "lang",
-    "url",
-    "source",
-    "reply_to",
-    "quote_of",
-    "repost_of",
-    "hashtags",
-    "mentions",
-    "links",
-    "likes",
-    "reposts",
-    "replies",
-    "quotes",
-    "engagement",
-    "labels",
-    "ingested_at",
-];
 
 // Unbounded repetitions on purpose: a bounded repeat of a Unicode class (`\w{1,100}`) compiles
 // into an automaton large enough to make matching ~10× slower; lengths are capped afterwards.
@@ -193,68 +179,83 @@ pub fn validate_json(
     config: &ValidationConfig,
     now: DateTime<Utc>,
 ) -> Result<Post, Rejection> {
-    let value: Value = serde_json::from_str(line)
-        .map_err(|e| Rejection::malformed(format!("not valid JSON: {e}")))?;
-    validate(value, default_source, config, now)
+    validate_json_with_id(line, default_source, config, now).map_err(|(r, _)| r)
 }
 
-/// The id of a record, if it has a usable one (for error reports about rejected records).
-pub fn record_id(value: &Value) -> Option<String> {
-    match value.get("id")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// Parses one JSON text into a post, reading it straight into a [`Record`] (no `Value` tree);
+/// a refused record comes back with its id when it had a usable one.
+pub fn validate_json_with_id(
+    line: &str,
+    default_source: &str,
+    config: &ValidationConfig,
+    now: DateTime<Utc>,
+) -> Result<Post, (Rejection, Option<String>)> {
+    match record::parse(line) {
+        Err(e) => Err((Rejection::malformed(format!("not valid JSON: {e}")), None)),
+        Ok(TopLevel::NotAnObject) => Err((Rejection::not_an_object(), None)),
+        Ok(TopLevel::Record(record)) => {
+            let id = record.id();
+            validate_record(record, default_source, config, now).map_err(|r| (r, id))
+        }
     }
 }
 
-/// Checks and normalises one record.
+/// Checks and normalises one record already parsed into a `Value`.
 pub fn validate(
     value: Value,
     default_source: &str,
     config: &ValidationConfig,
     now: DateTime<Utc>,
 ) -> Result<Post, Rejection> {
-    let Value::Object(mut obj) = value else {
-        return Err(Rejection::new(
-            RejectionCode::InvalidRecord,
-            None,
-            "a post must be a JSON object",
-        ));
-    };
-    let id = match obj.remove("id") {
-        Some(Value::String(s)) => PostId::parse(&s).map_err(|e| Rejection::invalid("id", e))?,
-        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => {
+    let record = Record::from_value(value).ok_or_else(Rejection::not_an_object)?;
+    validate_record(record, default_source, config, now)
+}
+
+/// Checks and normalises one record: the only place that does.
+pub fn validate_record(
+    mut record: Record<'_>,
+    default_source: &str,
+    config: &ValidationConfig,
+    now: DateTime<Utc>,
+) -> Result<Post, Rejection> {
+    let id = match record.take(Field::Id) {
+        Some(Loose::Str(s)) => PostId::parse(&s).map_err(|e| Rejection::invalid("id", e))?,
+        Some(Loose::Number(n)) if n.is_u64() || n.is_i64() => {
             PostId::parse(&n.to_string()).map_err(|e| Rejection::invalid("id", e))?
         }
-        None | Some(Value::Null) => return Err(Rejection::missing("id")),
+        None | Some(Loose::Null) => return Err(Rejection::missing("id")),
         Some(_) => return Err(Rejection::invalid("id", "must be a string or an integer")),
     };
-    let text = match obj.remove("text") {
+    let text = match record.take(Field::Text) {
         // Platforms hand out text HTML-escaped (the X API's `&amp;`, `&lt;`, `&gt;`; archives
         // such as CrisisLex keep them) and a post is plain text, so character references are
         // decoded here for every source. A post that spells one out literally ("write &amp;")
         // loses it, which is far rarer than escaped text shown to readers as `&amp;`.
-        Some(Value::String(s)) => clean_text(&crate::sources::html::decode(&s)),
-        None | Some(Value::Null) => return Err(Rejection::missing("text")),
+        Some(Loose::Str(s)) => clean_text(&crate::sources::html::decode(&s)),
+        None | Some(Loose::Null) => return Err(Rejection::missing("text")),
         Some(_) => return Err(Rejection::invalid("text", "must be a string")),
     };
     if text.trim().is_empty() {
         return Err(Rejection::invalid("text", "is empty"));
     }
-    let chars = text.chars().count();
-    if chars > config.max_text_chars {
-        return Err(Rejection::new(
-            RejectionCode::TooLong,
-            Some("text"),
-            format!(
-                "`text` has {chars} characters; the limit is {}",
-                config.max_text_chars
-            ),
-        ));
+    // A text of at most `max_text_chars` bytes has at most that many characters: only longer
+    // ones need counting.
+    if text.len() > config.max_text_chars {
+        let chars = text.chars().count();
+        if chars > config.max_text_chars {
+            return Err(Rejection::new(
+                RejectionCode::TooLong,
+                Some("text"),
+                format!(
+                    "`text` has {chars} characters; the limit is {}",
+                    config.max_text_chars
+                ),
+            ));
+        }
     }
-    let created_at = match obj.remove("created_at") {
-        Some(v) if !v.is_null() => {
-            parse_time(&v).map_err(|e| Rejection::invalid("created_at", e))?
+    let created_at = match record.take(Field::CreatedAt) {
+        Some(v) if v != Loose::Null => {
+            parse_loose_time(&v).map_err(|e| Rejection::invalid("created_at", e))?
         }
         _ => return Err(Rejection::missing("created_at")),
     };
@@ -275,23 +276,23 @@ pub fn validate(
             ),
         ));
     }
-    let author = match take_string(&mut obj, "author")? {
+    let author = match take_string(&mut record, Field::Author)? {
         Some(a) => Some(normalize_handle(&a).map_err(|e| Rejection::invalid("author", e))?),
         None => None,
     };
     let author_name =
-        take_string(&mut obj, "author_name")?.map(|s| truncate_chars(&clean_text(&s), 200));
-    let lang = match take_string(&mut obj, "lang")? {
+        take_string(&mut record, Field::AuthorName)?.map(|s| truncate_chars(&clean_text(&s), 200));
+    let lang = match take_string(&mut record, Field::Lang)? {
         Some(l) => normalize_lang(&l).map_err(|e| Rejection::invalid("lang", e))?,
         None => None,
     };
-    let url = match take_string(&mut obj, "url")? {
+    let url = match take_string(&mut record, Field::Url)? {
         Some(u) => Some(check_url(&u).map_err(|e| Rejection::invalid("url", e))?),
         None => None,
     };
-    let source = match take_string(&mut obj, "source")? {
+    let source = match take_string(&mut record, Field::Source)? {
         Some(s) => {
-            let s = s.trim().to_string();
+            let s = s.trim();
             if s.is_empty()
                 || s.len() > 64
                 || s.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -301,23 +302,23 @@ pub fn validate(
                     "must be 1-64 characters without spaces",
                 ));
             }
-            s
+            s.to_string()
         }
         None => default_source.to_string(),
     };
     let refs = PostRefs {
-        reply_to: take_string(&mut obj, "reply_to")?,
-        quote_of: take_string(&mut obj, "quote_of")?,
-        repost_of: take_string(&mut obj, "repost_of")?,
+        reply_to: take_string(&mut record, Field::ReplyTo)?.map(Cow::into_owned),
+        quote_of: take_string(&mut record, Field::QuoteOf)?.map(Cow::into_owned),
+        repost_of: take_string(&mut record, Field::RepostOf)?.map(Cow::into_owned),
     };
-    let mut engagement = match obj.remove("engagement") {
-        Some(Value::Object(e)) => Engagement {
+    let mut engagement = match record.take(Field::Engagement) {
+        Some(e @ Loose::Object(_)) => Engagement {
             likes: count(e.get("likes"), "engagement.likes")?,
             reposts: count(e.get("reposts"), "engagement.reposts")?,
             replies: count(e.get("replies"), "engagement.replies")?,
             quotes: count(e.get("quotes"), "engagement.quotes")?,
         },
-        None | Some(Value::Null) => Engagement::default(),
+        None | Some(Loose::Null) => Engagement::default(),
         Some(_) => {
             return Err(Rejection::invalid(
                 "engagement",
@@ -326,17 +327,17 @@ pub fn validate(
         }
     };
     for (field, slot) in [
-        ("likes", &mut engagement.likes),
-        ("reposts", &mut engagement.reposts),
-        ("replies", &mut engagement.replies),
-        ("quotes", &mut engagement.quotes),
+        (Field::Likes, &mut engagement.likes),
+        (Field::Reposts, &mut engagement.reposts),
+        (Field::Replies, &mut engagement.replies),
+        (Field::Quotes, &mut engagement.quotes),
     ] {
-        if let Some(v) = obj.remove(field) {
-            *slot = count(Some(&v), field)?;
+        if let Some(v) = record.take(field) {
+            *slot = count(Some(&v), field.name())?;
         }
     }
     // Each pattern needs its marker, and most posts have none: the cheap scan skips the regex.
-    let hashtags = take_list(&mut obj, "hashtags")?.unwrap_or_else(|| {
+    let hashtags = take_list(&mut record, Field::Hashtags)?.unwrap_or_else(|| {
         if !text.contains('#') {
             return Vec::new();
         }
@@ -345,7 +346,7 @@ pub fn validate(
             .map(|c| truncate_chars(&c[1].to_lowercase(), 100))
             .collect()
     });
-    let mentions = take_list(&mut obj, "mentions")?.unwrap_or_else(|| {
+    let mentions = take_list(&mut record, Field::Mentions)?.unwrap_or_else(|| {
         if !text.contains('@') {
             return Vec::new();
         }
@@ -354,7 +355,7 @@ pub fn validate(
             .map(|c| truncate_chars(&c[1].to_lowercase(), 100))
             .collect()
     });
-    let links = take_list(&mut obj, "links")?.unwrap_or_else(|| {
+    let links = take_list(&mut record, Field::Links)?.unwrap_or_else(|| {
         if !text.contains("http") {
             return Vec::new();
         }
@@ -366,23 +367,19 @@ pub fn validate(
             .collect()
     });
     let mut labels = BTreeMap::new();
-    if let Some(v) = obj.remove("labels") {
-        match v {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    insert_label(&mut labels, k, &v);
-                }
+    match record.take(Field::Labels) {
+        Some(Loose::Object(map)) => {
+            for (k, v) in map {
+                insert_label(&mut labels, &k, &v);
             }
-            Value::Null => {}
-            _ => return Err(Rejection::invalid("labels", "must be an object")),
         }
+        None | Some(Loose::Null) => {}
+        Some(_) => return Err(Rejection::invalid("labels", "must be an object")),
     }
-    obj.remove("ingested_at");
-    // Unknown fields become labels (e.g. a data set's `event`), so nothing a pusher sent is lost.
-    for (k, v) in obj {
-        if !KNOWN_FIELDS.contains(&k.as_str()) {
-            insert_label(&mut labels, k, &v);
-        }
+    // Unknown fields become labels (e.g. a data set's `event`), so nothing a pusher sent is
+    // lost; `ingested_at` is set here, never taken from the record.
+    for (k, v) in &record.extra {
+        insert_label(&mut labels, k, v);
     }
     if labels.len() > config.max_labels {
         return Err(Rejection::new(
@@ -414,74 +411,75 @@ pub fn validate(
     })
 }
 
-fn insert_label(labels: &mut BTreeMap<String, String>, key: String, value: &Value) {
+fn insert_label(labels: &mut BTreeMap<String, String>, key: &str, value: &Loose<'_>) {
     let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| match i {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Null | Value::Object(_) => return,
+        Loose::Str(s) => truncate_chars(s, 512),
+        Loose::Number(n) => n.to_string(),
+        Loose::Bool(b) => b.to_string(),
+        Loose::List(items) => truncate_chars(
+            &items
+                .iter()
+                .filter_map(|i| match i {
+                    Loose::Str(s) => Some(s.to_string()),
+                    Loose::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            512,
+        ),
+        Loose::Null | Loose::Object(_) => return,
     };
     let key: String = key.chars().take(64).collect();
-    labels.insert(key, truncate_chars(&text, 512));
+    labels.insert(key, text);
 }
 
 fn dedup_list(mut items: Vec<String>) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    items.retain(|i| seen.insert(i.clone()));
+    if items.len() > 1 {
+        let mut seen = std::collections::HashSet::new();
+        items.retain(|i| seen.insert(i.clone()));
+    }
     items.truncate(64);
     items
 }
 
-fn take_string(
-    obj: &mut Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<String>, Rejection> {
-    match obj.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(Rejection::invalid(field, "must be a string")),
+fn take_string<'a>(
+    record: &mut Record<'a>,
+    field: Field,
+) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match record.take(field) {
+        None | Some(Loose::Null) => Ok(None),
+        Some(Loose::Str(s)) if s.trim().is_empty() => Ok(None),
+        Some(Loose::Str(s)) => Ok(Some(s)),
+        Some(Loose::Number(n)) => Ok(Some(Cow::Owned(n.to_string()))),
+        Some(_) => Err(Rejection::invalid(field.name(), "must be a string")),
     }
 }
 
-fn take_list(
-    obj: &mut Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<Vec<String>>, Rejection> {
+fn take_list(record: &mut Record<'_>, field: Field) -> Result<Option<Vec<String>>, Rejection> {
     // Hashtags and mentions compare case-insensitively; links keep their case (paths and
     // query strings are case-sensitive).
-    let lowercase = field != "links";
-    match obj.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
+    let lowercase = field != Field::Links;
+    let name = field.name();
+    match record.take(field) {
+        None | Some(Loose::Null) => Ok(None),
+        Some(Loose::List(items)) => items
             .into_iter()
             .map(|i| match i {
-                Value::String(s) if lowercase => {
-                    Ok(s.trim_start_matches(['#', '@']).to_lowercase())
-                }
-                Value::String(s) => Ok(s.trim().to_string()),
-                _ => Err(Rejection::invalid(field, "must be a list of strings")),
+                Loose::Str(s) if lowercase => Ok(s.trim_start_matches(['#', '@']).to_lowercase()),
+                Loose::Str(s) => Ok(s.trim().to_string()),
+                _ => Err(Rejection::invalid(name, "must be a list of strings")),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
-        Some(_) => Err(Rejection::invalid(field, "must be a list of strings")),
+        Some(_) => Err(Rejection::invalid(name, "must be a list of strings")),
     }
 }
 
-fn count(v: Option<&Value>, field: &'static str) -> Result<u64, Rejection> {
+fn count(v: Option<&Loose<'_>>, field: &'static str) -> Result<u64, Rejection> {
     match v {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => n
+        None | Some(Loose::Null) => Ok(0),
+        Some(Loose::Number(n)) => n
             .as_u64()
             .ok_or_else(|| Rejection::invalid(field, "must be a non-negative integer")),
         Some(_) => Err(Rejection::invalid(field, "must be a non-negative integer")),
@@ -491,41 +489,55 @@ fn count(v: Option<&Value>, field: &'static str) -> Result<u64, Rejection> {
 /// RFC 3339 (with or without zone: naive means UTC), or Unix seconds / milliseconds.
 pub fn parse_time(v: &Value) -> Result<DateTime<Utc>, String> {
     match v {
-        Value::String(s) => {
-            let s = s.trim();
-            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                return Ok(t.with_timezone(&Utc));
-            }
-            for fmt in [
-                "%Y-%m-%dT%H:%M:%S%.f",
-                "%Y-%m-%d %H:%M:%S%.f",
-                "%Y-%m-%d %H:%M:%S",
-            ] {
-                if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
-                    return Ok(t.and_utc());
-                }
-            }
-            if let Ok(t) = DateTime::parse_from_rfc2822(s) {
-                return Ok(t.with_timezone(&Utc));
-            }
-            Err(format!(
-                "`{s}` is not an RFC 3339 time such as 2024-03-01T12:00:00Z"
-            ))
-        }
-        Value::Number(n) => {
-            let secs = n.as_f64().ok_or("is not a number")?;
-            // Values above 1e11 can only be milliseconds (1e11 s is the year 5138).
-            let ms = if secs.abs() > 1e11 {
-                secs
-            } else {
-                secs * 1000.0
-            };
-            Utc.timestamp_millis_opt(ms as i64)
-                .single()
-                .ok_or_else(|| format!("{n} is out of range"))
-        }
-        _ => Err("must be an RFC 3339 string or a Unix timestamp".into()),
+        Value::String(s) => parse_time_text(s),
+        Value::Number(n) => parse_unix_time(n),
+        _ => Err(TIME_TYPE.into()),
     }
+}
+
+const TIME_TYPE: &str = "must be an RFC 3339 string or a Unix timestamp";
+
+fn parse_loose_time(v: &Loose<'_>) -> Result<DateTime<Utc>, String> {
+    match v {
+        Loose::Str(s) => parse_time_text(s),
+        Loose::Number(n) => parse_unix_time(n),
+        _ => Err(TIME_TYPE.into()),
+    }
+}
+
+fn parse_time_text(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(t) = DateTime::parse_from_rfc2822(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    Err(format!(
+        "`{s}` is not an RFC 3339 time such as 2024-03-01T12:00:00Z"
+    ))
+}
+
+fn parse_unix_time(n: &serde_json::Number) -> Result<DateTime<Utc>, String> {
+    let secs = n.as_f64().ok_or("is not a number")?;
+    // Values above 1e11 can only be milliseconds (1e11 s is the year 5138).
+    let ms = if secs.abs() > 1e11 {
+        secs
+    } else {
+        secs * 1000.0
+    };
+    Utc.timestamp_millis_opt(ms as i64)
+        .single()
+        .ok_or_else(|| format!("{n} is out of range"))
 }
 
 /// `@Alice` → `alice`; handles are 1-100 chars of letters, digits, `_ . - :` and an inner `@`.
@@ -757,6 +769,35 @@ mod tests {
 
         /// Any script in any field: validation answers (accept or a coded rejection), never
         /// panics, and an accepted post keeps its invariants.
+        /// Whatever type each field has, the JSON text read straight into a record and the
+        /// same text parsed into a `Value` first are accepted or refused alike.
+        #[test]
+        fn text_and_value_paths_agree_on_fields_of_any_type(
+            fields in prop::collection::vec((
+                prop::sample::select(crate::record::Field::ALL.map(|f| f.name()).to_vec()),
+                prop_oneof![
+                    Just(json!(null)), any::<bool>().prop_map(|b| json!(b)),
+                    any::<i64>().prop_map(|n| json!(n)), (0u64..2_000_000_000_000).prop_map(|n| json!(n)),
+                    tidings_index::testing::short_text().prop_map(|s| json!(s)),
+                    Just(json!("2024-03-01T00:00:00Z")), Just(json!(["a", "#B"])), Just(json!({"likes": 2})),
+                ],
+            ), 0..10),
+        ) {
+            let mut record = serde_json::Map::new();
+            record.insert("id".into(), json!("x1"));
+            record.insert("text".into(), json!("Flood on #Main st"));
+            record.insert("created_at".into(), json!("2024-03-01T00:00:00Z"));
+            for (k, v) in fields {
+                record.insert(k.to_string(), v);
+            }
+            let line = Value::Object(record).to_string();
+            let value: Value = serde_json::from_str(&line).expect("valid JSON");
+            prop_assert_eq!(
+                validate_json(&line, "push", &ValidationConfig::default(), now()),
+                check(value)
+            );
+        }
+
         #[test]
         fn any_script_in_any_field(
             text in tidings_index::testing::any_text(),
@@ -780,9 +821,13 @@ mod tests {
                 }
                 Err(e) => prop_assert!(!e.code.as_str().is_empty() && !e.message.is_empty()),
             }
-            // The same record as a JSON line, and cut at any byte: a rejection, never a panic.
+            // The same record as a JSON line, read straight into a record: the same outcome as
+            // from the parsed `Value`; and cut at any byte: a rejection, never a panic.
             let line = record.to_string();
-            let _ = validate_json(&line, "push", &ValidationConfig::default(), now());
+            prop_assert_eq!(
+                validate_json(&line, "push", &ValidationConfig::default(), now()),
+                check(record.clone())
+            );
             for cut in [1usize, 7, line.len() / 2] {
                 let mut end = cut.min(line.len());
                 while !line.is_char_boundary(end) { end -= 1; }

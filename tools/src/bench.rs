@@ -398,10 +398,12 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
         let accepted = ingest_path(&service, &path, None).await?;
         let rate = accepted as f64 / started.elapsed().as_secs_f64();
         rows.push(format!("| text ingest (parse+validate+dedup+index+commit) | {n} | {rate:.0} posts/s | raw tantivy {base_rate:.0} posts/s | {:.2}× |", rate / base_rate));
-        let parse_rate = tokio::task::block_in_place(|| crate::bench_http::parse_stage(&path))?;
+        let (parse_rate, value_rate) =
+            tokio::task::block_in_place(|| crate::bench_http::parse_stage(&path))?;
         let (cached, uncached) = tokio::task::block_in_place(|| analyzer_rates(&path))?;
         rows.push(format!("| the text analyzer alone (one thread; tokens, lowercase, cached stems) | {n} | {cached:.0} posts/s | with tantivy's uncached stemmer {uncached:.0} posts/s | {:.2}× |", cached / uncached));
-        rows.push(format!("| its parse + validate stage alone (one thread) | {n} | {parse_rate:.0} posts/s | raw tantivy {base_rate:.0} posts/s | {:.2}× |", parse_rate / base_rate));
+        rows.push(format!("| its parse + validate stage alone (one thread, typed record) | {n} | {parse_rate:.0} posts/s | raw tantivy {base_rate:.0} posts/s | {:.2}× |", parse_rate / base_rate));
+        rows.push(format!("| the same stage through a `serde_json::Value` (one thread) | {n} | {value_rate:.0} posts/s | the typed record {parse_rate:.0} posts/s | {:.2}× |", value_rate / parse_rate));
         let search = service.search.clone();
         let mut lat = Vec::new();
         for pass in 0..2 {

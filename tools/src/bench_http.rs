@@ -97,22 +97,32 @@ pub(crate) async fn freshness(
 }
 
 /// Posts per second through the ingest's first stage alone (JSON parse and validation, one
-/// thread, as `jsonl::read_jsonl` does it), to tell how the whole ingest splits its time.
-pub(crate) fn parse_stage(path: &Path) -> anyhow::Result<f64> {
+/// thread, as `jsonl::read_jsonl` does it), to tell how the whole ingest splits its time: the
+/// shipped path (the text read straight into a typed record) and, as the baseline in the same
+/// process, the text parsed into a `serde_json::Value` first and validated from it. Best of
+/// three passes each.
+pub(crate) fn parse_stage(path: &Path) -> anyhow::Result<(f64, f64)> {
     let content = std::fs::read_to_string(path)?;
+    let lines: Vec<&str> = content.lines().filter(|l| !l.trim().is_empty()).collect();
     let config = ValidationConfig::default();
     let now = chrono::Utc::now();
-    let started = Instant::now();
-    let mut accepted = 0usize;
-    for line in content.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if tidings_ingest::validate::validate(value, "bench", &config, now).is_ok() {
-            accepted += 1;
-        }
+    let rate = |accept: &dyn Fn(&str) -> bool| {
+        let started = Instant::now();
+        let accepted = lines.iter().filter(|l| accept(l)).count();
+        accepted as f64 / started.elapsed().as_secs_f64()
+    };
+    let typed =
+        |line: &str| tidings_ingest::validate_json_with_id(line, "bench", &config, now).is_ok();
+    let via_value = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|v| tidings_ingest::validate(v, "bench", &config, now).is_ok())
+    };
+    let (mut best_typed, mut best_value) = (0f64, 0f64);
+    for _ in 0..3 {
+        best_typed = best_typed.max(rate(&typed));
+        best_value = best_value.max(rate(&via_value));
     }
-    Ok(accepted as f64 / started.elapsed().as_secs_f64())
+    Ok((best_typed, best_value))
 }
 
 /// The filtered BM25 search of the figure above through each layer a client's request passes:

@@ -18,8 +18,9 @@ use axum::Json;
 use chrono::Utc;
 use serde::Serialize;
 use tidings_index::{PostId, UpsertOutcome};
-use tidings_ingest::validate::record_id;
-use tidings_ingest::{validate, Rejection};
+use tidings_ingest::record::{self, Loose, Record, TopLevel};
+use tidings_ingest::validate::validate_record;
+use tidings_ingest::Rejection;
 
 /// Why an item was rejected.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -60,10 +61,10 @@ pub(crate) struct PushResponse {
 
 /// Splits a body into records: NDJSON by content type, else a JSON array or object (falling back
 /// to NDJSON when the body is several JSON lines).
-fn records(
+fn records<'a>(
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<Result<serde_json::Value, Rejection>>, ApiError> {
+    body: &'a [u8],
+) -> Result<Vec<Result<Record<'a>, Rejection>>, ApiError> {
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -72,12 +73,14 @@ fn records(
     let text = std::str::from_utf8(body).map_err(|e| {
         ApiError::bad_request(ErrorCode::InvalidBody, format!("body is not UTF-8: {e}"))
     })?;
-    let ndjson = |text: &str| {
+    // Read straight into records (no `serde_json::Value` tree); strings borrow from the body.
+    let ndjson = |text: &'a str| {
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .map_err(|e| Rejection::malformed(format!("not valid JSON: {e}")))
+            .map(|l| match record::parse(l) {
+                Ok(TopLevel::Record(r)) => Ok(r),
+                Ok(TopLevel::NotAnObject) => Err(Rejection::not_an_object()),
+                Err(e) => Err(Rejection::malformed(format!("not valid JSON: {e}"))),
             })
             .collect::<Vec<_>>()
     };
@@ -87,9 +90,10 @@ fn records(
     {
         return Ok(ndjson(text));
     }
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Array(items)) => Ok(items.into_iter().map(Ok).collect()),
-        Ok(item @ serde_json::Value::Object(_)) => Ok(vec![Ok(item)]),
+    let one_of = |item: Loose<'a>| Record::from_loose(item).ok_or_else(Rejection::not_an_object);
+    match serde_json::from_str::<Loose<'a>>(text) {
+        Ok(Loose::List(items)) => Ok(items.into_iter().map(one_of).collect()),
+        Ok(item @ Loose::Object(_)) => Ok(vec![one_of(item)]),
         Ok(_) => Err(ApiError::bad_request(
             ErrorCode::InvalidBody,
             "body must be a JSON array of posts, one post object, or NDJSON",
@@ -140,12 +144,8 @@ pub(crate) async fn push(
     let mut posts = Vec::new();
     let mut post_slots = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        let outcome = item.and_then(|value| {
-            let id = record_id(&value);
-            validate(value, "push", &state.config.validation, now)
-                .map_err(|r| (r, id))
-                .map_err(|(r, _)| r)
-        });
+        let outcome =
+            item.and_then(|record| validate_record(record, "push", &state.config.validation, now));
         match outcome {
             Ok(post) => {
                 results.push(ItemResult {
