@@ -13,7 +13,8 @@
 //! so `地震` finds `地震です`.
 
 use crate::script::{cjk_bigrams, continues_word, split_cjk_runs, starts_word};
-use std::collections::HashMap;
+use foldhash::HashMap as FastMap;
+use foldhash::HashMapExt;
 use tantivy::tokenizer::{
     LowerCaser, RemoveLongFilter, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
 };
@@ -58,7 +59,7 @@ impl TokenFilter for CachedStemmer {
     fn transform<T: Tokenizer>(self, inner: T) -> CachedStemmerFilter<T> {
         CachedStemmerFilter {
             inner,
-            stems: HashMap::new(),
+            stems: FastMap::new(),
         }
     }
 }
@@ -67,7 +68,7 @@ impl TokenFilter for CachedStemmer {
 pub struct CachedStemmerFilter<T> {
     inner: T,
     /// word → its stem, only for words the stemmer changes.
-    stems: HashMap<String, Option<String>>,
+    stems: FastMap<String, Option<String>>,
 }
 
 impl<T: Tokenizer> Tokenizer for CachedStemmerFilter<T> {
@@ -83,7 +84,7 @@ impl<T: Tokenizer> Tokenizer for CachedStemmerFilter<T> {
 
 pub struct CachedStemmerStream<'a, T> {
     tail: T,
-    stems: &'a mut HashMap<String, Option<String>>,
+    stems: &'a mut FastMap<String, Option<String>>,
 }
 
 fn english() -> frostem::Stemmer {

@@ -45,6 +45,14 @@ fn continues_cjk(c: char) -> bool {
 /// Splits a run of word characters into pieces: `(from, to, cjk)` byte ranges, where CJK
 /// pieces are maximal runs of CJK characters and the others are the rest, in order.
 pub fn split_cjk_runs(word: &str) -> Vec<(usize, usize, bool)> {
+    // Most words are ASCII, and no ASCII character is CJK.
+    if word.is_ascii() {
+        return if word.is_empty() {
+            Vec::new()
+        } else {
+            vec![(0, word.len(), false)]
+        };
+    }
     let mut out: Vec<(usize, usize, bool)> = Vec::new();
     for (i, c) in word.char_indices() {
         let cjk = match out.last() {
