@@ -643,23 +643,29 @@ async fn optimizer(
 ) {
     use std::sync::atomic::Ordering;
     let mut last = stats.vectors_upserted.load(Ordering::Relaxed);
+    // A build that an earlier process's stop cut short runs again at the first check.
+    let mut unfinished = store.optimize_unfinished();
+    if unfinished {
+        tracing::info!("an earlier vector index optimisation was left unfinished; it runs again");
+    }
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             _ = token.cancelled() => return,
         }
         let now = stats.vectors_upserted.load(Ordering::Relaxed);
-        if now - last < every {
+        if now - last < every && !unfinished {
             continue;
         }
         last = now;
+        unfinished = false;
         let store = store.clone();
         // An HNSW build cannot be interrupted and takes minutes at 100k vectors on 2 cores: a
         // stop does not wait for it (a stop used to wait out the grace period and then the
         // build). Qdrant's optimiser builds new segments beside the ones it replaces and swaps
         // them in at its end, so a build cut short leaves the shard as it was before it (checked:
         // 100k posts, stopped mid-build, reopened with every vector and hybrid search working);
-        // the next build runs after `optimize_every` more vectors.
+        // the store remembers it, and the next process builds again at its first check.
         let build = tokio::task::spawn_blocking(move || store.optimize());
         tokio::select! {
             done = build => match done {

@@ -210,6 +210,10 @@ fn contract(mut store: Arc<dyn VectorStore>, reopen: &dyn Fn() -> Arc<dyn Vector
         "{backend}: the two older posts went"
     );
     store.optimize().unwrap();
+    assert!(
+        !store.optimize_unfinished(),
+        "{backend}: a finished optimisation is not left to redo"
+    );
 
     // What was acknowledged survives a restart.
     drop(store);
@@ -227,6 +231,30 @@ fn edge_store_keeps_the_contract() {
     let path = dir.path().join("vectors");
     let open = || -> Arc<dyn VectorStore> { Arc::new(EdgeVectorStore::open(&path, DIM).unwrap()) };
     contract(open(), &open);
+}
+
+/// An optimisation that a stop cut short (its marker left beside the shard) is reported by the
+/// next open, the shard still loads with every point, and a finished one clears it.
+#[test]
+fn edge_store_remembers_an_unfinished_optimisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vectors");
+    let open = || -> Arc<dyn VectorStore> { Arc::new(EdgeVectorStore::open(&path, DIM).unwrap()) };
+    let store = open();
+    store.upsert(points()).unwrap();
+    assert!(!store.optimize_unfinished());
+    drop(store);
+    // What `optimize` writes before its build and removes after it.
+    std::fs::write(path.join("optimizing"), b"").unwrap();
+    let store = open();
+    assert!(store.optimize_unfinished());
+    assert_eq!(store.count().unwrap(), points().len());
+    store.optimize().unwrap();
+    assert!(!store.optimize_unfinished());
+    drop(store);
+    let store = open();
+    assert!(!store.optimize_unfinished());
+    assert_eq!(store.count().unwrap(), points().len());
 }
 
 fn config(url: String, collection: &str) -> QdrantStoreConfig {

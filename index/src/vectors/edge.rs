@@ -17,13 +17,18 @@ use qdrant_edge::{
     ScrollRequestBuilder, SearchParams, UpdateOperation, ValueVariants, VectorInternal, Vectors,
     WithPayloadInterface, WithVector,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const VECTOR_NAME: &str = "text";
+
+/// Beside the shard while an optimisation runs: its presence at open means a stop cut one short.
+const OPTIMIZING_MARKER: &str = "optimizing";
 
 /// The embedded Qdrant shard.
 pub struct EdgeVectorStore {
     shard: EdgeShard,
+    /// [`OPTIMIZING_MARKER`] in the shard's directory.
+    marker: PathBuf,
 }
 
 fn edge_err(what: &str) -> impl FnOnce(qdrant_edge::OperationError) -> IndexError + '_ {
@@ -70,7 +75,10 @@ impl EdgeVectorStore {
             shard.flush().map_err(edge_err("flush"))?;
             shard
         };
-        Ok(EdgeVectorStore { shard })
+        Ok(EdgeVectorStore {
+            shard,
+            marker: dir.join(OPTIMIZING_MARKER),
+        })
     }
 
     fn filter(filter: &SearchFilter) -> Result<Option<Filter>, IndexError> {
@@ -347,7 +355,21 @@ impl VectorStore for EdgeVectorStore {
     }
 
     fn optimize(&self) -> Result<(), IndexError> {
+        // Written before and removed after: a build cut short by a stop leaves it behind.
+        std::fs::write(&self.marker, b"")
+            .map_err(|e| IndexError::internal(format!("write {}: {e}", self.marker.display())))?;
         self.shard.optimize().map_err(edge_err("optimize"))?;
-        Ok(())
+        match std::fs::remove_file(&self.marker) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(IndexError::internal(format!(
+                "remove {}: {e}",
+                self.marker.display()
+            ))),
+        }
+    }
+
+    fn optimize_unfinished(&self) -> bool {
+        self.marker.exists()
     }
 }

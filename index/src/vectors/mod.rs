@@ -92,4 +92,10 @@ pub trait VectorStore: VectorReader {
     fn delete_older_than(&self, cutoff_ms: i64) -> Result<(), IndexError>;
     /// Builds ANN structures; slow, call it off the request path.
     fn optimize(&self) -> Result<(), IndexError>;
+    /// Whether an optimisation was started and did not finish (a stop cut it short), so the
+    /// next process should run one without waiting for more vectors. A server store's own
+    /// optimiser runs on the server: never.
+    fn optimize_unfinished(&self) -> bool {
+        false
+    }
 }
