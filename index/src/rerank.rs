@@ -78,25 +78,26 @@ impl LinearModel {
 }
 
 /// The shipped model: trained by `tidings-tools eval --train-reranker` on the train half of the
-/// public TweetQA questions, 2026-12-03, on features from an index whose time filter still
-/// added to BM25 scores (fixed 2026-12-07). Held-out half since the fix: R@1 0.636, R@10 0.775
-/// with the question as typed, against BM25's 0.526 / 0.667; see BENCHMARKS.md. `length` weighs
-/// much because TweetQA questions were written from full tweets; the cap is the candidate pool,
-/// which holds the gold post for ~0.82 of the questions.
+/// public TweetQA questions, 2026-12-07, on the agent's search (topic words for BM25, the
+/// question as asked for the dense half) over an index whose filters no longer add to BM25.
+/// Held-out half: R@1 0.632, R@10 0.780, against BM25's 0.526 / 0.667; see BENCHMARKS.md.
+/// `length` weighs much because TweetQA questions were written from full tweets. The candidate
+/// pool holds the gold post for ~0.82 of the questions; a pool of 100 or 200 holds it for 0.85 /
+/// 0.87, but a model trained on it ranks no better in the top 10 (0.783 / 0.779 held-out).
 pub const MODEL: LinearModel = LinearModel {
     weights: [
-        1.1223,  // bm25_rel
-        2.3003,  // dense_rel
-        2.2920,  // dense_cos
-        1.4757,  // bm25_rr
-        1.4683,  // dense_rr
-        1.5456,  // idf_coverage
-        1.0914,  // rare_coverage
-        1.2553,  // bigram
-        0.4584,  // numbers
-        -1.3165, // missing_rare
-        6.6100,  // length
-        1.1248,  // coverage_x_cos
+        0.5449,  // bm25_rel
+        2.8119,  // dense_rel
+        2.6089,  // dense_cos
+        1.3894,  // bm25_rr
+        1.5496,  // dense_rr
+        1.7731,  // idf_coverage
+        1.3576,  // rare_coverage
+        1.4489,  // bigram
+        0.4218,  // numbers
+        -1.3530, // missing_rare
+        6.4070,  // length
+        1.6767,  // coverage_x_cos
     ],
     bias: 0.0,
 };
@@ -107,26 +108,26 @@ pub const MODEL: LinearModel = LinearModel {
 /// below [`ANSWERS_THRESHOLD`].
 pub const ANSWERS_MODEL: LinearModel = LinearModel {
     weights: [
-        -0.2447, // bm25_rel
-        -1.1682, // dense_rel
-        -1.1555, // dense_cos
-        4.1746,  // bm25_rr
-        3.6225,  // dense_rr
-        -0.4502, // idf_coverage
-        -0.3339, // rare_coverage
-        1.1402,  // bigram
-        0.3376,  // numbers
-        -2.0473, // missing_rare
-        -1.7395, // length
-        1.4411,  // coverage_x_cos
+        -0.4140, // bm25_rel
+        -1.1268, // dense_rel
+        -1.1157, // dense_cos
+        3.9758,  // bm25_rr
+        3.9833,  // dense_rr
+        -0.4258, // idf_coverage
+        -0.3220, // rare_coverage
+        1.1542,  // bigram
+        0.2702,  // numbers
+        -2.0601, // missing_rare
+        -1.7503, // length
+        1.7119,  // coverage_x_cos
     ],
-    bias: -1.9878,
+    bias: -1.9997,
 };
 
 /// The answerability probability below which a post is not taken to address the question.
-/// Chosen on the train half (2026-12-03): with the gold post present the best candidate
-/// reaches it for 0.952 of the questions, with it removed 0.647 of them fall below it (held-out
-/// half: 0.944 / 0.641); 0.2 would decline 0.80 but lose 0.22 of the answerable ones.
+/// Chosen on the train half (2026-12-07): with the gold post present the best candidate
+/// reaches it for 0.901 of the questions, with it removed 0.689 of them fall below it (held-out
+/// half: 0.906 / 0.650); 0.2 would decline 0.83 but lose 0.25 of the answerable ones.
 pub const ANSWERS_THRESHOLD: f32 = 0.1;
 
 /// What a candidate brought from the retrievers.

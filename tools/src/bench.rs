@@ -56,6 +56,7 @@ pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
 pub(crate) fn filtered_search(q: &str) -> SearchRequest {
     SearchRequest {
         query: q.to_string(),
+        semantic_query: None,
         filter: SearchFilter {
             from_ms: Some(WINDOW_END_MS - DAY_MS),
             to_ms: Some(WINDOW_END_MS - 1),

@@ -125,16 +125,17 @@ fn planned_row(m: usize) -> bool {
     m + 1 == MODES.len()
 }
 
-/// The search words the agent would use for `question` asked at `as_of_ms`.
-fn agent_query(question: &str, as_of_ms: Option<i64>) -> String {
+/// The search words the agent would use for `question` asked at `as_of_ms`, and the text its
+/// dense half would embed.
+fn agent_query(question: &str, as_of_ms: Option<i64>) -> (String, String) {
     let as_of = as_of_ms
         .and_then(chrono::DateTime::from_timestamp_millis)
         .unwrap_or_else(chrono::Utc::now);
     let plan = tidings_agent::plan::plan(question, &[], as_of, &Default::default());
     if plan.query.trim().is_empty() {
-        question.to_string()
+        (question.to_string(), question.to_string())
     } else {
-        plan.query
+        (plan.query, plan.semantic)
     }
 }
 
@@ -254,8 +255,8 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
             .map(|(id, _)| id)
             .collect();
         let mut row = Vec::new();
-        let planned = agent_query(&topic.query, Some(to));
-        let planned_vector = embedder.embed(vec![planned.clone()]).await?;
+        let (planned, semantic) = agent_query(&topic.query, Some(to));
+        let planned_vector = embedder.embed(vec![semantic]).await?;
         for (m, (mode, ranker, _)) in MODES.iter().enumerate() {
             let (query, vector) = match (planned_row(m), planned_vector.first()) {
                 (true, Some(pv)) => (&planned, pv),
@@ -299,14 +300,14 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
     let qvectors = embedder
         .embed(questions.iter().map(|q| q.question.clone()).collect())
         .await?;
-    let planned_queries: Vec<String> = questions
+    let (planned_queries, semantic): (Vec<String>, Vec<String>) = questions
         .iter()
         .map(|q| {
             let to = q.as_of.as_deref().and_then(|t| time_ms(t).ok());
             agent_query(&q.question, to)
         })
-        .collect();
-    let pvectors = embedder.embed(planned_queries.clone()).await?;
+        .unzip();
+    let pvectors = embedder.embed(semantic).await?;
     // hits[mode][split][k]: split 0 = train half, 1 = held-out half; k 0 = R@1, 1 = R@10.
     let mut hits = [[[0usize; 2]; 2]; MODES.len()];
     let mut split_sizes = [0usize; 2];

@@ -256,6 +256,7 @@ impl Agent {
         as_of: DateTime<Utc>,
     ) -> SearchRequest {
         let mut request = SearchRequest::new(plan.query.clone(), as_of.timestamp_millis());
+        request.semantic_query = Some(plan.semantic.clone());
         request.filter = SearchFilter {
             from_ms: Some(window.from.timestamp_millis()),
             to_ms: Some(window.to.timestamp_millis()),

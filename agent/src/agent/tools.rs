@@ -95,6 +95,7 @@ impl Agent {
         };
         let mut plan = retrieval.plan.clone();
         plan.query = args.query.clone();
+        plan.semantic = args.query.clone();
         if !args.handles.is_empty() {
             plan.authors = args
                 .handles

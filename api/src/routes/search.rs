@@ -340,6 +340,7 @@ fn resolve(body: SearchBody, state: &AppState) -> Result<SearchRequest, ApiError
     };
     Ok(SearchRequest {
         query,
+        semantic_query: None,
         filter: SearchFilter {
             from_ms: from.map(|t| t.timestamp_millis()),
             to_ms: to.map(|t| t.timestamp_millis()),

@@ -49,6 +49,10 @@ pub enum Ranker {
 #[derive(Clone, Debug)]
 pub struct SearchRequest {
     pub query: String,
+    /// The text the dense half embeds when it differs from `query` (the agent sends the
+    /// question as asked here and its topic words as `query`); `None` embeds `query`. The
+    /// dense half runs only when `query` has words.
+    pub semantic_query: Option<String>,
     pub filter: SearchFilter,
     /// "Now" for recency decay, Unix milliseconds.
     pub as_of_ms: i64,
@@ -66,6 +70,7 @@ impl SearchRequest {
     pub fn new(query: impl Into<String>, as_of_ms: i64) -> SearchRequest {
         SearchRequest {
             query: query.into(),
+            semantic_query: None,
             filter: SearchFilter::default(),
             as_of_ms,
             half_life: None,
@@ -202,7 +207,8 @@ impl SearchHandle {
         if wants_dense {
             match (&self.embedder, &self.vectors) {
                 (Some(embedder), Some(_)) => {
-                    match embedder.embed(vec![request.query.clone()]).await {
+                    let text = request.semantic_query.as_ref().unwrap_or(&request.query);
+                    match embedder.embed(vec![text.clone()]).await {
                         Ok(mut v) => query_vector = v.pop(),
                         Err(e) if request.mode == SearchMode::Hybrid => {
                             degraded = Some(format!("dense search skipped: {e}"))

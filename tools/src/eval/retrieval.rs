@@ -32,35 +32,35 @@ pub(super) fn model_recall(model: &LinearModel, groups: &[&TrainingGroup]) -> (f
     (r1 as f64 / n, r10 as f64 / n)
 }
 
-/// `--train-reranker`: features of every question's hybrid candidates, a model trained on the
-/// train half, and both halves' recall under the shipped model and the new one.
-pub(super) fn train_reranker(
+/// Feature groups of every question's hybrid candidates for a search of `limit` hits (the
+/// candidate pool grows with it, see `gather`), split into the train half and the held-out half.
+fn feature_groups(
     search: &SearchHandle,
     questions: &[Question],
     queries: &[String],
     vectors: &[Vec<f32>],
-    features_out: Option<&Path>,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
+    limit: usize,
+    mut out: Option<&mut dyn std::io::Write>,
+) -> anyhow::Result<[Vec<TrainingGroup>; 2]> {
     let mut groups: [Vec<TrainingGroup>; 2] = [Vec::new(), Vec::new()];
-    let mut out = match features_out {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
-        None => None,
-    };
     if let Some(w) = out.as_mut() {
-        use std::io::Write;
         writeln!(w, "qid\tsplit\tgold\t{}", FEATURE_NAMES.join("\t"))?;
     }
     for (i, ((q, query), v)) in questions.iter().zip(queries).zip(vectors).enumerate() {
         let to = q.as_of.as_deref().map(time_ms).transpose()?;
-        let req = request(query, to, None, (SearchMode::Hybrid, Ranker::Learned), 10);
+        let req = request(
+            query,
+            to,
+            None,
+            (SearchMode::Hybrid, Ranker::Learned),
+            limit,
+        );
         let rows = search.candidate_features(&req, Some(v))?;
         let split = usize::from(held_out(q));
         let mut g = TrainingGroup::default();
         for (id, f) in rows {
             let gold = q.gold_post_ids.contains(&id);
             if let Some(w) = out.as_mut() {
-                use std::io::Write;
                 let cols: Vec<String> = f.iter().map(|x| format!("{x:.5}")).collect();
                 writeln!(w, "{i}\t{split}\t{}\t{}", u8::from(gold), cols.join("\t"))?;
             }
@@ -69,9 +69,38 @@ pub(super) fn train_reranker(
         }
         groups[split].push(g);
     }
-    let pool_recall = |gs: &[TrainingGroup]| {
-        gs.iter().filter(|g| g.gold.iter().any(|x| *x)).count() as f64 / gs.len().max(1) as f64
+    Ok(groups)
+}
+
+/// Share of `groups` whose gold post is among the candidates (the ceiling of any ranking).
+fn pool_recall(groups: &[TrainingGroup]) -> f64 {
+    groups.iter().filter(|g| g.gold.iter().any(|x| *x)).count() as f64 / groups.len().max(1) as f64
+}
+
+/// `--train-reranker`: features of every question's hybrid candidates, a model trained on the
+/// train half, and both halves' recall under the shipped model and the new one. The candidate
+/// pool of a larger search is measured beside it: how often it holds the gold post and what a
+/// model trained on it ranks first and in the top 10.
+pub(super) fn train_reranker(
+    search: &SearchHandle,
+    questions: &[Question],
+    queries: &[String],
+    vectors: &[Vec<f32>],
+    features_out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut out = match features_out {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
     };
+    let groups = feature_groups(
+        search,
+        questions,
+        queries,
+        vectors,
+        10,
+        out.as_mut().map(|w| w as &mut dyn std::io::Write),
+    )?;
     println!(
         "\nreranker training: features of {} questions in {:.1}s; gold post among the candidates: train {:.3}, held-out {:.3}",
         questions.len(),
@@ -79,6 +108,18 @@ pub(super) fn train_reranker(
         pool_recall(&groups[0]),
         pool_recall(&groups[1])
     );
+    for limit in [20, 40] {
+        let larger = feature_groups(search, questions, queries, vectors, limit, None)?;
+        let model = rerank::train(&larger[0], 400, 1e-4);
+        let refs = |s: usize| larger[s].iter().collect::<Vec<_>>();
+        let (t1, t10) = model_recall(&model, &refs(0));
+        let (h1, h10) = model_recall(&model, &refs(1));
+        println!(
+            "search of {limit} hits: gold among the candidates train {:.3}, held-out {:.3}; trained on it: train R@1 {t1:.3} R@10 {t10:.3} | held-out R@1 {h1:.3} R@10 {h10:.3}",
+            pool_recall(&larger[0]),
+            pool_recall(&larger[1])
+        );
+    }
     let trained = rerank::train(&groups[0], 400, 1e-4);
     let all = |s: usize| groups[s].iter().collect::<Vec<_>>();
     for (name, model) in [("shipped", rerank::MODEL), ("trained", trained)] {
@@ -219,6 +260,7 @@ pub(super) fn request(
 ) -> SearchRequest {
     SearchRequest {
         query: query.to_string(),
+        semantic_query: None,
         filter: SearchFilter {
             from_ms,
             to_ms,
