@@ -313,13 +313,22 @@ impl Agent {
             if extractive {
                 // Nothing the model wrote is supported: quote the posts instead (for an
                 // overview, those the most accounts carry; see `main_reports`).
-                rest = extractive_answer(&used, if overview { "" } else { &asked });
+                rest = extractive_answer(
+                    &used,
+                    if overview { "" } else { &asked },
+                    &mut gate.corroboration,
+                );
             } else if !used.is_empty() && quote_closest {
                 let so_far = format!("{text}{rest}");
                 if overview {
-                    rest.push_str(&main_reports(&used, &so_far));
+                    rest.push_str(&main_reports(&used, &so_far, &mut gate.corroboration));
                 } else {
-                    rest.push_str(&closest_post_line(&used, &asked, &so_far));
+                    rest.push_str(&closest_post_line(
+                        &used,
+                        &asked,
+                        &so_far,
+                        &mut gate.corroboration,
+                    ));
                 }
             }
             if !rest.is_empty() {

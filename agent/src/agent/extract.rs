@@ -7,8 +7,12 @@ use tidings_index::Post;
 
 /// The answer when nothing the model wrote is supported by the posts: the most corroborated
 /// statements, quoted briefly and cited, with how many accounts carry each.
-pub(super) fn extractive_answer(posts: &[Post], question: &str) -> String {
-    let lines = extract_lines(posts, question, "");
+///
+/// Here and below, `accounts` holds per post number (index + 1) the most independent accounts
+/// a statement citing it has (`Citation::corroboration`); a quoted post's entry is raised to
+/// the count its line states, so the API says what the answer's text says.
+pub(super) fn extractive_answer(posts: &[Post], question: &str, accounts: &mut [usize]) -> String {
+    let lines = extract_lines(posts, question, "", accounts);
     if lines.is_empty() {
         return String::new();
     }
@@ -17,18 +21,26 @@ pub(super) fn extractive_answer(posts: &[Post], question: &str) -> String {
 
 /// Up to three of `posts` quoted as list items (see [`ground::extractive`]), leaving out those
 /// `answer` already says.
-pub(super) fn extract_lines(posts: &[Post], question: &str, answer: &str) -> String {
+pub(super) fn extract_lines(
+    posts: &[Post],
+    question: &str,
+    answer: &str,
+    accounts: &mut [usize],
+) -> String {
     let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
     let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
     ground::extractive(&texts, &authors, question, 3)
         .iter()
         .filter(|e| answer.is_empty() || ground::already_says(answer, &e.quote) < REPEATS)
-        .map(|e| format!("- {}\n", extract_line(posts, e)))
+        .map(|e| format!("- {}\n", extract_line(posts, e, accounts)))
         .collect()
 }
 
 /// `@who: “quote” (backing) [n]`.
-pub(super) fn extract_line(posts: &[Post], e: &ground::Extract) -> String {
+pub(super) fn extract_line(posts: &[Post], e: &ground::Extract, accounts: &mut [usize]) -> String {
+    if let Some(a) = accounts.get_mut(e.number.wrapping_sub(1)) {
+        *a = (*a).max(1 + e.corroborated_by.len());
+    }
     let who = posts[e.number - 1]
         .author
         .as_deref()
@@ -45,7 +57,12 @@ pub(super) fn extract_line(posts: &[Post], e: &ground::Extract) -> String {
 /// [`ground::primary`]), so a reader sees the source's own words next to the summary (a small
 /// model often leaves out the one detail that was asked for). Empty when the answer already
 /// says most of it.
-pub(super) fn closest_post_line(posts: &[Post], question: &str, answer: &str) -> String {
+pub(super) fn closest_post_line(
+    posts: &[Post],
+    question: &str,
+    answer: &str,
+    accounts: &mut [usize],
+) -> String {
     let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
     let authors: Vec<Option<&str>> = posts.iter().map(|p| p.author.as_deref()).collect();
     let Some(best) = ground::primary(&texts, &authors, question) else {
@@ -57,7 +74,7 @@ pub(super) fn closest_post_line(posts: &[Post], question: &str, answer: &str) ->
     format!(
         "{}Closest post: {}",
         paragraph_gap(answer),
-        extract_line(posts, &best)
+        extract_line(posts, &best, accounts)
     )
 }
 
@@ -65,10 +82,10 @@ pub(super) fn closest_post_line(posts: &[Post], question: &str, answer: &str) ->
 /// [`Plan::overview`]): up to three distinct posts that most accounts carry, each quoted
 /// briefly and cited, leaving out what `answer` already says. One closest post would show a
 /// single account's view of a story many are telling.
-pub(super) fn main_reports(posts: &[Post], answer: &str) -> String {
+pub(super) fn main_reports(posts: &[Post], answer: &str, accounts: &mut [usize]) -> String {
     // No question words: every given post already addresses the question, so the ranking is
     // by how many accounts carry a statement and how central it is.
-    let lines = extract_lines(posts, "", answer);
+    let lines = extract_lines(posts, "", answer, accounts);
     if lines.is_empty() {
         return String::new();
     }
@@ -132,7 +149,12 @@ mod tests {
                 "BREAKING two explosions at Boston Marathon finish line, many injured",
             ),
         ];
-        let out = main_reports(&posts, "Posts report explosions in Boston [2].");
+        let mut accounts = vec![0; posts.len()];
+        let out = main_reports(
+            &posts,
+            "Posts report explosions in Boston [2].",
+            &mut accounts,
+        );
         assert!(out.starts_with("\n\nMain reports:\n- @"), "{out}");
         let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("- ")).collect();
         // The story three accounts carry comes first, quoted once; then the other report.
@@ -151,9 +173,23 @@ mod tests {
                 .any(|l| l.contains("JFK Library") && l.ends_with("[4]")),
             "{out}"
         );
+        // The citations say what the lines say: the quoted story three accounts carry, the
+        // JFK report one; the copies folded into the quoted line are left as they were.
+        let quoted: usize = lines[0]
+            .rsplit('[')
+            .next()
+            .and_then(|n| n.trim_end_matches(']').parse().ok())
+            .unwrap();
+        assert_eq!(accounts[quoted - 1], 3, "{accounts:?} {out}");
+        assert_eq!(accounts[3], 1, "{accounts:?}");
+        for n in 1..=posts.len() {
+            if !out.contains(&format!("[{n}]")) {
+                assert_eq!(accounts[n - 1], 0, "{n}: {accounts:?} {out}");
+            }
+        }
         // What the answer already says in full is not repeated.
         let said = "Two explosions at the Boston Marathon finish line, many injured [2]. A third device was found near the JFK Library, Boston police say [4].";
-        let out = main_reports(&posts, said);
+        let out = main_reports(&posts, said, &mut vec![0; posts.len()]);
         assert!(!out.contains("JFK"), "{out}");
     }
 }
