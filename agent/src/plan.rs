@@ -42,7 +42,8 @@ pub struct Plan {
     /// What the dense half embeds: the question as asked, without its time words (a follow-up
     /// that borrows the previous question's topic words is preceded by that question). A
     /// sentence model places a question near the posts that answer it better than it places
-    /// its bare topic words (TweetQA held-out R@10 0.762 → 0.779, BENCHMARKS.md).
+    /// its bare topic words (TweetQA held-out R@10 0.762 → 0.777 with the same ranker weights,
+    /// BENCHMARKS.md).
     pub semantic: String,
     pub window: TimeWindow,
     pub authors: Vec<String>,
