@@ -11,6 +11,7 @@
 use crate::post::{Engagement, Post, PostId, PostRefs};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The stored-document version this build writes and reads.
@@ -20,46 +21,47 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Version 1 of the stored post.
+/// Version 1 of the stored post. Written from a borrowed post (the writer encodes every post it
+/// indexes, so copying each string first was measurable); read back owned.
 #[derive(Debug, Serialize, Deserialize)]
-struct PostRecord {
+struct PostRecord<'a> {
     #[serde(default)]
     v: u32,
-    id: String,
-    source: String,
+    id: Cow<'a, str>,
+    source: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    author: Option<String>,
+    author: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    author_name: Option<String>,
-    text: String,
+    author_name: Option<Cow<'a, str>>,
+    text: Cow<'a, str>,
     created_at: DateTime<Utc>,
     ingested_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    lang: Option<String>,
+    lang: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
+    url: Option<Cow<'a, str>>,
     #[serde(default)]
-    refs: RefsRecord,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    hashtags: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    mentions: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    links: Vec<String>,
+    refs: RefsRecord<'a>,
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
+    hashtags: Cow<'a, [String]>,
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
+    mentions: Cow<'a, [String]>,
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
+    links: Cow<'a, [String]>,
     #[serde(default)]
     engagement: EngagementRecord,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    labels: BTreeMap<String, String>,
+    labels: Cow<'a, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct RefsRecord {
+struct RefsRecord<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    reply_to: Option<String>,
+    reply_to: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    quote_of: Option<String>,
+    quote_of: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    repost_of: Option<String>,
+    repost_of: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -89,33 +91,37 @@ pub fn from_value(value: serde_json::Value) -> Result<Post, String> {
     post_of(serde_json::from_value(value).map_err(|e| e.to_string())?)
 }
 
-fn record(post: &Post) -> PostRecord {
+fn borrow(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(Cow::Borrowed)
+}
+
+fn record(post: &Post) -> PostRecord<'_> {
     PostRecord {
         v: VERSION,
-        id: post.id.to_string(),
-        source: post.source.clone(),
-        author: post.author.clone(),
-        author_name: post.author_name.clone(),
-        text: post.text.clone(),
+        id: Cow::Borrowed(post.id.as_str()),
+        source: Cow::Borrowed(&post.source),
+        author: borrow(&post.author),
+        author_name: borrow(&post.author_name),
+        text: Cow::Borrowed(&post.text),
         created_at: post.created_at,
         ingested_at: post.ingested_at,
-        lang: post.lang.clone(),
-        url: post.url.clone(),
+        lang: borrow(&post.lang),
+        url: borrow(&post.url),
         refs: RefsRecord {
-            reply_to: post.refs.reply_to.clone(),
-            quote_of: post.refs.quote_of.clone(),
-            repost_of: post.refs.repost_of.clone(),
+            reply_to: borrow(&post.refs.reply_to),
+            quote_of: borrow(&post.refs.quote_of),
+            repost_of: borrow(&post.refs.repost_of),
         },
-        hashtags: post.hashtags.clone(),
-        mentions: post.mentions.clone(),
-        links: post.links.clone(),
+        hashtags: Cow::Borrowed(&post.hashtags),
+        mentions: Cow::Borrowed(&post.mentions),
+        links: Cow::Borrowed(&post.links),
         engagement: EngagementRecord {
             likes: post.engagement.likes,
             reposts: post.engagement.reposts,
             replies: post.engagement.replies,
             quotes: post.engagement.quotes,
         },
-        labels: post.labels.clone(),
+        labels: Cow::Borrowed(&post.labels),
     }
 }
 
@@ -124,7 +130,7 @@ pub fn decode(json: &str) -> Result<Post, String> {
     post_of(serde_json::from_str(json).map_err(|e| e.to_string())?)
 }
 
-fn post_of(r: PostRecord) -> Result<Post, String> {
+fn post_of(r: PostRecord<'_>) -> Result<Post, String> {
     match r.v {
         0 | VERSION => {}
         newer => {
@@ -134,31 +140,32 @@ fn post_of(r: PostRecord) -> Result<Post, String> {
             ))
         }
     }
+    let owned = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned);
     Ok(Post {
         id: PostId::parse(&r.id).map_err(|e| format!("stored post id: {e}"))?,
-        source: r.source,
-        author: r.author,
-        author_name: r.author_name,
-        text: r.text,
+        source: r.source.into_owned(),
+        author: owned(r.author),
+        author_name: owned(r.author_name),
+        text: r.text.into_owned(),
         created_at: r.created_at,
         ingested_at: r.ingested_at,
-        lang: r.lang,
-        url: r.url,
+        lang: owned(r.lang),
+        url: owned(r.url),
         refs: PostRefs {
-            reply_to: r.refs.reply_to,
-            quote_of: r.refs.quote_of,
-            repost_of: r.refs.repost_of,
+            reply_to: owned(r.refs.reply_to),
+            quote_of: owned(r.refs.quote_of),
+            repost_of: owned(r.refs.repost_of),
         },
-        hashtags: r.hashtags,
-        mentions: r.mentions,
-        links: r.links,
+        hashtags: r.hashtags.into_owned(),
+        mentions: r.mentions.into_owned(),
+        links: r.links.into_owned(),
         engagement: Engagement {
             likes: r.engagement.likes,
             reposts: r.engagement.reposts,
             replies: r.engagement.replies,
             quotes: r.engagement.quotes,
         },
-        labels: r.labels,
+        labels: r.labels.into_owned(),
     })
 }
 
@@ -197,6 +204,20 @@ mod tests {
         let json = encode(&post()).unwrap();
         assert!(json.contains("\"v\":1"), "{json}");
         assert_eq!(decode(&json).unwrap(), post());
+    }
+
+    /// The stored document's exact bytes: what existing indexes hold must not change when the
+    /// record is written differently (it is written from borrowed fields since 2026-12-07).
+    #[test]
+    fn the_stored_document_keeps_its_exact_shape() {
+        assert_eq!(
+            encode(&post()).unwrap(),
+            r#"{"v":1,"id":"bsky:1","source":"bsky","author":"nhk","author_name":"NHK ニュース","text":"山手線は運転を見合わせています 🚃","created_at":"2023-11-14T22:13:20Z","ingested_at":"2023-11-14T22:13:21Z","lang":"ja","refs":{"reply_to":"bsky:0"},"hashtags":["山手線"],"engagement":{"likes":3},"labels":{"topic":"rail"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&to_value(&post())).unwrap(),
+            encode(&post()).unwrap()
+        );
     }
 
     #[test]
