@@ -310,9 +310,8 @@ impl TextIndex {
         let mut clauses = vec![(Occur::Must, text_query)];
         clauses.extend(self.filter_clauses(filter));
         let query = BooleanQuery::new(clauses);
-        searcher
-            .search(&query, &TopDocs::with_limit(limit).order_by_score())
-            .map_err(IndexError::tantivy)
+        let hits = top_with_ties(searcher, &query, limit)?;
+        in_post_order(searcher, hits, limit)
     }
 
     /// A query without words ("what's happening right now?") browses: the newest posts that
@@ -336,7 +335,38 @@ impl TextIndex {
                     .order_by_fast_field::<i64>(F_CREATED_AT, tantivy::Order::Desc),
             )
             .map_err(IndexError::tantivy)?;
-        Ok(hits.into_iter().map(|(_, addr)| (1.0, addr)).collect())
+        let last = hits
+            .last()
+            .filter(|_| hits.len() >= limit)
+            .and_then(|h| h.0);
+        let mut hits: Vec<(f32, DocAddress)> =
+            hits.into_iter().map(|(_, addr)| (1.0, addr)).collect();
+        if let Some(last) = last {
+            // Posts of the same second at the edge: all of them, then the cut by id hash (see
+            // `top_with_ties`).
+            let mut clauses = self.filter_clauses(filter);
+            let at = Term::from_field_i64(self.fields.created_at, last);
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Included(at.clone()),
+                    Bound::Included(at),
+                )),
+            ));
+            let tied = searcher
+                .search(
+                    &BooleanQuery::new(clauses),
+                    &tantivy::collector::DocSetCollector,
+                )
+                .map_err(IndexError::tantivy)?;
+            let known: std::collections::HashSet<DocAddress> = hits.iter().map(|h| h.1).collect();
+            hits.extend(
+                tied.into_iter()
+                    .filter(|a| !known.contains(a))
+                    .map(|a| (1.0, a)),
+            );
+        }
+        in_post_order(searcher, hits, limit)
     }
 
     /// Filter clauses shared by every text query. They add nothing to a post's score: a `Must`
@@ -417,6 +447,106 @@ pub(crate) fn encode_payload(checkpoints: &BTreeMap<String, String>) -> String {
     serde_json::json!({ "checkpoints": checkpoints }).to_string()
 }
 
+/// The best `limit` matches of `query` and every match tied with the last of them, in one
+/// pruned pass (block-max WAND skips what cannot reach the current last score).
+///
+/// tantivy's own top-k breaks ties by doc address, which depends on which indexing thread took a
+/// post and on merges, so two indexes of the same posts (replicas, a re-ingest, an index before
+/// and after a merge) held different pools whenever posts tied at the last place, and copies
+/// and retweets score alike. With the ties kept, [`in_post_order`] makes the cut by what the
+/// posts are.
+fn top_with_ties(
+    searcher: &Searcher,
+    query: &dyn Query,
+    limit: usize,
+) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+    let limit = limit.max(1);
+    let weight = query
+        .weight(tantivy::query::EnableScoring::enabled_from_searcher(
+            searcher,
+        ))
+        .map_err(IndexError::tantivy)?;
+    let mut kept: Vec<(f32, DocAddress)> = Vec::new();
+    // Only scores above `floor` reach the callback: once `limit` are kept, the last of them
+    // and higher.
+    let mut floor = f32::MIN;
+    // Pruned when it doubles, so a flood of equal scores costs linear time.
+    let mut prune_at = 2 * limit;
+    let prune = |kept: &mut Vec<(f32, DocAddress)>| -> Option<f32> {
+        if kept.len() <= limit {
+            return None;
+        }
+        kept.select_nth_unstable_by(limit - 1, |a, b| b.0.total_cmp(&a.0));
+        let last = kept[limit - 1].0;
+        kept.retain(|h| h.0 >= last);
+        Some(last)
+    };
+    for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let alive = segment.alive_bitset();
+        weight
+            .for_each_pruning(floor, segment, &mut |doc, score| {
+                if alive.is_some_and(|a| a.is_deleted(doc)) {
+                    return floor;
+                }
+                kept.push((score, DocAddress::new(ord as u32, doc)));
+                if kept.len() >= prune_at {
+                    if let Some(last) = prune(&mut kept) {
+                        floor = last.next_down();
+                    }
+                    prune_at = (2 * kept.len()).max(2 * limit);
+                }
+                floor
+            })
+            .map_err(IndexError::tantivy)?;
+    }
+    prune(&mut kept);
+    Ok(kept)
+}
+
+/// The first `limit` of `hits` by score, then newest first, then id hash (doc address last, for
+/// two documents of one post that a commit has not yet resolved).
+fn in_post_order(
+    searcher: &Searcher,
+    hits: Vec<(f32, DocAddress)>,
+    limit: usize,
+) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+    let mut columns = HashMap::new();
+    let mut keyed = Vec::with_capacity(hits.len());
+    for (score, addr) in hits {
+        let (created, ids) = match columns.entry(addr.segment_ord) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let ff = searcher.segment_reader(addr.segment_ord).fast_fields();
+                e.insert((
+                    ff.i64(F_CREATED_AT).map_err(IndexError::tantivy)?,
+                    ff.u64(F_ID_HASH).map_err(IndexError::tantivy)?,
+                ))
+            }
+        };
+        let key = (
+            created.first(addr.doc_id).unwrap_or(0),
+            ids.first(addr.doc_id).unwrap_or(0),
+        );
+        keyed.push((score, key, addr));
+    }
+    let order = |a: &(f32, (i64, u64), DocAddress), b: &(f32, (i64, u64), DocAddress)| {
+        b.0.total_cmp(&a.0)
+            .then(b.1 .0.cmp(&a.1 .0))
+            .then(a.1 .1.cmp(&b.1 .1))
+            .then(a.2.cmp(&b.2))
+    };
+    if keyed.len() > limit {
+        // A flood of copies can tie thousands of posts: select the pool, then sort it.
+        keyed.select_nth_unstable_by(limit - 1, order);
+        keyed.truncate(limit);
+    }
+    keyed.sort_by(order);
+    Ok(keyed
+        .into_iter()
+        .map(|(score, _, addr)| (score, addr))
+        .collect())
+}
+
 fn decode_payload(payload: Option<&str>) -> BTreeMap<String, String> {
     payload
         .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
@@ -483,6 +613,74 @@ mod tests {
             ..SearchFilter::default()
         };
         assert_eq!(scores(&authors), plain);
+    }
+
+    #[test]
+    fn posts_tied_at_the_pools_edge_are_cut_by_what_they_are() {
+        // 40 copies of one text score alike; half are a minute older. A limit of 10 cuts
+        // inside the tie, so tantivy's doc-address order would decide who is in.
+        let copies: Vec<Post> = (0..40)
+            .map(|n| {
+                crate::testing::post(
+                    n,
+                    "flood warning for the river valley",
+                    None,
+                    (n % 2) as i64,
+                )
+            })
+            .collect();
+        let pool = |order: &mut dyn Iterator<Item = &Post>, per_segment: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let text = TextIndex::open(dir.path()).unwrap();
+            let mut writer: tantivy::IndexWriter<TantivyDocument> =
+                text.index.writer(15_000_000).unwrap();
+            for (i, p) in order.enumerate() {
+                writer
+                    .add_document(text.document(p, p.content_hash(), p.dup_key()).unwrap())
+                    .unwrap();
+                if (i + 1) % per_segment == 0 {
+                    writer.commit().unwrap();
+                }
+            }
+            writer.commit().unwrap();
+            text.reader.reload().unwrap();
+            let searcher = text.reader.searcher();
+            let posts = |filter: &SearchFilter, query: &str| {
+                text.bm25(&searcher, query, filter, 10)
+                    .unwrap()
+                    .iter()
+                    .map(|(_, addr)| load_post(&searcher, &text.fields, *addr).unwrap())
+                    .collect::<Vec<Post>>()
+            };
+            // A query without words browses the newest posts of a window.
+            let window = SearchFilter {
+                from_ms: Some(0),
+                ..SearchFilter::default()
+            };
+            (
+                posts(&SearchFilter::default(), "river flood"),
+                posts(&window, ""),
+            )
+        };
+        let (forward, forward_newest) = pool(&mut copies.iter(), 40);
+        let (backward, backward_newest) = pool(&mut copies.iter().rev(), 7);
+        let ids = |posts: &[Post]| posts.iter().map(|p| p.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&forward), ids(&backward));
+        assert_eq!(ids(&forward_newest), ids(&forward));
+        assert_eq!(ids(&backward_newest), ids(&forward));
+        // The newer posts (even n), lowest id hash first.
+        let mut newer: Vec<&Post> = copies
+            .iter()
+            .filter(|p| p.created_at == copies[0].created_at)
+            .collect();
+        newer.sort_by_key(|p| p.id.hash64());
+        assert_eq!(
+            ids(&forward),
+            newer[..10]
+                .iter()
+                .map(|p| p.id.to_string())
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -160,6 +160,8 @@ struct Scored {
     /// Near-duplicate key: posts that share it collapse into one hit.
     dup_key: u64,
     created_ms: i64,
+    /// The post id's hash: the last tie-break, a fact of the post (its doc address is not).
+    id_hash: u64,
 }
 
 impl SearchHandle {
@@ -270,13 +272,14 @@ impl SearchHandle {
             &mut loaded,
         )?;
         // Equal scores are common (BM25 of short posts: field norms are stored in 256 steps), and
-        // tantivy breaks them by where a post sits in the segments, which merges and restarts
-        // change: the newer post comes first, then the lower address, so a search answers the
-        // same before and after a restart.
+        // tantivy breaks them by where a post sits in the segments, which merges, restarts and
+        // the indexing threads change: the newer post comes first, then the lower id hash, so a
+        // search answers the same before and after a restart, and on every replica.
         scored.sort_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
                 .then(b.created_ms.cmp(&a.created_ms))
+                .then(a.id_hash.cmp(&b.id_hash))
                 .then(a.addr.cmp(&b.addr))
         });
         let mut hits: Vec<SearchHit> = Vec::new();

@@ -98,9 +98,11 @@ impl SearchHandle {
                     ff.u64(F_DUP_KEY).map_err(IndexError::tantivy)?,
                     ff.u64(crate::text::F_ENGAGEMENT)
                         .map_err(IndexError::tantivy)?,
+                    ff.u64(crate::text::F_ID_HASH)
+                        .map_err(IndexError::tantivy)?,
                 ));
             }
-            let (created, dup, engagement) = &columns[&seg];
+            let (created, dup, engagement, ids) = &columns[&seg];
             let created_ms = created.first(c.addr.doc_id).unwrap_or(0);
             let dup_key = dup.first(c.addr.doc_id).unwrap_or(0);
             let engagement_total = engagement.first(c.addr.doc_id).unwrap_or(0);
@@ -142,6 +144,7 @@ impl SearchHandle {
                 breakdown,
                 dup_key,
                 created_ms,
+                id_hash: ids.first(c.addr.doc_id).unwrap_or(0),
             });
         }
         Ok(out)
