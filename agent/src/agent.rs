@@ -270,6 +270,8 @@ impl Agent {
                 used.iter().map(|p| GroundPost::by(&p.text, p.author.as_deref())).collect(),
                 strictness,
             );
+            // A post the model copied is its pick among the ranked posts of a searched question.
+            gate.quote_copies = quote_closest;
             let mut deltas = 0u32;
             let mut model_first_token = None;
             let mut usage = Usage::default();
@@ -339,6 +341,8 @@ impl Agent {
             let grounding = Grounding {
                 dropped: std::mem::take(&mut gate.dropped),
                 kept: gate.kept,
+                recited: gate.recited,
+                quoted: gate.quoted,
                 extractive,
             };
             let model_took = model_started.elapsed();

@@ -5,7 +5,9 @@
 //! `@handles` — appears in that post, and enough of its other content words do too (CJK runs
 //! compare as bigrams). A sentence that cites posts must be supported by the union of the posts
 //! it cites for its claims and by one of them for its words; a sentence that cites nothing is
-//! checked against every post given and, when one supports it, gets that citation.
+//! checked against every post given and, when one supports it, gets that citation. A sentence
+//! its own citations do not support, but other given posts do (a model that combined two posts
+//! and cited one, or cited the wrong post), is re-cited to those posts rather than dropped.
 //!
 //! [`SentenceGate`] applies this while the answer streams: text is held until a sentence ends,
 //! then passed (with its citations) or dropped. [`extractive`] is the fallback when nothing a
@@ -24,7 +26,9 @@ pub use extractive::{already_says, extractive, looks_like_injection, primary, Ex
 
 use crate::cite::{cited_numbers, content_words};
 use claims::{numbers_in, states_in, unheard_opening, MARKER};
+use regex::Regex;
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 /// How much of a sentence's content words (beyond its claims) a supporting post must share:
 /// half. (A third let through sentences that kept a post's names but said something else with
@@ -44,6 +48,10 @@ pub struct GroundPost {
     pub author: Option<String>,
     /// Near-duplicate key: retweets and copies of one post share it (one source, not several).
     pub dup: u64,
+    /// The text as the model read it (links and a retweet prefix removed, spaces collapsed).
+    pub shown: String,
+    /// The account as written, for quoting it.
+    pub handle: Option<String>,
 }
 
 impl GroundPost {
@@ -61,6 +69,8 @@ impl GroundPost {
             states: states_in(&clean).into_iter().collect(),
             author: author.map(str::to_lowercase),
             dup: tidings_index::dedup::near_duplicate_key(text),
+            handle: author.map(str::to_string),
+            shown: clean,
         }
     }
 
@@ -219,6 +229,14 @@ pub struct SentenceGate {
     strictness: Strictness,
     held: String,
     pub kept: usize,
+    /// Kept sentences whose citations were replaced by the posts that support them.
+    pub recited: usize,
+    /// Kept sentences that were a post of the prompt copied with its header, now quoted.
+    pub quoted: usize,
+    /// Whether such a copy passes as a quote of its post (answers to a searched question, where
+    /// it is the model's pick among ranked posts) or is dropped like any unsupported sentence
+    /// (a summary of given posts, where the extractive fallback shows the story's main posts).
+    pub quote_copies: bool,
     pub dropped: Vec<String>,
     /// Per post number (index + 1): the most independent accounts any sentence citing it had.
     pub corroboration: Vec<usize>,
@@ -239,6 +257,9 @@ impl SentenceGate {
             strictness,
             held: String::new(),
             kept: 0,
+            recited: 0,
+            quoted: 0,
+            quote_copies: false,
             dropped: Vec::new(),
         }
     }
@@ -272,36 +293,32 @@ impl SentenceGate {
                 String::new()
             };
         }
+        if self.quote_copies {
+            if let Some((n, quote)) = echoed_post(body, &self.posts) {
+                return self.quote(sentence, n, &quote);
+            }
+        }
         let verdict = check(body, &self.posts);
         if verdict.supported() {
-            self.kept += 1;
-            // Who else says it: the same check against every post, without its markers.
-            let everyone = check(&MARKER.replace_all(body, " "), &self.posts).supported_by;
-            let mut supporters = verdict.supported_by.clone();
-            supporters.extend(
-                everyone
-                    .iter()
-                    .filter(|n| !verdict.supported_by.contains(n)),
-            );
-            let accounts = independent_accounts(&self.posts, &supporters).max(1);
             let cited = cited_numbers(body);
-            for n in cited.iter().chain(verdict.supported_by.iter()) {
-                if let Some(c) = self.corroboration.get_mut(n.wrapping_sub(1)) {
-                    *c = (*c).max(accounts);
-                }
-            }
-            let single =
-                verdict.factual && accounts == 1 && !body.to_lowercase().contains("unconfirmed");
-            let note = if single {
-                Some(SINGLE_SOURCE_NOTE)
+            // The model cited nothing: cite the best support.
+            let add: Vec<usize> = if cited.is_empty() {
+                vec![verdict.supported_by[0]]
             } else {
-                None
+                Vec::new()
             };
-            if cited.is_empty() {
-                // Cite the best support, before the sentence's closing punctuation.
-                return annotate(sentence, note, Some(verdict.supported_by[0]));
+            return self.keep(sentence, body, &verdict, &cited, &add);
+        }
+        if let Some(set) = recite(body, &self.posts) {
+            // Right, but citing the wrong post or too few: the sentence without its markers,
+            // cited by the posts that support it.
+            let bare = CITE_MARK.replace_all(sentence, "").into_owned();
+            let marked = format!("{} {}", bare.trim(), marks(&set));
+            let verdict = check(&marked, &self.posts);
+            if verdict.supported() {
+                self.recited += 1;
+                return self.keep(&bare, bare.trim(), &verdict, &set, &set);
             }
-            return annotate(sentence, note, None);
         }
         if self.strictness == Strictness::AllowAsides && !verdict.factual {
             self.kept += 1;
@@ -310,12 +327,146 @@ impl SentenceGate {
         self.dropped.push(body.to_string());
         String::new()
     }
+
+    /// Passes the model's copy of post `n`'s words as a quote of that post.
+    fn quote(&mut self, sentence: &str, n: usize, quote: &str) -> String {
+        self.kept += 1;
+        self.quoted += 1;
+        // Counted as for the extractive answer's quotes: other accounts' posts that carry most
+        // of this one's words.
+        let authors: Vec<Option<&str>> = self.posts.iter().map(|p| p.author.as_deref()).collect();
+        let accounts = 1 + extractive::corroborators(n - 1, &self.posts, &authors)
+            .0
+            .len();
+        if let Some(c) = self.corroboration.get_mut(n - 1) {
+            *c = (*c).max(accounts);
+        }
+        let who = self.posts[n - 1]
+            .handle
+            .as_deref()
+            .map_or_else(|| "A post".to_string(), |h| format!("@{h}"));
+        let note = if accounts == 1 {
+            format!(" {SINGLE_SOURCE_NOTE}")
+        } else {
+            String::new()
+        };
+        let tail = &sentence[sentence.trim_end().len()..];
+        format!("{who}: “{quote}”{note} [{n}]{tail}")
+    }
+
+    /// Passes a supported sentence: counts who else says it, marks what one account alone
+    /// says, and adds the markers `add` (the sentence's citations are then `cited`).
+    fn keep(
+        &mut self,
+        sentence: &str,
+        body: &str,
+        verdict: &Verdict,
+        cited: &[usize],
+        add: &[usize],
+    ) -> String {
+        self.kept += 1;
+        // Who else says it: the same check against every post, without its markers.
+        let everyone = check(&MARKER.replace_all(body, " "), &self.posts).supported_by;
+        let mut supporters = verdict.supported_by.clone();
+        supporters.extend(
+            everyone
+                .iter()
+                .filter(|n| !verdict.supported_by.contains(n)),
+        );
+        let accounts = independent_accounts(&self.posts, &supporters).max(1);
+        for n in cited.iter().chain(verdict.supported_by.iter()) {
+            if let Some(c) = self.corroboration.get_mut(n.wrapping_sub(1)) {
+                *c = (*c).max(accounts);
+            }
+        }
+        let single =
+            verdict.factual && accounts == 1 && !body.to_lowercase().contains("unconfirmed");
+        let note = if single {
+            Some(SINGLE_SOURCE_NOTE)
+        } else {
+            None
+        };
+        annotate(sentence, note, add)
+    }
+}
+
+/// Citation markers as [`crate::cite::CitationFilter`] leaves them (`[2]`), with the space
+/// before each.
+static CITE_MARK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\s*\[\d{1,3}\]").expect("a valid built-in regex"));
+
+fn marks(numbers: &[usize]) -> String {
+    numbers.iter().map(|n| format!("[{n}]")).collect()
+}
+
+/// A small model's answer often opens with a post of the prompt copied with its header
+/// (`[3] @nws (22 hours ago): 12 confirmed dead, …`): it picked post 3 as the answer, but the
+/// header's age is no claim of the post, so the sentence fails the check. When what follows
+/// the header is that post's own words, verbatim (two content words at least, and not a post
+/// that looks like an injection), returns the post's number and the words, to be quoted.
+fn echoed_post(sentence: &str, posts: &[GroundPost]) -> Option<(usize, String)> {
+    static HEADER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\[(\d{1,3})\]\s*(?:@[^\s()]{1,64}\s*)?\([^()\n]{1,40}\)\s*:\s*")
+            .expect("a valid built-in regex")
+    });
+    let header = HEADER.captures(sentence)?;
+    let n: usize = header[1].parse().ok()?;
+    let post = posts.get(n.checked_sub(1)?)?;
+    let rest = CITE_MARK.replace_all(&sentence[header.get(0)?.end()..], "");
+    let words = rest.split_whitespace().collect::<Vec<_>>().join(" ");
+    if content_words(&words).len() < 2 || extractive::looks_like_injection(&post.shown) {
+        return None;
+    }
+    // The model may end the copy with a full stop the post does not have.
+    let quote = [words.as_str(), words.trim_end_matches(['.', '。'])]
+        .into_iter()
+        .find(|w| !w.is_empty() && post.shown.contains(*w))?
+        .to_string();
+    Some((n, quote))
+}
+
+/// The given posts that support a sentence its own citations do not: a model that combines
+/// two posts' facts often cites one of them ("40 people died in the West Texas explosion [2]",
+/// where "West" is only in post 3), or cites the wrong one. One post that supports the whole
+/// sentence by itself wins; otherwise the cited posts plus, for each name, number or state they
+/// lack, the first given post that holds it. `None` when the sentence cites nothing (it was
+/// already checked against every post) or no post holds a claim. The caller checks the set.
+fn recite(sentence: &str, posts: &[GroundPost]) -> Option<Vec<usize>> {
+    let cited: Vec<usize> = cited_numbers(sentence)
+        .into_iter()
+        .filter(|n| (1..=posts.len()).contains(n))
+        .collect();
+    if cited.is_empty() {
+        return None;
+    }
+    let bare = CITE_MARK.replace_all(sentence, "");
+    if let Some(&n) = check(&bare, posts).supported_by.first() {
+        return Some(vec![n]);
+    }
+    let c = claims(&bare);
+    let mut set = cited.clone();
+    let mut cover = |holds: &dyn Fn(&GroundPost) -> bool| -> Option<()> {
+        if !set.iter().any(|n| holds(&posts[n - 1])) {
+            set.push((1..=posts.len()).find(|n| holds(&posts[n - 1]))?);
+        }
+        Some(())
+    };
+    for name in &c.names {
+        cover(&|p| p.has_name(name))?;
+    }
+    for number in &c.numbers {
+        cover(&|p| p.numbers.contains(number))?;
+    }
+    for state in &c.states {
+        cover(&|p| p.states.contains(state))?;
+    }
+    (set.len() > cited.len()).then_some(set)
 }
 
 /// `sentence` with `note` and ` [n]` inserted before its closing punctuation (the note goes
 /// before the sentence's own citation markers, if it has some).
-fn annotate(sentence: &str, note: Option<&str>, cite: Option<usize>) -> String {
-    if note.is_none() && cite.is_none() {
+fn annotate(sentence: &str, note: Option<&str>, cite: &[usize]) -> String {
+    if note.is_none() && cite.is_empty() {
         return sentence.to_string();
     }
     let trimmed = sentence.trim_end();
@@ -341,8 +492,9 @@ fn annotate(sentence: &str, note: Option<&str>, cite: Option<usize>) -> String {
         out.push(' ');
         out.push_str(markers.trim());
     }
-    if let Some(n) = cite {
-        out.push_str(&format!(" [{n}]"));
+    if !cite.is_empty() {
+        out.push(' ');
+        out.push_str(&marks(cite));
     }
     format!("{out}{punct}{tail}")
 }

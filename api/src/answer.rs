@@ -299,6 +299,10 @@ struct WindowView {
 #[schema(as = Grounding)]
 struct GroundingView {
     kept_sentences: usize,
+    /// Kept sentences whose citations the check replaced with the posts that support them.
+    recited_sentences: usize,
+    /// Kept sentences that copied a post with its prompt header, shown as a quote of it.
+    quoted_sentences: usize,
     dropped_sentences: Vec<String>,
     extractive: bool,
 }
@@ -334,6 +338,8 @@ pub(crate) fn extensions(answer: &Answer) -> Extensions {
             dropped_citations: answer.dropped_citations,
             grounding: GroundingView {
                 kept_sentences: answer.grounding.kept,
+                recited_sentences: answer.grounding.recited,
+                quoted_sentences: answer.grounding.quoted,
                 dropped_sentences: answer.grounding.dropped.clone(),
                 extractive: answer.grounding.extractive,
             },

@@ -123,6 +123,11 @@ pub struct Grounding {
     pub dropped: Vec<String>,
     /// Sentences kept.
     pub kept: usize,
+    /// Of those, sentences whose citations were replaced by the posts that support them (the
+    /// model combined two posts' facts and cited one, or cited the wrong post).
+    pub recited: usize,
+    /// Of those, a post of the prompt the model copied with its header, passed as a quote.
+    pub quoted: usize,
     /// Nothing the model wrote survived: the answer quotes the posts instead.
     pub extractive: bool,
 }

@@ -118,6 +118,7 @@ pub(super) async fn answers(
     let (mut citations, mut valid_citations, mut no_results) = (0usize, 0usize, 0usize);
     let (mut sentences, mut supported, mut uncited, mut extractive, mut dropped) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut recited, mut quoted) = (0usize, 0usize);
     let mut first_token = Vec::new();
     let mut unsupported_examples: Vec<String> = Vec::new();
     for &i in &picked {
@@ -142,6 +143,8 @@ pub(super) async fn answers(
             extractive += 1;
         }
         dropped += answer.grounding.dropped.len();
+        recited += answer.grounding.recited;
+        quoted += answer.grounding.quoted;
         if !answer.no_results {
             let given: Vec<&str> = retrieval
                 .posts
@@ -217,6 +220,8 @@ pub(super) async fn answers(
                 "found_nothing": answer.no_results,
                 "extractive": answer.grounding.extractive,
                 "dropped": answer.grounding.dropped,
+                "recited": answer.grounding.recited,
+                "quoted": answer.grounding.quoted,
                 "given": given,
                 "gold_rank": given.iter().position(|id| q.gold_post_ids.contains(id)),
                 "top_post": retrieval.posts.first().map(|h| h.post.text.clone()),
@@ -285,6 +290,16 @@ pub(super) async fn answers(
         "{:<44} {:>8.2}",
         "model sentences dropped per answer",
         dropped as f64 / n
+    );
+    println!(
+        "{:<44} {:>8.2}",
+        "model sentences re-cited per answer",
+        recited as f64 / n
+    );
+    println!(
+        "{:<44} {:>8.2}",
+        "model's copies of a post, quoted, per answer",
+        quoted as f64 / n
     );
     println!("{:<44} {:>8.2}", "model's first token p50 (s)", p50);
     for e in &unsupported_examples {
