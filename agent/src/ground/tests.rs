@@ -383,12 +383,26 @@ proptest! {
     ) {
         let refs: Vec<&str> = posts.iter().map(String::as_str).collect();
         let mut g = SentenceGate::new(&refs, Strictness::Strict);
+        // Half the cases as an answer to a searched question, where a copied post is quoted.
+        g.quote_copies = cut % 2 == 0;
         let mut cut = cut.min(answer.len());
         while !answer.is_char_boundary(cut) { cut -= 1; }
         let out = g.push(&answer[..cut]) + &g.push(&answer[cut..]) + &g.finish();
         let asked = cited_numbers(&answer);
         for n in cited_numbers(&out) {
             prop_assert!(asked.contains(&n) || (1..=posts.len()).contains(&n), "{out:?} cites {n}");
+        }
+        // A copy of a post with its header, in any script, is quoted whole or dropped.
+        if let Some(first) = posts.first() {
+            let mut g = SentenceGate::new(&refs, Strictness::Strict);
+            g.quote_copies = true;
+            let copy = format!("[1] @a (2 hours ago): {first}");
+            let out = g.push(&copy) + &g.finish();
+            prop_assert!(g.quoted <= 1, "{out:?}");
+            prop_assert!(g.quoted == 0 || (out.contains('“') && out.contains(" [1]")), "{out:?}");
+            for n in cited_numbers(&out) {
+                prop_assert!((1..=posts.len()).contains(&n), "{out:?} cites {n}");
+            }
         }
         let _ = extractive(&refs, &[], &answer, 3);
         let _ = primary(&refs, &[], &answer);
