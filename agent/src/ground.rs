@@ -422,6 +422,11 @@ fn echoed_post(sentence: &str, posts: &[GroundPost]) -> Option<(usize, String)> 
         .into_iter()
         .find(|w| !w.is_empty() && post.shown.contains(*w))?
         .to_string();
+    // A post whose own words read as a citation marker ("[2, 3]") is not quoted: the marker
+    // would cite another post from inside the quote.
+    if !cited_numbers(&quote).is_empty() {
+        return None;
+    }
     Some((n, quote))
 }
 

@@ -400,8 +400,16 @@ proptest! {
             let out = g.push(&copy) + &g.finish();
             prop_assert!(g.quoted <= 1, "{out:?}");
             prop_assert!(g.quoted == 0 || (out.contains('“') && out.contains(" [1]")), "{out:?}");
+            // As for any answer: only numbers the text had or given posts (in the agent, the
+            // citation filter has already removed the others).
+            let asked = cited_numbers(&copy);
             for n in cited_numbers(&out) {
-                prop_assert!((1..=posts.len()).contains(&n), "{out:?} cites {n}");
+                prop_assert!(asked.contains(&n) || (1..=posts.len()).contains(&n), "{out:?} cites {n}");
+            }
+            // A quote never carries a marker of its own.
+            if g.quoted == 1 {
+                let quote = out.split('“').nth(1).and_then(|q| q.split('”').next()).unwrap_or("");
+                prop_assert!(cited_numbers(quote).is_empty(), "{out:?}");
             }
         }
         let _ = extractive(&refs, &[], &answer, 3);
