@@ -240,6 +240,16 @@ pub struct SentenceGate {
     pub dropped: Vec<String>,
     /// Per post number (index + 1): the most independent accounts any sentence citing it had.
     pub corroboration: Vec<usize>,
+    /// A quoted copy of a post, held while the model's next sentences go on copying the same
+    /// post word for word, so that a copied post of several sentences is one quote.
+    open_quote: Option<OpenQuote>,
+}
+
+/// A quote of post `n` not yet passed on: its words so far and what followed them (spaces).
+struct OpenQuote {
+    n: usize,
+    words: String,
+    tail: String,
 }
 
 impl SentenceGate {
@@ -261,6 +271,7 @@ impl SentenceGate {
             quoted: 0,
             quote_copies: false,
             dropped: Vec::new(),
+            open_quote: None,
         }
     }
 
@@ -279,10 +290,50 @@ impl SentenceGate {
     /// Checks what is still held at the end of the answer.
     pub fn finish(&mut self) -> String {
         let rest = std::mem::take(&mut self.held);
-        self.judge(&rest)
+        let out = self.judge(&rest);
+        out + &self.close_quote()
     }
 
     fn judge(&mut self, sentence: &str) -> String {
+        let Some(open) = &mut self.open_quote else {
+            return self.judge_one(sentence);
+        };
+        let body = sentence.trim();
+        if body.chars().all(|c| !c.is_alphanumeric()) && cited_numbers(body).is_empty() {
+            open.tail.push_str(sentence);
+            return String::new();
+        }
+        let post = &self.posts[open.n - 1].shown;
+        let words = CITE_MARK
+            .replace_all(body, "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let joined = [" ", ""]
+            .into_iter()
+            .flat_map(|gap| {
+                let base = format!("{}{gap}", open.words);
+                [
+                    format!("{base}{words}"),
+                    format!("{base}{}", words.trim_end_matches(['.', '。'])),
+                ]
+            })
+            // As for the copy's start: no words that read as a citation marker.
+            .find(|w| {
+                !words.is_empty() && post.contains(w.as_str()) && cited_numbers(w).is_empty()
+            });
+        match joined {
+            Some(longer) => {
+                // The copy goes on: the same post, word for word.
+                open.words = longer;
+                open.tail = sentence[sentence.trim_end().len()..].to_string();
+                String::new()
+            }
+            None => self.close_quote() + &self.judge_one(sentence),
+        }
+    }
+
+    fn judge_one(&mut self, sentence: &str) -> String {
         let body = sentence.trim();
         if body.is_empty() || body.chars().all(|c| !c.is_alphanumeric()) {
             // Whitespace and punctuation between sentences pass (they carry no claim), but only
@@ -295,7 +346,14 @@ impl SentenceGate {
         }
         if self.quote_copies {
             if let Some((n, quote)) = echoed_post(body, &self.posts) {
-                return self.quote(sentence, n, &quote);
+                self.kept += 1;
+                self.quoted += 1;
+                self.open_quote = Some(OpenQuote {
+                    n,
+                    words: quote,
+                    tail: sentence[sentence.trim_end().len()..].to_string(),
+                });
+                return String::new();
             }
         }
         let verdict = check(body, &self.posts);
@@ -328,10 +386,12 @@ impl SentenceGate {
         String::new()
     }
 
-    /// Passes the model's copy of post `n`'s words as a quote of that post.
-    fn quote(&mut self, sentence: &str, n: usize, quote: &str) -> String {
-        self.kept += 1;
-        self.quoted += 1;
+    /// Passes the open quote on, if any: the model's copy of post `n`'s words as a quote of
+    /// that post.
+    fn close_quote(&mut self) -> String {
+        let Some(OpenQuote { n, words, tail }) = self.open_quote.take() else {
+            return String::new();
+        };
         // Counted as for the extractive answer's quotes: other accounts' posts that carry most
         // of this one's words.
         let authors: Vec<Option<&str>> = self.posts.iter().map(|p| p.author.as_deref()).collect();
@@ -350,8 +410,7 @@ impl SentenceGate {
         } else {
             String::new()
         };
-        let tail = &sentence[sentence.trim_end().len()..];
-        format!("{who}: “{quote}”{note} [{n}]{tail}")
+        format!("{who}: “{words}”{note} [{n}]{tail}")
     }
 
     /// Passes a supported sentence: counts who else says it, marks what one account alone

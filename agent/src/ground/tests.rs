@@ -204,6 +204,33 @@ fn a_post_copied_with_its_header_is_quoted() {
         assert_eq!(g.push(copy) + &g.finish(), "", "{copy}");
         assert_eq!(g.quoted, 0);
     }
+    // A copied post of several sentences is one quote, however the stream splits it; what
+    // the model adds after the copy is checked on its own.
+    let long = vec![
+        GroundPost::by(
+            "Plant explosion in West. 12 confirmed dead. Hospitals ask for blood donors",
+            Some("NWS"),
+        ),
+        GroundPost::by(
+            "Police closed the roads near the school in West",
+            Some("kwtx"),
+        ),
+    ];
+    for chunks in [
+        vec!["[1] @NWS (2 hours ago): Plant explosion in West. 12 confirmed dead. Hospitals ask for blood donors. Police closed the roads near the school [2]."],
+        vec!["[1] @NWS (2 hours ago): Plant explosion in West. ", "12 confirmed ", "dead. Hospitals ask for blood donors.", " Police closed the roads near the school [2]."],
+    ] {
+        let mut g = SentenceGate::with_posts(long.clone(), Strictness::Strict);
+        g.quote_copies = true;
+        let out = chunks.iter().map(|c| g.push(c)).collect::<String>() + &g.finish();
+        assert_eq!(
+            out,
+            "@NWS: “Plant explosion in West. 12 confirmed dead. Hospitals ask for blood donors” \
+             (one account reports this; unconfirmed) [1] Police closed the roads near the school [2].",
+            "{chunks:?}"
+        );
+        assert_eq!((g.quoted, g.kept), (1, 2));
+    }
     // A summary of given posts drops the copy (its fallback quotes the story's main posts).
     let mut g = SentenceGate::with_posts(posts.clone(), Strictness::Strict);
     assert_eq!(
