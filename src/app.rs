@@ -55,6 +55,24 @@ pub fn embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Embedder>>
     })
 }
 
+/// The interim embedder the settings ask for: with the local model and `embedder.interim =
+/// "static"`, the static table fitted to the model's own space (fitted on first use and cached
+/// beside the model; `tidings models fetch` prepares it).
+pub fn interim_embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Embedder>>> {
+    let e = &settings.embedder;
+    if e.kind != "local" || e.interim != "static" {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(
+        StaticEmbedder::load_or_fit_interim(&e.model_dir).with_context(|| {
+            format!(
+                "fit the interim embedder to the local model in {}",
+                e.model_dir.display()
+            )
+        })?,
+    )))
+}
+
 /// Opens the index in the data dir. `with_vectors = false` skips the dense half entirely
 /// (a later start with vectors reconciles and embeds what is missing).
 pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<IndexService> {
@@ -72,6 +90,7 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
             // Replicas may share a Qdrant collection (with a shared database to hold the
             // writer's lease): each starts as a standby until it holds the lease.
             shared: settings.vectors.kind == "qdrant" && settings.data.database_url.is_some(),
+            upgrade: settings.embedder.upgrade,
             ..VectorWorkerConfig::default()
         },
     };
@@ -83,7 +102,11 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
     let dense = match (with_vectors, embedder) {
         (true, Some(embedder)) => {
             let store = vector_store(settings, embedder.dim())?;
-            Some(DenseParts { store, embedder })
+            Some(DenseParts {
+                store,
+                embedder,
+                interim: interim_embedder(settings)?,
+            })
         }
         _ => None,
     };
@@ -137,7 +160,10 @@ pub async fn reembed(settings: &Settings, progress: impl Fn(u64)) -> anyhow::Res
             .with_context(|| format!("move {} aside", shard.display()))?;
     }
     tidings_index::forget_embedder(data)?;
-    let service = tokio::task::block_in_place(|| open_index(settings, true))?;
+    // Every post with the embedder's own vector: no interim ones to upgrade later.
+    let mut settings = settings.clone();
+    settings.embedder.interim = "none".into();
+    let service = tokio::task::block_in_place(|| open_index(&settings, true))?;
     service.wait_for_vectors(progress).await;
     let inventory = tokio::task::block_in_place(|| service.inventory())?;
     let embedder = service

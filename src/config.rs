@@ -231,8 +231,16 @@ pub struct IndexSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbedderSettings {
-    /// `local` (in-process all-MiniLM-L6-v2), `openai` (any OpenAI-compatible endpoint), or `none`.
+    /// `local` (in-process all-MiniLM-L6-v2), `static` (a token table distilled from it, in a
+    /// space of its own), `openai` (any OpenAI-compatible endpoint), or `none`.
     pub kind: String,
+    /// With `kind = "local"`: `static` (posts the local model cannot take at once get a vector
+    /// from a static table fitted to the model's own space, replaced by the model's when it has
+    /// time, so vectors keep up with any rate) or `none` (every post waits for the model).
+    pub interim: String,
+    /// Replace interim vectors with the model's own when nothing new waits (`false` keeps
+    /// them: less CPU, lower quality).
+    pub upgrade: bool,
     pub model_dir: PathBuf,
     /// Model instances for the local embedder (one serves queries while another embeds a batch).
     pub instances: usize,
@@ -330,6 +338,8 @@ impl Default for EmbedderSettings {
     fn default() -> Self {
         EmbedderSettings {
             kind: "local".into(),
+            interim: "static".into(),
+            upgrade: true,
             model_dir: PathBuf::from("models/all-minilm-l6-v2"),
             instances: 2,
             url: "http://127.0.0.1:11434/v1".into(),
@@ -410,6 +420,12 @@ impl Settings {
             bail!(
                 "embedder.kind is `{}`; use local, static, openai or none",
                 self.embedder.kind
+            );
+        }
+        if !["static", "none"].contains(&self.embedder.interim.as_str()) {
+            bail!(
+                "embedder.interim is `{}`; use static or none",
+                self.embedder.interim
             );
         }
         if !(1..=3600).contains(&self.server.lease_ttl_secs) {

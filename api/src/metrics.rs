@@ -36,7 +36,7 @@ struct IndexCollector(Arc<IndexStats>);
 impl prometheus_client::collector::Collector for IndexCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "index_posts_inserted",
                 "Posts inserted",
@@ -92,6 +92,11 @@ impl prometheus_client::collector::Collector for IndexCollector {
                 "Posts repaired by reconciliation",
                 s.reconciled.load(Ordering::Relaxed),
             ),
+            (
+                "index_vectors_upgraded",
+                "Interim vectors replaced by the main embedder's",
+                s.vectors_upgraded.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -102,7 +107,7 @@ impl prometheus_client::collector::Collector for IndexCollector {
                 counter.metric_type(),
             )?)?;
         }
-        let gauges: [(&str, &str, i64); 3] = [
+        let gauges: [(&str, &str, i64); 4] = [
             (
                 "index_posts",
                 "Live posts in the text index",
@@ -112,6 +117,11 @@ impl prometheus_client::collector::Collector for IndexCollector {
                 "index_vectors_pending",
                 "Posts waiting for their vector",
                 s.vectors_pending.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "index_vectors_interim",
+                "Posts whose vector is interim, waiting for the main embedder",
+                s.vectors_interim.load(Ordering::Relaxed) as i64,
             ),
             (
                 "index_last_commit_microseconds",

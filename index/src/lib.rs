@@ -40,7 +40,8 @@ pub use search::{
 pub use stats::IndexStats;
 pub use vector_worker::VectorWorkerConfig;
 pub use vectors::{
-    EdgeVectorStore, QdrantStoreConfig, QdrantVectorStore, VectorPoint, VectorReader, VectorStore,
+    EdgeVectorStore, QdrantStoreConfig, QdrantVectorStore, StoredId, VectorPoint, VectorReader,
+    VectorStore,
 };
 pub use writer::{
     ApplyOutcome, Change, Checkpoint, Pending, UpsertOutcome, WriteHandle, WriterConfig,
@@ -140,6 +141,9 @@ pub fn check_embedder(
 pub struct DenseParts {
     pub store: Arc<dyn VectorStore>,
     pub embedder: Arc<dyn Embedder>,
+    /// A fast approximation of `embedder` in the same vector space (the static table fitted to
+    /// it): posts the embedder cannot take at once get its vectors, replaced later.
+    pub interim: Option<Arc<dyn Embedder>>,
 }
 
 /// Whether this process writes the vectors (the default) or is a standby that leaves them to
@@ -184,12 +188,28 @@ impl IndexService {
         let checkpoints = text.checkpoints()?;
         let stats = Arc::new(IndexStats::default());
         let (queue, worker, vectors, embedder) = match dense {
-            Some(DenseParts { store, embedder }) => {
+            Some(DenseParts {
+                store,
+                embedder,
+                interim,
+            }) => {
                 check_embedder(&config.data_dir, embedder.as_ref())?;
+                if let Some(i) = &interim {
+                    if i.dim() != embedder.dim() {
+                        return Err(IndexError::InvalidInput(format!(
+                            "the interim embedder {} makes {}-d vectors, the embedder {} {}-d",
+                            i.name(),
+                            i.dim(),
+                            embedder.name(),
+                            embedder.dim()
+                        )));
+                    }
+                }
                 let (queue, worker) = vector_worker::spawn(
                     text.clone(),
                     store.clone(),
                     embedder.clone(),
+                    interim,
                     config.vector_worker.clone(),
                     stats.clone(),
                 )?;
@@ -245,7 +265,7 @@ impl IndexService {
             .map_err(IndexError::tantivy)?;
         let text = self.search.text.live_ids()?;
         let vectors = match &self.search.vectors {
-            Some(store) => Some(store.all_ids()?.into_iter().map(|(_, id)| id).collect()),
+            Some(store) => Some(store.all_ids()?.into_iter().map(|s| s.post_id).collect()),
             None => None,
         };
         Ok(Inventory { text, vectors })
@@ -269,7 +289,25 @@ impl IndexService {
         .await;
     }
 
-    /// Waits until every committed post has its vector (for CLI ingest and tests).
+    /// Waits until every committed post has its vector and no interim vector waits for the
+    /// main embedder (for the evaluation of the main embedder's vectors).
+    pub async fn wait_for_upgrades(&self, progress: impl Fn(u64)) {
+        self.wait_for_vectors(&progress).await;
+        if !self.vector_worker.as_ref().is_some_and(|w| w.upgrades) {
+            return;
+        }
+        loop {
+            let interim = self.stats.vectors_interim.load(Ordering::Relaxed);
+            progress(interim);
+            if interim == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every committed post has its vector, interim or the embedder's own (for CLI
+    /// ingest and tests).
     pub async fn wait_for_vectors(&self, progress: impl Fn(u64)) {
         if self.vector_worker.is_none() {
             return;

@@ -13,7 +13,8 @@ pub struct IndexStats {
     pub commits: AtomicU64,
     pub commit_errors: AtomicU64,
     pub last_commit_micros: AtomicU64,
-    /// Points written to the vector index.
+    /// Points written to the vector index (an interim vector replaced later counts once, here;
+    /// the replacement in `vectors_upgraded`).
     pub vectors_upserted: AtomicU64,
     /// Texts actually run through the embedder.
     pub embedded: AtomicU64,
@@ -26,6 +27,10 @@ pub struct IndexStats {
     pub vector_queue_overflow: AtomicU64,
     /// Posts repaired by reconciliation (missing vectors embedded, stray vectors removed).
     pub reconciled: AtomicU64,
+    /// Posts whose stored vector is interim, waiting for the main embedder (gauge).
+    pub vectors_interim: AtomicU64,
+    /// Interim vectors replaced by the main embedder's.
+    pub vectors_upgraded: AtomicU64,
     /// Whether the vector half has caught up since start (reconciliation done).
     pub vectors_ready: AtomicBool,
 }

@@ -5,6 +5,12 @@
 //! vector and vectors without a text post) once it is idle. The same reconciliation runs at
 //! start, so the two indexes converge after a crash or an `ingest --no-vectors`.
 //! A near-duplicate (same dup key) reuses the vector of a recent copy instead of embedding again.
+//!
+//! With an interim embedder (a static table in the main embedder's own space, see
+//! `embed::distilled`), posts the main embedder cannot take at once get the interim vector
+//! straight away, marked as such in the store, so vectors keep up with the posts at any rate;
+//! whenever nothing new waits, the main embedder replaces the interim vectors, newest first.
+//! The marks are in the store, so reconciliation after a restart finds what is left to upgrade.
 
 use crate::embed::Embedder;
 use crate::post::Post;
@@ -61,7 +67,16 @@ pub struct VectorWorkerConfig {
     /// process the writer when it holds the writer's lease), and never delete points that this
     /// text index lacks (another replica may hold posts this one has not read yet).
     pub shared: bool,
+    /// Replace interim vectors with the main embedder's when nothing new waits (`false`
+    /// keeps them, which saves the main embedder's CPU at the cost of quality).
+    pub upgrade: bool,
+    /// How many posts one interim batch takes.
+    pub interim_batch: usize,
 }
+
+/// Posts the main embedder takes at once when an interim embedder stands by: few, so a post
+/// that arrives meanwhile waits at most one such batch before the interim embedder takes it.
+const MAIN_BATCH_WITH_INTERIM: usize = 16;
 
 impl Default for VectorWorkerConfig {
     fn default() -> Self {
@@ -70,6 +85,8 @@ impl Default for VectorWorkerConfig {
             batch: 64,
             reuse_cache: 20_000,
             shared: false,
+            upgrade: true,
+            interim_batch: 4096,
         }
     }
 }
@@ -78,8 +95,13 @@ struct Worker {
     text: TextIndex,
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
+    /// A fast approximation of `embedder` in the same space, for posts it cannot take now.
+    interim: Option<Arc<dyn Embedder>>,
     config: VectorWorkerConfig,
     backlog: VecDeque<VectorJob>,
+    /// Id hashes of posts whose stored vector is interim, oldest first (upgraded newest first).
+    upgrades: VecDeque<u64>,
+    upgrade_set: HashSet<u64>,
     cache: HashMap<u64, Arc<Vec<f32>>>,
     cache_order: VecDeque<u64>,
     overflow: Arc<AtomicBool>,
@@ -90,8 +112,20 @@ struct Worker {
     stats: Arc<IndexStats>,
 }
 
+/// What one embedded batch did, for the counters and the reuse cache.
+struct BatchStats {
+    /// New points written (upgrades are not new points).
+    points: usize,
+    /// Texts run through an embedder.
+    embedded: usize,
+    reused: usize,
+    fresh: HashMap<u64, Arc<Vec<f32>>>,
+}
+
 /// Handle to stop the worker, and to make it the vector writer or a standby.
 pub(crate) struct VectorWorkerHandle {
+    /// Whether interim vectors are upgraded ([`VectorWorkerConfig::upgrade`]).
+    pub(crate) upgrades: bool,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) active: Arc<AtomicBool>,
     pub(crate) thread: std::thread::JoinHandle<()>,
@@ -101,6 +135,7 @@ pub(crate) fn spawn(
     text: TextIndex,
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
+    interim: Option<Arc<dyn Embedder>>,
     config: VectorWorkerConfig,
     stats: Arc<IndexStats>,
 ) -> Result<(VectorQueue, VectorWorkerHandle), crate::IndexError> {
@@ -108,12 +143,16 @@ pub(crate) fn spawn(
     let overflow = Arc::new(AtomicBool::new(true)); // reconcile once at start
     let stop = Arc::new(AtomicBool::new(false));
     let active = Arc::new(AtomicBool::new(!config.shared));
+    let upgrades = config.upgrade;
     let mut worker = Worker {
         text,
         store,
         embedder,
+        interim,
         config,
         backlog: VecDeque::new(),
+        upgrades: VecDeque::new(),
+        upgrade_set: HashSet::new(),
         cache: HashMap::new(),
         cache_order: VecDeque::new(),
         overflow: overflow.clone(),
@@ -132,6 +171,7 @@ pub(crate) fn spawn(
             stats,
         },
         VectorWorkerHandle {
+            upgrades,
             stop,
             active,
             thread,
@@ -157,6 +197,18 @@ impl Worker {
                     continue;
                 }
                 self.stats.vectors_ready.store(true, Ordering::Release);
+                if self.config.upgrade && !self.upgrades.is_empty() {
+                    match self.upgrade().await {
+                        Ok(()) => backoff.reset(),
+                        Err(e) => {
+                            let wait = backoff.next_delay();
+                            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "upgrading interim vectors failed; will retry");
+                            self.stats.embed_errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                    continue;
+                }
                 match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
                     Ok(Some(job)) => {
                         self.backlog.push_back(job);
@@ -185,6 +237,9 @@ impl Worker {
     async fn stand_by(&mut self, rx: &mut mpsc::Receiver<VectorJob>) {
         while rx.try_recv().is_ok() {}
         self.backlog.clear();
+        self.upgrades.clear();
+        self.upgrade_set.clear();
+        self.stats.vectors_interim.store(0, Ordering::Relaxed);
         self.stats.vectors_pending.store(0, Ordering::Relaxed);
         self.stats.vectors_ready.store(true, Ordering::Release);
         self.overflow.store(true, Ordering::Release);
@@ -208,30 +263,127 @@ impl Worker {
             }
             _ => {}
         }
+        // With an interim embedder, the main one takes only a small batch, and only when no
+        // more than that waits; anything more gets interim vectors now.
+        let interim = match &self.interim {
+            Some(e) if self.backlog.len() > MAIN_BATCH_WITH_INTERIM => Some(e.clone()),
+            _ => None,
+        };
+        let limit = match (&interim, &self.interim) {
+            (Some(_), _) => self.config.interim_batch.max(1),
+            (None, Some(_)) => MAIN_BATCH_WITH_INTERIM.min(self.config.batch),
+            (None, None) => self.config.batch,
+        };
         let mut batch: Vec<&Post> = Vec::new();
         for job in &self.backlog {
             match job {
-                VectorJob::Upsert(p) if batch.len() < self.config.batch => batch.push(p),
+                VectorJob::Upsert(p) if batch.len() < limit => batch.push(p),
                 _ => break,
             }
         }
+        let (points, stats) = self.embed_batch(&batch, interim.as_deref()).await?;
+        let taken = batch.len();
+        let interim_hashes: Vec<u64> = points
+            .iter()
+            .filter(|p| p.interim)
+            .map(|p| p.id_hash)
+            .collect();
+        self.write(points).await?;
+        self.count(stats);
+        for h in interim_hashes {
+            if self.upgrade_set.insert(h) {
+                self.upgrades.push_back(h);
+            }
+        }
+        self.stats
+            .vectors_interim
+            .store(self.upgrades.len() as u64, Ordering::Relaxed);
+        self.backlog.drain(..taken);
+        self.stats
+            .vectors_pending
+            .fetch_sub(taken as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Replaces the interim vectors of the newest posts that hold one with the main embedder's.
+    /// A post gone from the text index meanwhile is skipped.
+    async fn upgrade(&mut self) -> Result<(), crate::IndexError> {
+        let take = MAIN_BATCH_WITH_INTERIM
+            .min(self.config.batch)
+            .min(self.upgrades.len());
+        let hashes: HashSet<u64> = self.upgrades.iter().rev().take(take).copied().collect();
+        let posts = self.text.posts_with_hashes(&hashes)?;
+        let batch: Vec<&Post> = posts.iter().collect();
+        let (points, stats) = self.embed_batch(&batch, None).await?;
+        self.write(points).await?;
+        self.count(BatchStats {
+            // Not new points: `vectors_upgraded` counts these.
+            points: 0,
+            ..stats
+        });
+        for _ in 0..take {
+            if let Some(h) = self.upgrades.pop_back() {
+                self.upgrade_set.remove(&h);
+            }
+        }
+        self.stats
+            .vectors_upgraded
+            .fetch_add(posts.len() as u64, Ordering::Relaxed);
+        self.stats
+            .vectors_interim
+            .store(self.upgrades.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn write(&self, points: Vec<VectorPoint>) -> Result<(), crate::IndexError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.upsert(points))
+            .await
+            .map_err(|e| crate::IndexError::internal(format!("vector upsert task failed: {e}")))?
+    }
+
+    fn count(&mut self, stats: BatchStats) {
+        for (key, v) in stats.fresh {
+            self.remember(key, v);
+        }
+        let n = stats.points;
+        self.stats
+            .embedded
+            .fetch_add(stats.embedded as u64, Ordering::Relaxed);
+        self.stats
+            .embeddings_reused
+            .fetch_add(stats.reused as u64, Ordering::Relaxed);
+        self.stats
+            .vectors_upserted
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Vectors for `batch`: a near-duplicate's cached main vector where there is one, else
+    /// from `interim` when given (marked interim) or the main embedder. The main embedder's
+    /// fresh vectors come back for the reuse cache; interim ones never enter it.
+    async fn embed_batch(
+        &self,
+        batch: &[&Post],
+        interim: Option<&dyn Embedder>,
+    ) -> Result<(Vec<VectorPoint>, BatchStats), crate::IndexError> {
         let mut vectors: Vec<Option<Arc<Vec<f32>>>> = Vec::with_capacity(batch.len());
         let mut to_embed: Vec<String> = Vec::new();
         let mut embed_keys: Vec<u64> = Vec::new();
-        for post in &batch {
+        let mut seen: HashSet<u64> = HashSet::new();
+        for post in batch {
             let key = post.dup_key();
             let cached = self.cache.get(&key).cloned();
-            if cached.is_none() && !embed_keys.contains(&key) {
+            if cached.is_none() && seen.insert(key) {
                 embed_keys.push(key);
                 to_embed.push(post.text.clone());
             }
             vectors.push(cached);
         }
         let reused = batch.len() - to_embed.len();
-        let embedded = if to_embed.is_empty() {
-            Vec::new()
-        } else {
-            self.embedder.embed(to_embed).await?
+        let embedded = match (to_embed.is_empty(), interim) {
+            (true, _) => Vec::new(),
+            (false, Some(e)) => e.embed(to_embed).await?,
+            (false, None) => self.embedder.embed(to_embed).await?,
         };
         let fresh: HashMap<u64, Arc<Vec<f32>>> = embed_keys
             .iter()
@@ -242,35 +394,26 @@ impl Worker {
             .iter()
             .zip(vectors)
             .filter_map(|(post, cached)| {
-                let v = cached.or_else(|| fresh.get(&post.dup_key()).cloned())?;
-                Some(VectorPoint::new(post, v.as_ref().clone()))
+                let (v, approximate) = match cached {
+                    Some(v) => (v, false),
+                    None => (fresh.get(&post.dup_key()).cloned()?, interim.is_some()),
+                };
+                let mut point = VectorPoint::new(post, v.as_ref().clone());
+                point.interim = approximate;
+                Some(point)
             })
             .collect();
-        let n = points.len();
-        let taken = batch.len();
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.upsert(points))
-            .await
-            .map_err(|e| {
-                crate::IndexError::internal(format!("vector upsert task failed: {e}"))
-            })??;
-        for (key, v) in fresh {
-            self.remember(key, v);
-        }
-        self.stats
-            .embedded
-            .fetch_add((n - reused.min(n)) as u64, Ordering::Relaxed);
-        self.stats
-            .embeddings_reused
-            .fetch_add(reused as u64, Ordering::Relaxed);
-        self.stats
-            .vectors_upserted
-            .fetch_add(n as u64, Ordering::Relaxed);
-        self.backlog.drain(..taken);
-        self.stats
-            .vectors_pending
-            .fetch_sub(taken as u64, Ordering::Relaxed);
-        Ok(())
+        let stats = BatchStats {
+            points: points.len(),
+            embedded: embed_keys.len(),
+            reused,
+            fresh: if interim.is_some() {
+                HashMap::new()
+            } else {
+                fresh
+            },
+        };
+        Ok((points, stats))
     }
 
     fn remember(&mut self, key: u64, vector: Arc<Vec<f32>>) {
@@ -287,7 +430,8 @@ impl Worker {
         }
     }
 
-    /// Makes the vector store hold exactly the text index's posts.
+    /// Makes the vector store hold exactly the text index's posts, and queues the posts whose
+    /// stored vector is interim for an upgrade.
     fn reconcile(&mut self) {
         let result = (|| -> Result<(usize, usize), crate::IndexError> {
             self.text
@@ -296,11 +440,20 @@ impl Worker {
                 .map_err(crate::IndexError::tantivy)?;
             let text_ids: HashSet<u64> = self.text.id_map()?.into_keys().collect();
             let stored = self.store.all_ids()?;
-            let stored_hashes: HashSet<u64> = stored.iter().map(|(h, _)| *h).collect();
+            let stored_hashes: HashSet<u64> = stored.iter().map(|s| s.id_hash).collect();
+            for s in &stored {
+                if s.interim && text_ids.contains(&s.id_hash) && self.upgrade_set.insert(s.id_hash)
+                {
+                    self.upgrades.push_back(s.id_hash);
+                }
+            }
+            self.stats
+                .vectors_interim
+                .store(self.upgrades.len() as u64, Ordering::Relaxed);
             let stray: Vec<String> = stored
                 .into_iter()
-                .filter(|(h, _)| !text_ids.contains(h))
-                .map(|(_, id)| id)
+                .filter(|s| !text_ids.contains(&s.id_hash))
+                .map(|s| s.post_id)
                 .collect();
             let missing: HashSet<u64> = text_ids.difference(&stored_hashes).copied().collect();
             let queued: HashSet<u64> = self

@@ -36,6 +36,7 @@ fn point(i: usize) -> VectorPoint {
         source: "test".into(),
         lang: Some("en".into()),
         vector,
+        interim: false,
     }
 }
 
@@ -115,7 +116,7 @@ fn a_killed_node_loses_no_acknowledged_write_and_searches_keep_answering() {
         .all_ids()
         .unwrap()
         .into_iter()
-        .map(|(_, id)| id)
+        .map(|s| s.post_id)
         .collect();
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(

@@ -89,7 +89,7 @@ pub(crate) fn verify(settings: &Settings, ids: bool) -> anyhow::Result<serde_jso
                 None => tidings::app::embedder(settings)?.map_or(384, |e| e.dim()),
             };
             let store = tidings::app::vector_store(settings, dim)?;
-            Some(store.all_ids()?.into_iter().map(|(_, id)| id).collect())
+            Some(store.all_ids()?.into_iter().map(|s| s.post_id).collect())
         } else {
             None
         };

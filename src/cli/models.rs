@@ -257,6 +257,14 @@ impl ModelsCommand {
                     };
                     tokio::task::block_in_place(|| fetch(&name, dir))?;
                 }
+                // The interim embedder's table is fitted to the local embedding model once
+                // (about a minute) and cached beside it; doing it here keeps the first start
+                // (and every test server) from paying for it.
+                if let Some(interim) =
+                    tokio::task::block_in_place(|| tidings::app::interim_embedder(settings))?
+                {
+                    println!("interim embedder ready: {}", interim.name());
+                }
             }
         }
         Ok(())

@@ -102,8 +102,8 @@ impl MigrateVectorsArgs {
             }
         }
         // Counts and ids: the target must hold every source point.
-        let source_ids: BTreeSet<String> = from.all_ids()?.into_iter().map(|(_, id)| id).collect();
-        let target_ids: BTreeSet<String> = to.all_ids()?.into_iter().map(|(_, id)| id).collect();
+        let source_ids: BTreeSet<String> = from.all_ids()?.into_iter().map(|s| s.post_id).collect();
+        let target_ids: BTreeSet<String> = to.all_ids()?.into_iter().map(|s| s.post_id).collect();
         let missing: Vec<&String> = source_ids.difference(&target_ids).collect();
         let complete = missing.is_empty();
         if complete {

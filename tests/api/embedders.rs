@@ -124,3 +124,138 @@ async fn the_static_embedder_is_deterministic_and_one_dir_keeps_one_embedder() {
     assert!(err.contains("vectors.collection"), "{err}");
     assert!(data.path().join("vectors").exists());
 }
+
+/// The interim embedder: the static table fitted to the local model's own space. Posts the
+/// model cannot take at once get its vectors straight away (marked interim in the store); the
+/// model's query finds them by meaning; a restart with upgrades on replaces every interim
+/// vector with the model's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_vectors_are_searchable_at_once_and_upgraded_later() {
+    let dir = model_dir();
+    let interim =
+        tokio::task::block_in_place(|| StaticEmbedder::load_or_fit_interim(&dir)).unwrap();
+    let local =
+        tokio::task::block_in_place(|| tidings_index::LocalEmbedder::load(&dir, 1)).unwrap();
+    assert_eq!(
+        (interim.dim(), interim.name()),
+        (384, "interim:all-minilm-l6-v2")
+    );
+    let texts: Vec<String> = [
+        "The river burst its banks and flooded the town centre",
+        "山手線は運転を見合わせています",
+        "زلزال بقوة 5.9 يضرب شمال إيطاليا",
+        "Café crème, naïve résumé — 🌊🌊 evacuate now",
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    let a = interim.embed(texts.clone()).await.unwrap();
+    let again = tokio::task::block_in_place(|| StaticEmbedder::load_or_fit_interim(&dir)).unwrap();
+    assert_eq!(
+        a,
+        again.embed(texts.clone()).await.unwrap(),
+        "read back the same"
+    );
+    let teacher = local.embed(texts.clone()).await.unwrap();
+    let cos = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
+    for ((text, v), t) in texts.iter().zip(&a).zip(&teacher) {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{text:?} has norm {norm}");
+        // In the model's own space: close to the model's vector of the same text.
+        assert!(
+            cos(v, t) > 0.5,
+            "{text:?}: cosine {} to the model's",
+            cos(v, t)
+        );
+    }
+
+    // A push larger than the model takes at once, with upgrades off: interim vectors.
+    let data = tempfile::tempdir().unwrap();
+    let mut s = settings(data.path());
+    s.embedder.kind = "local".into();
+    s.embedder.interim = "static".into();
+    s.embedder.upgrade = false;
+    let mut app = spawn_with_settings(s.clone()).await;
+    let mut posts = vec![
+        post(
+            "s1",
+            "The river burst its banks and flooded the town centre",
+            "2026-05-01T10:00:00Z",
+        ),
+        post(
+            "s2",
+            "Tickets for the concert go on sale on Friday",
+            "2026-05-01T10:05:00Z",
+        ),
+    ];
+    let fillers = [
+        "Quarterly earnings beat expectations",
+        "新しいカフェが駅前にオープンしました",
+        "مباراة كرة القدم انتهت بالتعادل",
+        "The marathon route changes this year",
+    ];
+    for i in 0..58 {
+        posts.push(post(
+            &format!("f{i}"),
+            &format!("{} #{i}", fillers[i % fillers.len()]),
+            "2026-05-01T09:00:00Z",
+        ));
+    }
+    let (status, _) = app.push(&json!(posts)).await;
+    assert_eq!(status, 200);
+    {
+        let guard = app.app.as_ref().unwrap().index.lock().await;
+        let service = guard.as_ref().unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            service.wait_for_vectors(|_| {}),
+        )
+        .await
+        .expect("interim vectors within a minute");
+    }
+    let (_, ready) = app.get("/readyz").await;
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let waiting = ready["checks"]["vector_index"]["interim"].as_u64().unwrap();
+    assert!(
+        waiting > 16,
+        "most of the 60 posts hold interim vectors: {ready}"
+    );
+    let query = json!({"q": "water in the streets after the storm", "mode": "vector", "from": "2026-04-01T00:00:00Z", "as_of": "2026-05-02T00:00:00Z", "limit": 3});
+    let (status, body) = app.search(query.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["hits"][0]["id"], "s1",
+        "found by an interim vector: {body}"
+    );
+    app.stop().await;
+
+    // Restarted with upgrades on: the marks in the store are found and every interim vector
+    // is replaced by the model's own.
+    s.embedder.upgrade = true;
+    let mut app = spawn_with_settings(s.clone()).await;
+    app.vectors_caught_up().await;
+    let (_, ready) = app.get("/readyz").await;
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["checks"]["vector_index"]["interim"], 0, "{ready}");
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(
+        metrics.contains(&format!("index_vectors_upgraded_total {waiting}"))
+            || metrics.contains(&format!("index_vectors_upgraded {waiting}")),
+        "{waiting} upgraded: {metrics}"
+    );
+    {
+        let guard = app.app.as_ref().unwrap().index.lock().await;
+        let store = guard.as_ref().unwrap().vector_store().unwrap();
+        assert!(store.all_ids().unwrap().iter().all(|s| !s.interim));
+        let stored = store.vector_of("s1").unwrap().unwrap();
+        let own = local.embed(vec![texts[0].clone()]).await.unwrap();
+        assert!(
+            cos(&stored, &own[0]) > 0.9999,
+            "s1 holds the model's own vector"
+        );
+    }
+    let (status, body) = app.search(query).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"][0]["id"], "s1", "{body}");
+    app.stop().await;
+}

@@ -125,11 +125,12 @@ impl TestApp {
         (status, r.json().await.expect("delete json"))
     }
 
-    /// Waits until every committed post has its vector.
+    /// Waits until every committed post has the embedder's own vector (interim ones upgraded),
+    /// so that what a test then finds by meaning does not depend on the push's timing.
     pub(crate) async fn vectors_caught_up(&self) {
         let guard = self.app.as_ref().expect("running").index.lock().await;
         let service = guard.as_ref().expect("index open");
-        tokio::time::timeout(Duration::from_secs(120), service.wait_for_vectors(|_| {}))
+        tokio::time::timeout(Duration::from_secs(120), service.wait_for_upgrades(|_| {}))
             .await
             .expect("vectors caught up within 2 minutes");
     }

@@ -39,6 +39,8 @@ pub struct BenchOptions {
     pub qdrant_url: Option<String>,
     /// Only the text figures (ingest and BM25 at each size); no embedder, no freshness.
     pub text_only: bool,
+    /// Only the freshness figures, for each embedder.
+    pub freshness_only: bool,
 }
 
 pub(crate) const WINDOW_END_MS: i64 = 1_711_843_200_000; // 2024-03-31T00:00:00Z, end of gen.py's window
@@ -339,6 +341,7 @@ async fn hybrid_synthetic(
         Ok((upserted, started.elapsed().as_secs_f64() - upserted))
     })?;
     settings.embedder.kind = "local".into();
+    settings.embedder.interim = "none".into();
     settings.embedder.instances = 1;
     let service = tokio::task::block_in_place(|| app::open_index(&settings, true))?;
     service.wait_for_vectors(|_| {}).await;
@@ -382,6 +385,16 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
         options.peers_data.display()
     );
     let mut rows: Vec<String> = Vec::new();
+    if options.freshness_only {
+        let n = options.sizes.first().copied().unwrap_or(100_000);
+        let content = std::fs::read_to_string(corpus(&options, n)?)?;
+        let texts = post_texts(&content, options.embed_n);
+        for kind in ["local", "static", "interim"] {
+            rows.extend(crate::bench_http::freshness(&base, &options, &texts, kind).await?);
+        }
+        print_table(rows);
+        return Ok(());
+    }
     for &n in &options.sizes {
         let path = corpus(&options, n)?;
         let queries = queries(&options)?;
@@ -478,6 +491,7 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     let mut settings = base.clone();
     settings.data.dir = dir.path().to_path_buf();
     settings.embedder.kind = "local".into();
+    settings.embedder.interim = "none".into();
     settings.embedder.instances = 1;
     let service = tokio::task::block_in_place(|| app::open_index(&settings, true))?;
     service.wait_for_vectors(|_| {}).await;
@@ -521,7 +535,7 @@ pub async fn run(base: Settings, options: BenchOptions) -> anyhow::Result<()> {
     service.shutdown().await;
     drop(dir);
 
-    for kind in ["local", "static"] {
+    for kind in ["local", "static", "interim"] {
         rows.extend(crate::bench_http::freshness(&base, &options, &texts, kind).await?);
     }
     print_table(rows);

@@ -40,13 +40,13 @@ pub async fn run(base: Settings, shared: &Path, index: Option<&Path>) -> anyhow:
             service.search.num_posts(),
             settings.data.dir.display()
         );
-        service.wait_for_vectors(|_| {}).await;
+        service.wait_for_upgrades(|_| {}).await;
         return answer_figures(&settings, service, shared).await;
     }
     let accepted =
         crate::eval::ingest_file(&service, &shared.join("crisislex26/posts.jsonl")).await?;
     println!("bench agent: {} posts indexed; embedding…", accepted);
-    service.wait_for_vectors(|_| {}).await;
+    service.wait_for_upgrades(|_| {}).await;
     answer_figures(&settings, service, shared).await
 }
 

@@ -79,7 +79,8 @@ pub struct EvalOptions {
     /// Write one JSON line per answered TweetQA question here (question, gold, answer, the
     /// top post, what was found): for reading the answers, not for scoring.
     pub answers_out: Option<PathBuf>,
-    /// The embedder kind of the dense half (`local` or `static`).
+    /// The embedder of the dense half: `local`, `interim` (the local model's queries against
+    /// interim vectors only) or `static`.
     pub embedder: String,
 }
 
@@ -196,11 +197,21 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     anyhow::ensure!(
-        ["local", "static"].contains(&options.embedder.as_str()),
-        "--embedder is `{}`; use local or static",
+        ["local", "static", "interim"].contains(&options.embedder.as_str()),
+        "--embedder is `{}`; use local, static or interim",
         options.embedder
     );
-    settings.embedder.kind = options.embedder.clone();
+    // `local`: every post with the local model's own vector (what the product holds once the
+    // interim vectors are upgraded); `interim`: every post with the interim table's vector in
+    // the local model's space, never upgraded, queries by the local model (what it holds
+    // while the model cannot keep up); `static`: the static table's own space throughout.
+    let (kind, interim) = match options.embedder.as_str() {
+        "interim" => ("local", "static"),
+        other => (other, "none"),
+    };
+    settings.embedder.kind = kind.into();
+    settings.embedder.interim = interim.into();
+    settings.embedder.upgrade = options.embedder != "interim";
     println!("eval: dense half embedded by `{}`", options.embedder);
     let service = tokio::task::block_in_place(|| app::open_index(&settings, true))?;
     let started = Instant::now();
@@ -212,7 +223,7 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         started.elapsed().as_secs_f64()
     );
     let vstart = Instant::now();
-    service.wait_for_vectors(|_| {}).await;
+    service.wait_for_upgrades(|_| {}).await;
     let stats = &service.stats;
     println!(
         "eval: vectors caught up in {:.1}s ({} embedded, {} reused from near-duplicates)",

@@ -65,8 +65,10 @@ enum Command {
         /// file (for reading the answers; `kind` says which part).
         #[arg(long)]
         answers_out: Option<PathBuf>,
-        /// The embedder for the dense half: `local` (the sentence model) or `static` (the table
-        /// distilled from it).
+        /// The embedder for the dense half: `local` (the sentence model's own vectors for every
+        /// post), `interim` (the interim table's vectors for every post, never upgraded,
+        /// searched with the sentence model's query vectors) or `static` (the table distilled
+        /// from it, in its own space).
         #[arg(long, default_value = "local")]
         embedder: String,
     },
@@ -98,6 +100,10 @@ enum Command {
         /// Only the text figures at each size (ingest, BM25); no embedder, no freshness.
         #[arg(long)]
         text_only: bool,
+        /// Only the freshness figures: a steady HTTP push at --fresh-rate for --fresh-secs with
+        /// each embedder (local alone, static, local with interim vectors).
+        #[arg(long)]
+        freshness_only: bool,
         /// With --synthetic-vectors: also run the hybrid figure with the vectors on this Qdrant
         /// server (gRPC URL, e.g. http://127.0.0.1:6334), beside the embedded shard.
         #[arg(long)]
@@ -183,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             no_hnsw,
             qdrant_url,
             text_only,
+            freshness_only,
         } => {
             if agent {
                 return bench_agent::run(settings, &shared, index.as_deref()).await;
@@ -199,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or_else(|| std::env::temp_dir().join("tidings-peers-data")),
                 qdrant_url,
                 text_only,
+                freshness_only,
             };
             if nats && replicas {
                 return bench_replicas::run(settings, options, &nats_rates, fresh_secs).await;

@@ -10,7 +10,7 @@
 //! (`static-sif-v2.bin`: magic, vocabulary size, dimension, then little-endian `f32` rows);
 //! a cache whose header does not match the teacher is distilled again.
 
-use super::{normalize, Embedder, LocalEmbedder};
+use super::{fit, normalize, Embedder, LocalEmbedder};
 use crate::IndexError;
 use futures::future::BoxFuture;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,12 @@ use tokenizers::Tokenizer;
 
 const MAGIC: &[u8; 8] = b"TDSIFv2\0";
 const CACHE_FILE: &str = "static-sif-v2.bin";
+const INTERIM_MAGIC: &[u8; 8] = b"TDINTv1\0";
+const INTERIM_CACHE_FILE: &str = "static-interim-v1.bin";
+/// Texts the interim table's map into the teacher's space is fitted on.
+const INTERIM_FIT_TEXTS: usize = 4000;
+/// The ridge penalty of that fit.
+const INTERIM_RIDGE: f64 = 0.1;
 /// SIF's `a`: a token with probability `p` weighs `a / (a + p)` (model2vec's default).
 const SIF_A: f64 = 1e-4;
 /// Tokens the teacher embeds per forward pass while distilling.
@@ -51,7 +57,7 @@ impl StaticEmbedder {
         })?;
         let vocab = tokenizer.get_vocab_size(true);
         let cache = dir.join(CACHE_FILE);
-        let (table, dim) = match read_cache(&cache, vocab) {
+        let (table, dim) = match read_cache(&cache, MAGIC, vocab) {
             Some(found) => found,
             None => {
                 let teacher = LocalEmbedder::load(dir, 1)?;
@@ -64,7 +70,7 @@ impl StaticEmbedder {
                     secs = started.elapsed().as_secs_f64(),
                     "distilled the static embedder from the local model"
                 );
-                if let Err(e) = write_cache(&cache, vocab, dim, &table) {
+                if let Err(e) = write_cache(&cache, MAGIC, vocab, dim, &table) {
                     tracing::warn!(error = %e, path = %cache.display(), "could not cache the static embedder");
                 }
                 (table, dim)
@@ -81,6 +87,55 @@ impl StaticEmbedder {
                 tokenizer,
             }),
             name: format!("static:{model}"),
+        })
+    }
+
+    /// The interim embedder for the local model in `dir`: a static table in the model's own
+    /// vector space, so that its vectors and the model's can share one collection and be
+    /// searched with the model's query vector. Each token's row is its output in
+    /// `[CLS] token [SEP]`, SIF-weighted, times a linear map fitted by ridge regression from
+    /// the table's vectors to the model's on [`INTERIM_FIT_TEXTS`] texts of the model's own
+    /// vocabulary (the map is folded into the rows, so embedding stays a table lookup). Fitted
+    /// on first use (about a minute on two cores) and cached beside the model.
+    pub fn load_or_fit_interim(dir: &Path) -> Result<StaticEmbedder, IndexError> {
+        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+            IndexError::Unavailable(format!(
+                "load {}/tokenizer.json: {e}; run `make setup` to fetch the model",
+                dir.display()
+            ))
+        })?;
+        let vocab = tokenizer.get_vocab_size(true);
+        let cache = dir.join(INTERIM_CACHE_FILE);
+        let (table, dim) = match read_cache(&cache, INTERIM_MAGIC, vocab) {
+            Some(found) => found,
+            None => {
+                let teacher = LocalEmbedder::load(dir, 1)?;
+                let started = std::time::Instant::now();
+                let table = fit_interim(&teacher, &tokenizer, vocab)?;
+                let dim = teacher.dim();
+                tracing::info!(
+                    vocab,
+                    dim,
+                    secs = started.elapsed().as_secs_f64(),
+                    "fitted the interim embedder to the local model"
+                );
+                if let Err(e) = write_cache(&cache, INTERIM_MAGIC, vocab, dim, &table) {
+                    tracing::warn!(error = %e, path = %cache.display(), "could not cache the interim embedder");
+                }
+                (table, dim)
+            }
+        };
+        let model = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bert".into());
+        Ok(StaticEmbedder {
+            inner: Arc::new(Inner {
+                table,
+                dim,
+                tokenizer,
+            }),
+            name: format!("interim:{model}"),
         })
     }
 
@@ -116,8 +171,8 @@ fn sif_weight(rank: usize, harmonic: f64) -> f32 {
     (SIF_A / (SIF_A + p)) as f32
 }
 
-/// Embeds every token of the vocabulary with the teacher and weights it.
-fn distill(
+/// Every vocabulary token's own output in `[CLS] token [SEP]`, unit length, row `i` = token `i`.
+fn token_rows(
     teacher: &LocalEmbedder,
     tokenizer: &Tokenizer,
     vocab: usize,
@@ -129,7 +184,6 @@ fn distill(
             "the teacher's tokenizer has no [CLS]/[SEP] tokens",
         ));
     };
-    let harmonic: f64 = (0..vocab).map(|r| 1.0 / (r + 2) as f64).sum();
     let mut table = vec![0f32; vocab * dim];
     let ids: Vec<u32> = (0..vocab as u32).collect();
     for chunk in ids.chunks(DISTILL_BATCH) {
@@ -139,6 +193,18 @@ fn distill(
             table[id as usize * dim..(id as usize + 1) * dim].copy_from_slice(&vector);
         }
     }
+    Ok(table)
+}
+
+/// Embeds every token of the vocabulary with the teacher and weights it.
+fn distill(
+    teacher: &LocalEmbedder,
+    tokenizer: &Tokenizer,
+    vocab: usize,
+) -> Result<Vec<f32>, IndexError> {
+    let dim = teacher.dim();
+    let harmonic: f64 = (0..vocab).map(|r| 1.0 / (r + 2) as f64).sum();
+    let mut table = token_rows(teacher, tokenizer, vocab)?;
     // Token vectors share a large common direction (what every token looks like to the
     // model); it says nothing about a text, so it is removed before weighting.
     let mut mean = vec![0f32; dim];
@@ -160,10 +226,62 @@ fn distill(
     Ok(table)
 }
 
-fn read_cache(path: &Path, vocab: usize) -> Option<(Vec<f32>, usize)> {
+/// The interim table: SIF-weighted token rows times the fitted map into the teacher's space.
+fn fit_interim(
+    teacher: &LocalEmbedder,
+    tokenizer: &Tokenizer,
+    vocab: usize,
+) -> Result<Vec<f32>, IndexError> {
+    let dim = teacher.dim();
+    let harmonic: f64 = (0..vocab).map(|r| 1.0 / (r + 2) as f64).sum();
+    let mut rows = token_rows(teacher, tokenizer, vocab)?;
+    for (id, row) in rows.chunks_exact_mut(dim).enumerate() {
+        let w = sif_weight(id, harmonic);
+        for x in row.iter_mut() {
+            *x *= w;
+        }
+    }
+    let texts = fit::pseudo_texts(tokenizer, INTERIM_FIT_TEXTS, 0x7ced_1295);
+    let targets = teacher.embed_blocking(&texts)?;
+    let bags: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| bag(&rows, dim, tokenizer, t))
+        .collect::<Result<_, _>>()?;
+    let map = fit::ridge(&bags, &targets, INTERIM_RIDGE)?;
+    let mut table = Vec::with_capacity(rows.len());
+    for row in rows.chunks_exact(dim) {
+        table.extend(fit::apply(&map, row));
+    }
+    Ok(table)
+}
+
+/// The normalised sum of `text`'s token rows in `table`.
+fn bag(
+    table: &[f32],
+    dim: usize,
+    tokenizer: &Tokenizer,
+    text: &str,
+) -> Result<Vec<f32>, IndexError> {
+    let encoding = tokenizer
+        .encode(text, false)
+        .map_err(|e| IndexError::internal(format!("tokenize: {e}")))?;
+    let mut v = vec![0f32; dim];
+    for &id in encoding.get_ids() {
+        let start = id as usize * dim;
+        if let Some(row) = table.get(start..start + dim) {
+            for (x, r) in v.iter_mut().zip(row) {
+                *x += r;
+            }
+        }
+    }
+    normalize(&mut v);
+    Ok(v)
+}
+
+fn read_cache(path: &Path, magic: &[u8; 8], vocab: usize) -> Option<(Vec<f32>, usize)> {
     let bytes = std::fs::read(path).ok()?;
     let header = bytes.get(..24)?;
-    if &header[..8] != MAGIC {
+    if &header[..8] != magic {
         return None;
     }
     let stored_vocab = u64::from_le_bytes(header[8..16].try_into().ok()?) as usize;
@@ -179,9 +297,15 @@ fn read_cache(path: &Path, vocab: usize) -> Option<(Vec<f32>, usize)> {
     Some((table, dim))
 }
 
-fn write_cache(path: &PathBuf, vocab: usize, dim: usize, table: &[f32]) -> std::io::Result<()> {
+fn write_cache(
+    path: &PathBuf,
+    magic: &[u8; 8],
+    vocab: usize,
+    dim: usize,
+    table: &[f32],
+) -> std::io::Result<()> {
     let mut bytes = Vec::with_capacity(24 + table.len() * 4);
-    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(magic);
     bytes.extend_from_slice(&(vocab as u64).to_le_bytes());
     bytes.extend_from_slice(&(dim as u64).to_le_bytes());
     for x in table {
@@ -231,14 +355,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(CACHE_FILE);
         let table: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 1.0).collect();
-        write_cache(&path, 4, 3, &table).unwrap();
-        assert_eq!(read_cache(&path, 4), Some((table, 3)));
+        write_cache(&path, MAGIC, 4, 3, &table).unwrap();
+        assert_eq!(read_cache(&path, MAGIC, 4), Some((table, 3)));
         assert_eq!(
-            read_cache(&path, 5),
+            read_cache(&path, MAGIC, 5),
             None,
             "another vocabulary is distilled again"
         );
+        assert_eq!(
+            read_cache(&path, INTERIM_MAGIC, 4),
+            None,
+            "the interim table is another table"
+        );
         std::fs::write(&path, b"not a table").unwrap();
-        assert_eq!(read_cache(&path, 4), None);
+        assert_eq!(read_cache(&path, MAGIC, 4), None);
     }
 }

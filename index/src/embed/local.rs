@@ -94,7 +94,8 @@ impl LocalEmbedder {
     /// Embeds inputs given as token ids, each of the same length (no padding): the mean of the
     /// outputs between the first and last position (the special tokens), normalised. What
     /// distilling a static embedder feeds the model.
-    pub(crate) fn embed_ids_blocking<const N: usize>(
+    #[doc(hidden)]
+    pub fn embed_ids_blocking<const N: usize>(
         &self,
         inputs: &[[u32; N]],
     ) -> Result<Vec<Vec<f32>>, IndexError> {

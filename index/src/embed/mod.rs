@@ -3,6 +3,9 @@
 //! `/v1/embeddings` endpoint.
 
 mod distilled;
+/// The interim table's fit (public for `examples/approx_space.rs`).
+#[doc(hidden)]
+pub mod fit;
 mod local;
 mod openai;
 

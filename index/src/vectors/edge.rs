@@ -4,7 +4,7 @@
 //! (cosine), point id = UUIDv5 of the post id, payload `{post_id, h, created_at, author, source,
 //! lang}` with integer/keyword payload indexes for the filters.
 
-use super::{VectorHit, VectorPoint, VectorReader, VectorStore};
+use super::{StoredId, VectorHit, VectorPoint, VectorReader, VectorStore};
 use crate::filter::SearchFilter;
 use crate::IndexError;
 use qdrant_edge::external::ordered_float::OrderedFloat;
@@ -205,7 +205,7 @@ impl VectorReader for EdgeVectorStore {
         Ok(record.vector.and_then(dense))
     }
 
-    fn all_ids(&self) -> Result<Vec<(u64, String)>, IndexError> {
+    fn all_ids(&self) -> Result<Vec<StoredId>, IndexError> {
         let mut out = Vec::new();
         let mut offset = None;
         loop {
@@ -224,7 +224,11 @@ impl VectorReader for EdgeVectorStore {
                 let h = payload.0.get("h").and_then(|v| v.as_i64());
                 let id = payload.0.get("post_id").and_then(|v| v.as_str());
                 if let (Some(h), Some(id)) = (h, id) {
-                    out.push((h as u64, id.to_string()));
+                    out.push(StoredId {
+                        id_hash: h as u64,
+                        post_id: id.to_string(),
+                        interim: is_interim(&payload.0),
+                    });
                 }
             }
             match next {
@@ -276,6 +280,7 @@ impl VectorReader for EdgeVectorStore {
                     source: text("source").unwrap_or_default(),
                     lang: text("lang"),
                     vector: dense(r.vector?)?,
+                    interim: is_interim(&payload),
                 })
             })
             .collect();
@@ -289,6 +294,18 @@ impl VectorReader for EdgeVectorStore {
     fn backend(&self) -> &'static str {
         "edge"
     }
+}
+
+/// The payload key marking an interim vector (absent on the main embedder's own).
+const INTERIM_KEY: &str = "i";
+
+fn is_interim(
+    payload: &qdrant_edge::external::serde_json::Map<
+        String,
+        qdrant_edge::external::serde_json::Value,
+    >,
+) -> bool {
+    payload.get(INTERIM_KEY).and_then(|v| v.as_bool()) == Some(true)
 }
 
 /// The `text` vector of a stored point.
@@ -310,7 +327,7 @@ impl VectorStore for EdgeVectorStore {
         }
         let mut batch = Vec::with_capacity(points.len());
         for p in points {
-            let payload = json!({
+            let mut payload = json!({
                 "post_id": p.post_id,
                 "h": p.id_hash as i64,
                 "created_at": p.created_at_ms,
@@ -318,6 +335,9 @@ impl VectorStore for EdgeVectorStore {
                 "source": p.source,
                 "lang": p.lang,
             });
+            if p.interim {
+                payload[INTERIM_KEY] = json!(true);
+            }
             let id = point_id(&p.post_id)?;
             batch.push(
                 PointStruct::new(id, Vectors::new_named([(VECTOR_NAME, p.vector)]), payload).into(),

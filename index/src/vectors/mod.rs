@@ -23,6 +23,10 @@ pub struct VectorPoint {
     pub source: String,
     pub lang: Option<String>,
     pub vector: Vec<f32>,
+    /// The vector is an interim approximation (the static table in the main embedder's
+    /// space), to be replaced by the main embedder's own when it has time. Kept in the payload
+    /// (`"i": true`) so that a restart still upgrades it.
+    pub interim: bool,
 }
 
 impl VectorPoint {
@@ -35,8 +39,18 @@ impl VectorPoint {
             source: post.source.clone(),
             lang: post.lang.clone(),
             vector,
+            interim: false,
         }
     }
+}
+
+/// One stored point, without its vector (for reconciliation with the text index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredId {
+    pub id_hash: u64,
+    pub post_id: String,
+    /// The point holds an interim vector ([`VectorPoint::interim`]).
+    pub interim: bool,
 }
 
 /// A nearest-neighbour hit.
@@ -61,8 +75,9 @@ pub trait VectorReader: Send + Sync {
     ) -> Result<Vec<VectorHit>, IndexError>;
     /// The stored vector of one post, if present (used to reuse a near-duplicate's embedding).
     fn vector_of(&self, post_id: &str) -> Result<Option<Vec<f32>>, IndexError>;
-    /// Post id hash and post id of every stored point (for reconciliation with the text index).
-    fn all_ids(&self) -> Result<Vec<(u64, String)>, IndexError>;
+    /// Post id hash, post id and interim mark of every stored point (for reconciliation with
+    /// the text index).
+    fn all_ids(&self) -> Result<Vec<StoredId>, IndexError>;
     /// Number of stored points.
     fn count(&self) -> Result<usize, IndexError>;
     /// Every point with its vector, a page of up to `limit` at a time from `offset` (an opaque

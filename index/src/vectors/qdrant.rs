@@ -15,7 +15,7 @@
 //! connect timeout, so a search falls back to BM25 at BM25's speed during an outage; the vector
 //! worker keeps its failed batches and retries them (writes are never dropped).
 
-use super::{VectorHit, VectorPoint, VectorReader, VectorStore};
+use super::{StoredId, VectorHit, VectorPoint, VectorReader, VectorStore};
 use crate::backoff::Backoff;
 use crate::filter::SearchFilter;
 use crate::IndexError;
@@ -229,7 +229,20 @@ fn payload(p: &VectorPoint) -> HashMap<String, Value> {
     if let Some(lang) = &p.lang {
         out.insert("lang".into(), Value::from(lang.clone()));
     }
+    if p.interim {
+        out.insert(INTERIM_KEY.into(), Value::from(true));
+    }
     out
+}
+
+/// The payload key marking an interim vector (absent on the main embedder's own).
+const INTERIM_KEY: &str = "i";
+
+fn is_interim(payload: &HashMap<String, Value>) -> bool {
+    matches!(
+        payload.get(INTERIM_KEY).and_then(|v| v.kind.as_ref()),
+        Some(Kind::BoolValue(true))
+    )
 }
 
 /// A stored point back as a [`VectorPoint`] (for `migrate-vectors`).
@@ -245,6 +258,7 @@ fn vector_point(
         source: string_of(payload, "source").unwrap_or_default(),
         lang: string_of(payload, "lang"),
         vector: dense(vectors)?,
+        interim: is_interim(payload),
     })
 }
 
@@ -536,7 +550,7 @@ impl VectorReader for QdrantVectorStore {
             .and_then(|p| dense(p.vectors.as_ref())))
     }
 
-    fn all_ids(&self) -> Result<Vec<(u64, String)>, IndexError> {
+    fn all_ids(&self) -> Result<Vec<StoredId>, IndexError> {
         let mut out = Vec::new();
         let mut offset: Option<PointId> = None;
         loop {
@@ -557,7 +571,11 @@ impl VectorReader for QdrantVectorStore {
                     integer_of(&r.payload, "h"),
                     string_of(&r.payload, "post_id"),
                 ) {
-                    out.push((h as u64, id));
+                    out.push(StoredId {
+                        id_hash: h as u64,
+                        post_id: id,
+                        interim: is_interim(&r.payload),
+                    });
                 }
             }
             match response.next_page_offset {
