@@ -198,15 +198,9 @@ impl Worker {
                 }
                 self.stats.vectors_ready.store(true, Ordering::Release);
                 if self.config.upgrade && !self.upgrades.is_empty() {
-                    match self.upgrade().await {
-                        Ok(()) => backoff.reset(),
-                        Err(e) => {
-                            let wait = backoff.next_delay();
-                            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "upgrading interim vectors failed; will retry");
-                            self.stats.embed_errors.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(wait).await;
-                        }
-                    }
+                    let result = self.upgrade().await;
+                    self.settle(result, &mut backoff, "upgrading interim vectors")
+                        .await;
                     continue;
                 }
                 match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
@@ -220,14 +214,26 @@ impl Worker {
                 }
                 continue;
             }
-            match self.step().await {
-                Ok(()) => backoff.reset(),
-                Err(e) => {
-                    let wait = backoff.next_delay();
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "vector batch failed; will retry");
-                    self.stats.embed_errors.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(wait).await;
-                }
+            let result = self.step().await;
+            self.settle(result, &mut backoff, "vector batch").await;
+        }
+    }
+
+    /// Resets the backoff after a success; after a failure counts it, says so and waits (the
+    /// work stays queued and is tried again).
+    async fn settle(
+        &self,
+        result: Result<(), crate::IndexError>,
+        backoff: &mut crate::backoff::Backoff,
+        what: &str,
+    ) {
+        match result {
+            Ok(()) => backoff.reset(),
+            Err(e) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what} failed; will retry");
+                self.stats.embed_errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
             }
         }
     }

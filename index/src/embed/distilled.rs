@@ -49,45 +49,7 @@ struct Inner {
 impl StaticEmbedder {
     /// The table for the teacher in `dir`: read from its cache, or distilled (and cached).
     pub fn load_or_distill(dir: &Path) -> Result<StaticEmbedder, IndexError> {
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
-            IndexError::Unavailable(format!(
-                "load {}/tokenizer.json: {e}; run `make setup` to fetch the model",
-                dir.display()
-            ))
-        })?;
-        let vocab = tokenizer.get_vocab_size(true);
-        let cache = dir.join(CACHE_FILE);
-        let (table, dim) = match read_cache(&cache, MAGIC, vocab) {
-            Some(found) => found,
-            None => {
-                let teacher = LocalEmbedder::load(dir, 1)?;
-                let started = std::time::Instant::now();
-                let table = distill(&teacher, &tokenizer, vocab)?;
-                let dim = teacher.dim();
-                tracing::info!(
-                    vocab,
-                    dim,
-                    secs = started.elapsed().as_secs_f64(),
-                    "distilled the static embedder from the local model"
-                );
-                if let Err(e) = write_cache(&cache, MAGIC, vocab, dim, &table) {
-                    tracing::warn!(error = %e, path = %cache.display(), "could not cache the static embedder");
-                }
-                (table, dim)
-            }
-        };
-        let model = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "bert".into());
-        Ok(StaticEmbedder {
-            inner: Arc::new(Inner {
-                table,
-                dim,
-                tokenizer,
-            }),
-            name: format!("static:{model}"),
-        })
+        load_or_make(dir, &STATIC_TABLE)
     }
 
     /// The interim embedder for the local model in `dir`: a static table in the model's own
@@ -98,45 +60,7 @@ impl StaticEmbedder {
     /// vocabulary (the map is folded into the rows, so embedding stays a table lookup). Fitted
     /// on first use (about a minute on two cores) and cached beside the model.
     pub fn load_or_fit_interim(dir: &Path) -> Result<StaticEmbedder, IndexError> {
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
-            IndexError::Unavailable(format!(
-                "load {}/tokenizer.json: {e}; run `make setup` to fetch the model",
-                dir.display()
-            ))
-        })?;
-        let vocab = tokenizer.get_vocab_size(true);
-        let cache = dir.join(INTERIM_CACHE_FILE);
-        let (table, dim) = match read_cache(&cache, INTERIM_MAGIC, vocab) {
-            Some(found) => found,
-            None => {
-                let teacher = LocalEmbedder::load(dir, 1)?;
-                let started = std::time::Instant::now();
-                let table = fit_interim(&teacher, &tokenizer, vocab)?;
-                let dim = teacher.dim();
-                tracing::info!(
-                    vocab,
-                    dim,
-                    secs = started.elapsed().as_secs_f64(),
-                    "fitted the interim embedder to the local model"
-                );
-                if let Err(e) = write_cache(&cache, INTERIM_MAGIC, vocab, dim, &table) {
-                    tracing::warn!(error = %e, path = %cache.display(), "could not cache the interim embedder");
-                }
-                (table, dim)
-            }
-        };
-        let model = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "bert".into());
-        Ok(StaticEmbedder {
-            inner: Arc::new(Inner {
-                table,
-                dim,
-                tokenizer,
-            }),
-            name: format!("interim:{model}"),
-        })
+        load_or_make(dir, &INTERIM_TABLE)
     }
 
     /// Embeds on the calling thread.
@@ -147,22 +71,79 @@ impl StaticEmbedder {
 
 impl Inner {
     fn embed_one(&self, text: &str) -> Result<Vec<f32>, IndexError> {
-        let encoding = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| IndexError::internal(format!("tokenize: {e}")))?;
-        let mut v = vec![0f32; self.dim];
-        for &id in encoding.get_ids() {
-            let start = id as usize * self.dim;
-            if let Some(row) = self.table.get(start..start + self.dim) {
-                for (x, r) in v.iter_mut().zip(row) {
-                    *x += r;
-                }
-            }
-        }
-        normalize(&mut v);
-        Ok(v)
+        bag(&self.table, self.dim, &self.tokenizer, text)
     }
+}
+
+/// One kind of table: how it is made from the teacher and where it is cached.
+struct TableKind {
+    magic: &'static [u8; 8],
+    file: &'static str,
+    /// The embedder's name before `:model`.
+    prefix: &'static str,
+    /// What the log says once it is made.
+    made: &'static str,
+    make: fn(&LocalEmbedder, &Tokenizer, usize) -> Result<Vec<f32>, IndexError>,
+}
+
+const STATIC_TABLE: TableKind = TableKind {
+    magic: MAGIC,
+    file: CACHE_FILE,
+    prefix: "static",
+    made: "distilled the static embedder from the local model",
+    make: distill,
+};
+
+const INTERIM_TABLE: TableKind = TableKind {
+    magic: INTERIM_MAGIC,
+    file: INTERIM_CACHE_FILE,
+    prefix: "interim",
+    made: "fitted the interim embedder to the local model",
+    make: fit_interim,
+};
+
+/// The table `kind` for the teacher in `dir`: read from its cache, or made (and cached).
+fn load_or_make(dir: &Path, kind: &TableKind) -> Result<StaticEmbedder, IndexError> {
+    let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+        IndexError::Unavailable(format!(
+            "load {}/tokenizer.json: {e}; run `make setup` to fetch the model",
+            dir.display()
+        ))
+    })?;
+    let vocab = tokenizer.get_vocab_size(true);
+    let cache = dir.join(kind.file);
+    let (table, dim) = match read_cache(&cache, kind.magic, vocab) {
+        Some(found) => found,
+        None => {
+            let teacher = LocalEmbedder::load(dir, 1)?;
+            let started = std::time::Instant::now();
+            let table = (kind.make)(&teacher, &tokenizer, vocab)?;
+            let dim = teacher.dim();
+            tracing::info!(
+                vocab,
+                dim,
+                secs = started.elapsed().as_secs_f64(),
+                "{}",
+                kind.made
+            );
+            if let Err(e) = write_cache(&cache, kind.magic, vocab, dim, &table) {
+                tracing::warn!(error = %e, path = %cache.display(), "could not cache the {} table", kind.prefix);
+            }
+            (table, dim)
+        }
+    };
+    let model = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bert".into());
+    Ok(StaticEmbedder {
+        inner: Arc::new(Inner {
+            table,
+            dim,
+            tokenizer,
+        }),
+        name: format!("{}:{model}", kind.prefix),
+    })
 }
 
 /// The SIF weight of the token of vocabulary rank `rank` under a Zipf prior.
@@ -203,7 +184,6 @@ fn distill(
     vocab: usize,
 ) -> Result<Vec<f32>, IndexError> {
     let dim = teacher.dim();
-    let harmonic: f64 = (0..vocab).map(|r| 1.0 / (r + 2) as f64).sum();
     let mut table = token_rows(teacher, tokenizer, vocab)?;
     // Token vectors share a large common direction (what every token looks like to the
     // model); it says nothing about a text, so it is removed before weighting.
@@ -213,17 +193,25 @@ fn distill(
             *m += x / vocab as f32;
         }
     }
-    for (id, row) in table.chunks_exact_mut(dim).enumerate() {
+    for row in table.chunks_exact_mut(dim) {
         for (x, m) in row.iter_mut().zip(&mean) {
             *x -= m;
         }
         normalize(row);
+    }
+    weigh(&mut table, dim, vocab);
+    Ok(table)
+}
+
+/// Scales each token's row by its SIF weight.
+fn weigh(table: &mut [f32], dim: usize, vocab: usize) {
+    let harmonic: f64 = (0..vocab).map(|r| 1.0 / (r + 2) as f64).sum();
+    for (id, row) in table.chunks_exact_mut(dim).enumerate() {
         let w = sif_weight(id, harmonic);
         for x in row.iter_mut() {
             *x *= w;
         }
     }
-    Ok(table)
 }
 
 /// The interim table: SIF-weighted token rows times the fitted map into the teacher's space.
@@ -233,14 +221,8 @@ fn fit_interim(
     vocab: usize,
 ) -> Result<Vec<f32>, IndexError> {
     let dim = teacher.dim();
-    let harmonic: f64 = (0..vocab).map(|r| 1.0 / (r + 2) as f64).sum();
     let mut rows = token_rows(teacher, tokenizer, vocab)?;
-    for (id, row) in rows.chunks_exact_mut(dim).enumerate() {
-        let w = sif_weight(id, harmonic);
-        for x in row.iter_mut() {
-            *x *= w;
-        }
-    }
+    weigh(&mut rows, dim, vocab);
     let texts = fit::pseudo_texts(tokenizer, INTERIM_FIT_TEXTS, 0x7ced_1295);
     let targets = teacher.embed_blocking(&texts)?;
     let bags: Vec<Vec<f32>> = texts

@@ -32,13 +32,97 @@ pub(super) fn judged_units(text: &str) -> Vec<String> {
             out.push(format!("{quote}{markers}"));
             continue;
         }
-        for (a, b) in tidings_agent::cite::sentences(t) {
+        // A post the model copied, passed by the gate as a quote (`@who: “words” [n]`), is
+        // judged whole with its marker like the lines above: a quote of several sentences has
+        // one citation, after it.
+        let (quotes, rest) = post_quotes(t);
+        out.extend(quotes);
+        for (a, b) in tidings_agent::cite::sentences(&rest) {
             // Judge what the sentence says of the world, not the agent's note on how many
             // accounts say it (its words would count against the sentence's share).
-            out.push(t[a..b].replace(tidings_agent::ground::SINGLE_SOURCE_NOTE, " "));
+            out.push(
+                rest[a..b]
+                    .trim()
+                    .replace(tidings_agent::ground::SINGLE_SOURCE_NOTE, " "),
+            );
         }
     }
     out
+}
+
+/// The gate's quotes of a post in `line` (`@who: “words” (note) [n]`, or `A post: …`), each
+/// as its words and marker, and the line without them.
+fn post_quotes(line: &str) -> (Vec<String>, String) {
+    let mut quotes = Vec::new();
+    let mut rest = String::new();
+    let mut from = 0;
+    while let Some(open) = line[from..].find('“').map(|i| from + i) {
+        let inner = open + '“'.len_utf8();
+        // The closing mark is the one followed by the note (if any) and a citation marker.
+        let close = line[inner..].match_indices('”').find_map(|(i, _)| {
+            let after = &line[inner + i + '”'.len_utf8()..];
+            let after = after.trim_start();
+            let after = after
+                .strip_prefix(tidings_agent::ground::SINGLE_SOURCE_NOTE)
+                .unwrap_or(after)
+                .trim_start();
+            let digits = after.strip_prefix('[')?;
+            let end = digits.find(']')?;
+            let n: usize = digits[..end].parse().ok()?;
+            let consumed = line.len() - after.len() + 1 + end + 1;
+            Some((inner + i, n, consumed))
+        });
+        // Where `@who:` or `A post:` before the quote starts.
+        let who = line[from..open]
+            .trim_end()
+            .strip_suffix(':')
+            .and_then(|head| {
+                if let Some(before) = head.strip_suffix("A post") {
+                    return Some(from + before.len());
+                }
+                let start = head.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+                head[start..].starts_with('@').then_some(from + start)
+            });
+        match (close, who) {
+            (Some((close, n, end)), Some(who_start)) => {
+                quotes.push(format!("{} [{n}]", &line[inner..close]));
+                rest.push_str(&line[from..who_start]);
+                rest.push(' ');
+                from = end;
+            }
+            _ => {
+                rest.push_str(&line[from..inner]);
+                from = inner;
+            }
+        }
+    }
+    rest.push_str(&line[from..]);
+    (quotes, rest)
+}
+
+#[cfg(test)]
+mod quote_tests {
+    use super::*;
+
+    #[test]
+    fn a_quoted_post_is_judged_whole_with_its_marker() {
+        let answer = "@NWS: “Plant explosion in West. 12 confirmed dead.” \
+                      (one account reports this; unconfirmed) [1] Police closed the roads [2]. \
+                      A post: “地震です。東京で揺れ” [3]";
+        assert_eq!(
+            judged_units(answer),
+            [
+                "Plant explosion in West. 12 confirmed dead. [1]",
+                "地震です。東京で揺れ [3]",
+                "Police closed the roads [2].",
+            ]
+        );
+        // A quotation mark the gate did not write is read as any sentence.
+        assert_eq!(
+            judged_units("He said “no comment”. Then he left [1]."),
+            ["He said “no comment”.", "Then he left [1]."]
+        );
+    }
 }
 
 /// Lowercased, punctuation at the ends trimmed, spaces collapsed.
