@@ -74,6 +74,9 @@ pub struct VectorWorkerConfig {
     pub interim_batch: usize,
 }
 
+/// Interim vectors remembered for an upgrade (about 50 MB of hashes).
+const MAX_UPGRADES_QUEUED: usize = 1_000_000;
+
 /// Posts the main embedder takes at once when an interim embedder stands by: few, so a post
 /// that arrives meanwhile waits at most one such batch before the interim embedder takes it.
 const MAIN_BATCH_WITH_INTERIM: usize = 16;
@@ -297,9 +300,7 @@ impl Worker {
         self.write(points).await?;
         self.count(stats);
         for h in interim_hashes {
-            if self.upgrade_set.insert(h) {
-                self.upgrades.push_back(h);
-            }
+            self.queue_upgrade(h);
         }
         self.stats
             .vectors_interim
@@ -422,6 +423,21 @@ impl Worker {
         Ok((points, stats))
     }
 
+    /// Queues a post whose stored vector is interim for an upgrade. Under a sustained rate the
+    /// model cannot follow the queue would grow without end: past [`MAX_UPGRADES_QUEUED`] the
+    /// oldest are forgotten here (upgrades go newest first, so they were last in line anyway);
+    /// their marks stay in the store, and the next reconciliation queues them again.
+    fn queue_upgrade(&mut self, h: u64) {
+        if self.upgrade_set.insert(h) {
+            self.upgrades.push_back(h);
+        }
+        while self.upgrades.len() > MAX_UPGRADES_QUEUED {
+            if let Some(old) = self.upgrades.pop_front() {
+                self.upgrade_set.remove(&old);
+            }
+        }
+    }
+
     fn remember(&mut self, key: u64, vector: Arc<Vec<f32>>) {
         if self.config.reuse_cache == 0 {
             return;
@@ -448,9 +464,8 @@ impl Worker {
             let stored = self.store.all_ids()?;
             let stored_hashes: HashSet<u64> = stored.iter().map(|s| s.id_hash).collect();
             for s in &stored {
-                if s.interim && text_ids.contains(&s.id_hash) && self.upgrade_set.insert(s.id_hash)
-                {
-                    self.upgrades.push_back(s.id_hash);
+                if s.interim && text_ids.contains(&s.id_hash) {
+                    self.queue_upgrade(s.id_hash);
                 }
             }
             self.stats

@@ -80,7 +80,11 @@ fn post_quotes(line: &str) -> (Vec<String>, String) {
                 if let Some(before) = head.strip_suffix("A post") {
                     return Some(from + before.len());
                 }
-                let start = head.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+                let start = head
+                    .char_indices()
+                    .rev()
+                    .find(|(_, c)| c.is_whitespace())
+                    .map_or(0, |(i, c)| i + c.len_utf8());
                 head[start..].starts_with('@').then_some(from + start)
             });
         match (close, who) {
@@ -116,6 +120,11 @@ mod quote_tests {
                 "地震です。東京で揺れ [3]",
                 "Police closed the roads [2].",
             ]
+        );
+        // After a space of any width (an ideographic space is three bytes).
+        assert_eq!(
+            judged_units("東京です。\u{3000}@nhk: “地震です” [1]"),
+            ["地震です [1]", "東京です。"]
         );
         // A quotation mark the gate did not write is read as any sentence.
         assert_eq!(
