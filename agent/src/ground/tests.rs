@@ -231,6 +231,21 @@ fn a_post_copied_with_its_header_is_quoted() {
         );
         assert_eq!((g.quoted, g.kept), (1, 2));
     }
+    // The same for a post in Japanese, whose sentences end with 。 and no space.
+    let ja = vec![GroundPost::by(
+        "東京で大きな地震です。電車は止まっています。",
+        Some("nhk"),
+    )];
+    let mut g = SentenceGate::with_posts(ja, Strictness::Strict);
+    g.quote_copies = true;
+    let out = g.push("[1] @nhk (1 hour ago): 東京で大きな地震です。")
+        + &g.push("電車は止まっています。")
+        + &g.finish();
+    assert_eq!(
+        out,
+        "@nhk: “東京で大きな地震です。電車は止まっています。” (one account reports this; unconfirmed) [1]"
+    );
+    assert_eq!(g.quoted, 1);
     // A summary of given posts drops the copy (its fallback quotes the story's main posts).
     let mut g = SentenceGate::with_posts(posts.clone(), Strictness::Strict);
     assert_eq!(
