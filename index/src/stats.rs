@@ -16,7 +16,8 @@ pub struct IndexStats {
     /// Points written to the vector index (an interim vector replaced later counts once, here;
     /// the replacement in `vectors_upgraded`).
     pub vectors_upserted: AtomicU64,
-    /// Texts actually run through the embedder.
+    /// Texts actually run through an embedder: the interim one's and the model's (a post given
+    /// an interim vector and upgraded later counts twice).
     pub embedded: AtomicU64,
     /// Vectors reused from a near-duplicate instead of embedding again.
     pub embeddings_reused: AtomicU64,
