@@ -511,7 +511,10 @@ async function loadSources() {
       if (s.connected && s.lag_secs !== null && s.lag_secs !== undefined) bits.push(`${fmtSecs(s.lag_secs)} behind`);
       if (s.backlog) bits.push(`${s.backlog} waiting`);
       if (s.retry_in_secs) bits.push(`retry in ${fmtSecs(s.retry_in_secs)}`);
-      bits.push(`${s.inserted} post${s.inserted === 1 ? "" : "s"}`);
+      // This source's own counts since the server started: the posts listed below come from
+      // every source and from the index, so "0 posts" alone read as if nothing had arrived.
+      bits.push(`${s.inserted} new post${s.inserted === 1 ? "" : "s"} from it since start`);
+      if (s.duplicates) bits.push(`${s.duplicates} already indexed`);
       if (s.rejected) bits.push(`${s.rejected} rejected`);
       return el("li", { class: `source ${s.connected ? "ok" : "down"}`, "data-testid": "source", "data-state": s.state, title: s.last_error ? `last error: ${s.last_error}` : "" },
         el("span", { class: "dot" }),

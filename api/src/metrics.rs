@@ -36,7 +36,8 @@ struct IndexCollector(Arc<IndexStats>);
 impl prometheus_client::collector::Collector for IndexCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
-        let counters: [(&str, &str, u64); 12] = [
+        let fit = s.interim_fit();
+        let counters: [(&str, &str, u64); 14] = [
             (
                 "index_posts_inserted",
                 "Posts inserted",
@@ -97,6 +98,16 @@ impl prometheus_client::collector::Collector for IndexCollector {
                 "Interim vectors replaced by the main embedder's",
                 s.vectors_upgraded.load(Ordering::Relaxed),
             ),
+            (
+                "index_interim_pairs",
+                "Texts the main embedder embedded that the interim embedder learned from",
+                fit.map_or(0, |f| f.pairs),
+            ),
+            (
+                "index_interim_refits",
+                "Corrections of the interim embedder fitted on them and put in use",
+                fit.map_or(0, |f| f.refits),
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -132,6 +143,15 @@ impl prometheus_client::collector::Collector for IndexCollector {
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        if let Some(cosine) = fit.and_then(|f| f.cosine) {
+            let gauge = ConstGauge::new(f64::from(cosine));
+            gauge.encode(encoder.encode_descriptor(
+                "index_interim_cosine",
+                "Mean cosine between interim vectors and the main embedder's on held-out posts",
+                None,
+                gauge.metric_type(),
+            )?)?;
         }
         Ok(())
     }

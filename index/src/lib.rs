@@ -30,7 +30,9 @@ mod vector_worker;
 pub mod vectors;
 mod writer;
 
-pub use embed::{Embedder, LocalEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig, StaticEmbedder};
+pub use embed::{
+    Embedder, InterimFit, LocalEmbedder, OpenAiEmbedder, OpenAiEmbedderConfig, StaticEmbedder,
+};
 pub use error::IndexError;
 pub use post::{Engagement, Post, PostId, PostRefs};
 pub use search::{

@@ -1,6 +1,8 @@
 //! Counters the index keeps for `/metrics` and `/readyz`.
 
+use crate::InterimFit;
 use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Mutex;
 
 /// Monotonic counters and gauges, updated by the writer and the vector worker.
 #[derive(Debug, Default)]
@@ -34,4 +36,16 @@ pub struct IndexStats {
     pub vectors_upgraded: AtomicU64,
     /// Whether the vector half has caught up since start (reconciliation done).
     pub vectors_ready: AtomicBool,
+    /// What the interim embedder has learned from the main one (`None` without one).
+    pub interim_fit: Mutex<Option<InterimFit>>,
+}
+
+impl IndexStats {
+    /// [`IndexStats::interim_fit`] now.
+    pub fn interim_fit(&self) -> Option<InterimFit> {
+        *self
+            .interim_fit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }

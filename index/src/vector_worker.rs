@@ -213,7 +213,7 @@ impl Worker {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Ok(None) => return,
-                    Err(_) => {}
+                    Err(_) => self.note_fit(),
                 }
                 continue;
             }
@@ -390,7 +390,16 @@ impl Worker {
         let embedded = match (to_embed.is_empty(), interim) {
             (true, _) => Vec::new(),
             (false, Some(e)) => e.embed(to_embed).await?,
-            (false, None) => self.embedder.embed(to_embed).await?,
+            (false, None) => {
+                // Every text the main embedder takes teaches the interim one its space.
+                let texts = self.interim.as_ref().map(|_| to_embed.clone());
+                let vectors = self.embedder.embed(to_embed).await?;
+                if let (Some(i), Some(texts)) = (&self.interim, texts) {
+                    i.learn(&texts, &vectors);
+                    self.note_fit();
+                }
+                vectors
+            }
         };
         let fresh: HashMap<u64, Arc<Vec<f32>>> = embed_keys
             .iter()
@@ -421,6 +430,17 @@ impl Worker {
             },
         };
         Ok((points, stats))
+    }
+
+    /// Publishes what the interim embedder has learned (a refit finishes on its own thread).
+    fn note_fit(&self) {
+        if let Some(i) = &self.interim {
+            *self
+                .stats
+                .interim_fit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = i.learned();
+        }
     }
 
     /// Queues a post whose stored vector is interim for an upgrade. Under a sustained rate the

@@ -257,5 +257,98 @@ async fn interim_vectors_are_searchable_at_once_and_upgraded_later() {
     let (status, body) = app.search(query).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["hits"][0]["id"], "s1", "{body}");
+    // Each text the model embedded for an upgrade was handed to the interim table to learn
+    // from (too few here for a refit, which `the_interim_table_learns_the_models_space` covers).
+    let (_, ready) = app.get("/readyz").await;
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let fit = &ready["checks"]["vector_index"]["interim_fit"];
+    let pairs = fit["pairs"].as_u64().unwrap_or(0);
+    assert!(
+        pairs >= 1 && pairs <= waiting && fit["refits"] == 0,
+        "{ready}"
+    );
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(
+        metrics.contains(&format!("index_interim_pairs_total {pairs}")),
+        "{metrics}"
+    );
     app.stop().await;
+}
+
+/// The interim table corrects itself toward the model's space from the pairs (a text, the
+/// model's vector) a running server hands it: after enough real posts it refits, and posts it
+/// never saw come closer to the model's own vectors than with the table as fitted on
+/// vocabulary texts. What it learned is in memory only: a table loaded again starts afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interim_table_learns_the_models_space() {
+    let dir = model_dir();
+    let posts = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/crisislex26/posts.jsonl");
+    // Real posts in several languages, two of every three taught, the rest held out.
+    let texts: Vec<String> = std::fs::read_to_string(&posts)
+        .expect("../shared/data (the public posts)")
+        .lines()
+        .step_by(37)
+        .take(600)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["text"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(texts.len(), 600);
+    let (taught, unseen): (Vec<_>, Vec<_>) =
+        texts.iter().enumerate().partition(|(i, _)| i % 3 != 2);
+    let taught: Vec<String> = taught.into_iter().map(|(_, t)| t.clone()).collect();
+    let unseen: Vec<String> = unseen.into_iter().map(|(_, t)| t.clone()).collect();
+    let local =
+        tokio::task::block_in_place(|| tidings_index::LocalEmbedder::load(&dir, 1)).unwrap();
+    let model_taught = local.embed(taught.clone()).await.unwrap();
+    let model_unseen = local.embed(unseen.clone()).await.unwrap();
+    let mean_cos = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>())
+            .sum::<f32>()
+            / a.len() as f32
+    };
+
+    let interim =
+        tokio::task::block_in_place(|| StaticEmbedder::load_or_fit_interim(&dir)).unwrap();
+    let before = interim.embed_blocking(&unseen).unwrap();
+    assert_eq!(
+        interim.fit_state().map(|f| (f.pairs, f.refits)),
+        Some((0, 0))
+    );
+    // In batches as the vector worker hands them over, the refit on this thread.
+    for (t, y) in taught.chunks(16).zip(model_taught.chunks(16)) {
+        tokio::task::block_in_place(|| interim.learn_from(t, y, true));
+    }
+    let fit = interim.fit_state().unwrap();
+    assert_eq!(fit.pairs, 400);
+    assert_eq!(
+        fit.refits, 1,
+        "one refit after 256 pairs fitted on: {fit:?}"
+    );
+    let after = interim.embed_blocking(&unseen).unwrap();
+    let (was, now) = (
+        mean_cos(&before, &model_unseen),
+        mean_cos(&after, &model_unseen),
+    );
+    assert!(
+        now > was + 0.02,
+        "posts it never saw come closer to the model's vectors: {was:.3} -> {now:.3} ({fit:?})"
+    );
+    for v in &after {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            (norm - 1.0).abs() < 1e-4 || norm == 0.0,
+            "unit length: {norm}"
+        );
+    }
+    // The static table (its own space) does not learn; a table loaded again starts afresh.
+    let own = tokio::task::block_in_place(|| StaticEmbedder::load_or_distill(&dir)).unwrap();
+    own.learn_from(&taught, &model_taught, true);
+    assert_eq!(own.fit_state(), None);
+    let again = tokio::task::block_in_place(|| StaticEmbedder::load_or_fit_interim(&dir)).unwrap();
+    assert_eq!(again.embed_blocking(&unseen).unwrap(), before);
 }

@@ -256,7 +256,7 @@ test("pushed posts appear in the live sidebar, hostile markup stays inert", asyn
   const viaNats = page.locator('[data-testid="live-post"][data-id="nats:1"]');
   await viaNats.waitFor({ timeout: 30_000 });
   assert.match(await viaNats.textContent(), /via NATS/);
-  await page.waitForFunction(() => /1 post\b/.test(document.querySelector('[data-testid="source"]')?.textContent || ""));
+  await page.waitForFunction(() => /\b1 new post from it\b/.test(document.querySelector('[data-testid="source"]')?.textContent || ""));
 
   const hostile = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><a href="javascript:window.__xss=3">click</a> flood kayak`;
   await push([{ id: "web:2", author: "mallory", text: hostile, created_at: now }]);

@@ -17,7 +17,7 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     summary = "Readiness: index writer alive, vector backlog, database, live sources",
     responses(
-        (status = 200, description = "`{status: ready|degraded, replica, checks: {text_index, vector_index: {configured, backend, ok, error, writer, caught_up, pending, interim (posts searched by an interim vector until the embedder replaces it)}, database, sources}}`; `degraded`: serving, but a live source is not connected or the vector store does not answer (search falls back to BM25)", body = Object),
+        (status = 200, description = "`{status: ready|degraded, replica, checks: {text_index, vector_index: {configured, backend, ok, error, writer, caught_up, pending, interim (posts searched by an interim vector until the embedder replaces it), interim_fit: {pairs, refits, cosine} (what the interim embedder learned from the embedder's vectors; null without one)}, database, sources}}`; `degraded`: serving, but a live source is not connected or the vector store does not answer (search falls back to BM25)", body = Object),
         (status = 503, description = "`status: not_ready`: the index writer stopped; `catching_up`: a live source (NATS) still holds posts that waited for this replica since it started", body = Object),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
@@ -61,6 +61,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<s
                 "pending": stats.vectors_pending.load(Ordering::Relaxed),
                 // Posts searchable by an interim vector, waiting for the main embedder's.
                 "interim": stats.vectors_interim.load(Ordering::Relaxed),
+                // What the interim embedder has learned from the main one's vectors.
+                "interim_fit": stats.interim_fit().map(|f| serde_json::json!({
+                    "pairs": f.pairs,
+                    "refits": f.refits,
+                    "cosine": f.cosine,
+                })),
             },
             "database": database,
             "sources": sources,

@@ -9,12 +9,18 @@
 //! The table is distilled on first use and cached beside the teacher's weights
 //! (`static-sif-v2.bin`: magic, vocabulary size, dimension, then little-endian `f32` rows);
 //! a cache whose header does not match the teacher is distilled again.
+//!
+//! The interim table (in the teacher's own space) also learns while it runs: the vector worker
+//! hands it every text the teacher embeds, with the teacher's vector, and from those pairs it
+//! fits a correction of its own vectors toward the teacher's (see [`Adapt`]).
 
-use super::{fit, normalize, Embedder, LocalEmbedder};
+use super::{fit, normalize, Embedder, InterimFit, LocalEmbedder};
 use crate::IndexError;
 use futures::future::BoxFuture;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokenizers::Tokenizer;
 
 const MAGIC: &[u8; 8] = b"TDSIFv2\0";
@@ -32,6 +38,17 @@ const DISTILL_BATCH: usize = 256;
 /// Batches up to this size (a query) are embedded in place; larger ones (the vector worker's
 /// batches, ~80 µs a post) off the async threads.
 const INLINE_TEXTS: usize = 8;
+/// The interim table's first refit from the teacher's pairs comes after this many; each later
+/// one after as many new pairs as the last one had (doubling), at most [`REFIT_MAX_STEP`].
+const REFIT_FIRST: u64 = 256;
+const REFIT_MAX_STEP: u64 = 50_000;
+/// The correction's ridge penalty toward the identity (a unit-length pair adds about
+/// `1 / dim` to each diagonal entry of `XᵀX`, so this weighs like a few hundred pairs).
+const REFIT_RIDGE: f64 = 1.0;
+/// Every this-many-th pair is held out to judge a refit instead of being fitted on.
+const HOLD_OUT_EVERY: u64 = 8;
+/// The newest held-out pairs kept.
+const HELD_OUT_MAX: usize = 512;
 
 /// The distilled table and the teacher's tokenizer.
 pub struct StaticEmbedder {
@@ -40,10 +57,45 @@ pub struct StaticEmbedder {
 }
 
 struct Inner {
-    /// `vocab × dim`, row `i` = token `i`'s weighted vector.
-    table: Vec<f32>,
+    /// `vocab × dim`, row `i` = token `i`'s weighted vector (the interim table's is replaced
+    /// whole when its correction is refitted).
+    table: RwLock<Arc<Vec<f32>>>,
     dim: usize,
     tokenizer: Tokenizer,
+    /// The interim table's learning from the teacher's pairs; `None` for the static table.
+    adapt: Option<Adapt>,
+}
+
+/// The interim table's correction, learned from the pairs (a text, the teacher's vector for it)
+/// the vector worker hands over whenever the teacher embeds. The fit is `y ≈ x C`: `x` is the
+/// text's vector in the table as fitted on vocabulary texts (`base`, which never changes, so
+/// the pairs gathered stay comparable), `y` the teacher's, `C` a `dim × dim` map fitted by
+/// ridge toward the identity and folded into the live table. Vocabulary texts are not posts:
+/// fitted on real posts, the map placed held-out posts clearly closer to the teacher's own
+/// vectors (BENCHMARKS.md, `examples/approx_space.rs`).
+///
+/// A refit runs on a thread of its own (a few seconds: the fold is `vocab × dim²`) and is kept
+/// only if it brings the held-out pairs (every [`HOLD_OUT_EVERY`]th, never fitted on) closer to
+/// the teacher's vectors than the correction in use. What is learned lives in memory: after a
+/// restart the first refit comes again after [`REFIT_FIRST`] pairs (seconds of the teacher's
+/// time), and the vectors already stored keep what they were given until upgraded.
+struct Adapt {
+    base: Arc<Vec<f32>>,
+    state: Mutex<AdaptState>,
+    refitting: AtomicBool,
+}
+
+struct AdaptState {
+    normal: fit::Normal,
+    held_out: VecDeque<(Vec<f32>, Vec<f32>)>,
+    /// Pairs seen (fitted on or held out).
+    seen: u64,
+    /// Pairs in `normal` when the last refit was tried.
+    tried_at: u64,
+    /// The correction in use; `None` is the identity.
+    correction: Option<Arc<Vec<f32>>>,
+    refits: u64,
+    cosine: Option<f32>,
 }
 
 impl StaticEmbedder {
@@ -65,14 +117,159 @@ impl StaticEmbedder {
 
     /// Embeds on the calling thread.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, IndexError> {
-        texts.iter().map(|t| self.inner.embed_one(t)).collect()
+        self.inner.embed_many(texts)
+    }
+
+    /// Gathers the pairs `(texts[i], vectors[i])`, the teacher's vectors for those texts; when
+    /// enough new ones have come since the last refit, refits the interim correction on a
+    /// thread of its own (or on this one with `wait`). A table that does not learn (the
+    /// static one) ignores them.
+    pub fn learn_from(&self, texts: &[String], vectors: &[Vec<f32>], wait: bool) {
+        let Some(adapt) = &self.inner.adapt else {
+            return;
+        };
+        let dim = self.inner.dim;
+        let pairs: Vec<(Vec<f32>, Vec<f32>)> = texts
+            .iter()
+            .zip(vectors)
+            .filter(|(_, y)| y.len() == dim)
+            .filter_map(|(t, y)| {
+                let x = bag(&adapt.base, dim, &self.inner.tokenizer, t).ok()?;
+                x.iter().any(|&v| v != 0.0).then(|| (x, y.clone()))
+            })
+            .collect();
+        let due = {
+            let mut state = adapt.state.lock().unwrap_or_else(PoisonError::into_inner);
+            for (x, y) in pairs {
+                state.seen += 1;
+                if state.seen % HOLD_OUT_EVERY == 0 {
+                    state.held_out.push_back((x, y));
+                    if state.held_out.len() > HELD_OUT_MAX {
+                        state.held_out.pop_front();
+                    }
+                } else {
+                    state.normal.add(&x, &y);
+                }
+            }
+            let step = state.tried_at.clamp(REFIT_FIRST, REFIT_MAX_STEP);
+            state.normal.len() >= state.tried_at + step
+        };
+        if !due || adapt.refitting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        if wait {
+            inner.refit();
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("tidings-interim-fit".into())
+            .spawn(move || inner.refit());
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the interim refit; will try again");
+            adapt.refitting.store(false, Ordering::Release);
+        }
+    }
+
+    /// What the interim table has learned from the teacher so far (`None` for the static one).
+    pub fn fit_state(&self) -> Option<InterimFit> {
+        let adapt = self.inner.adapt.as_ref()?;
+        let state = adapt.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(InterimFit {
+            pairs: state.seen,
+            refits: state.refits,
+            cosine: state.cosine,
+        })
     }
 }
 
 impl Inner {
-    fn embed_one(&self, text: &str) -> Result<Vec<f32>, IndexError> {
-        bag(&self.table, self.dim, &self.tokenizer, text)
+    fn embed_many(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, IndexError> {
+        let table = self
+            .table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        texts
+            .iter()
+            .map(|t| bag(&table, self.dim, &self.tokenizer, t))
+            .collect()
     }
+
+    /// Fits the correction on the pairs gathered so far and, when it brings the held-out
+    /// pairs closer to the teacher than the one in use, folds it into the live table.
+    fn refit(&self) {
+        let Some(adapt) = &self.adapt else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let (normal, held_out, current) = {
+            let mut state = adapt.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.tried_at = state.normal.len();
+            (
+                state.normal.clone(),
+                state.held_out.clone(),
+                state.correction.clone(),
+            )
+        };
+        let outcome = normal.solve(REFIT_RIDGE, fit::Toward::Identity).map(|c| {
+            let before = held_out_cosine(&held_out, current.as_deref().map(Vec::as_slice));
+            let after = held_out_cosine(&held_out, Some(&c));
+            (c, before, after)
+        });
+        match outcome {
+            Ok((c, before, after)) if after >= before => {
+                let mut table = Vec::with_capacity(adapt.base.len());
+                for row in adapt.base.chunks_exact(self.dim) {
+                    table.extend(fit::apply(&c, row));
+                }
+                *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+                let mut state = adapt.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.correction = Some(Arc::new(c));
+                state.refits += 1;
+                state.cosine = Some(after);
+                tracing::info!(
+                    pairs = normal.len(),
+                    held_out = held_out.len(),
+                    cosine_before = before,
+                    cosine_after = after,
+                    secs = started.elapsed().as_secs_f64(),
+                    "refitted the interim embedder to the local model's vectors"
+                );
+            }
+            Ok((_, before, after)) => {
+                let mut state = adapt.state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.cosine = Some(before);
+                tracing::info!(
+                    pairs = normal.len(),
+                    cosine_kept = before,
+                    cosine_refit = after,
+                    "kept the interim embedder's correction: a refit came no closer"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "the interim refit failed; the table is kept"),
+        }
+        adapt.refitting.store(false, Ordering::Release);
+    }
+}
+
+/// Mean cosine between `x C` (or `x` without a correction) and `y` over `pairs`; 0 for none.
+fn held_out_cosine(pairs: &VecDeque<(Vec<f32>, Vec<f32>)>, c: Option<&[f32]>) -> f32 {
+    if pairs.is_empty() {
+        return 0.0;
+    }
+    let sum: f32 = pairs
+        .iter()
+        .map(|(x, y)| {
+            let mut v = match c {
+                Some(c) => fit::apply(c, x),
+                None => x.clone(),
+            };
+            normalize(&mut v);
+            v.iter().zip(y).map(|(a, b)| a * b).sum::<f32>()
+        })
+        .sum();
+    sum / pairs.len() as f32
 }
 
 /// One kind of table: how it is made from the teacher and where it is cached.
@@ -84,6 +281,8 @@ struct TableKind {
     /// What the log says once it is made.
     made: &'static str,
     make: fn(&LocalEmbedder, &Tokenizer, usize) -> Result<Vec<f32>, IndexError>,
+    /// Whether it learns from the teacher's pairs while it runs.
+    learns: bool,
 }
 
 const STATIC_TABLE: TableKind = TableKind {
@@ -92,6 +291,7 @@ const STATIC_TABLE: TableKind = TableKind {
     prefix: "static",
     made: "distilled the static embedder from the local model",
     make: distill,
+    learns: false,
 };
 
 const INTERIM_TABLE: TableKind = TableKind {
@@ -100,6 +300,7 @@ const INTERIM_TABLE: TableKind = TableKind {
     prefix: "interim",
     made: "fitted the interim embedder to the local model",
     make: fit_interim,
+    learns: true,
 };
 
 /// The table `kind` for the teacher in `dir`: read from its cache, or made (and cached).
@@ -136,11 +337,26 @@ fn load_or_make(dir: &Path, kind: &TableKind) -> Result<StaticEmbedder, IndexErr
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bert".into());
+    let table = Arc::new(table);
+    let adapt = kind.learns.then(|| Adapt {
+        base: table.clone(),
+        state: Mutex::new(AdaptState {
+            normal: fit::Normal::new(dim),
+            held_out: VecDeque::new(),
+            seen: 0,
+            tried_at: 0,
+            correction: None,
+            refits: 0,
+            cosine: None,
+        }),
+        refitting: AtomicBool::new(false),
+    });
     Ok(StaticEmbedder {
         inner: Arc::new(Inner {
-            table,
+            table: RwLock::new(table),
             dim,
             tokenizer,
+            adapt,
         }),
         name: format!("{}:{model}", kind.prefix),
     })
@@ -311,12 +527,20 @@ impl Embedder for StaticEmbedder {
         let inner = self.inner.clone();
         Box::pin(async move {
             if texts.len() <= INLINE_TEXTS {
-                return texts.iter().map(|t| inner.embed_one(t)).collect();
+                return inner.embed_many(&texts);
             }
-            tokio::task::spawn_blocking(move || texts.iter().map(|t| inner.embed_one(t)).collect())
+            tokio::task::spawn_blocking(move || inner.embed_many(&texts))
                 .await
                 .map_err(|e| IndexError::internal(format!("embedder task failed: {e}")))?
         })
+    }
+
+    fn learn(&self, texts: &[String], vectors: &[Vec<f32>]) {
+        self.learn_from(texts, vectors, false);
+    }
+
+    fn learned(&self) -> Option<InterimFit> {
+        self.fit_state()
     }
 }
 

@@ -1,6 +1,8 @@
 //! Fitting a static table to its teacher's vector space: texts made of the teacher's own
 //! vocabulary (drawn by a Zipf prior on the token's rank, deterministic), embedded by both, and
-//! the linear map from the table's vectors to the teacher's by ridge regression.
+//! the linear map from the table's vectors to the teacher's by ridge regression; and the normal
+//! equations of such a fit gathered from a stream of pairs (the interim table's correction from
+//! the posts the teacher embeds while it runs).
 
 use crate::IndexError;
 use tokenizers::Tokenizer;
@@ -63,25 +65,101 @@ pub fn ridge(x: &[Vec<f32>], y: &[Vec<f32>], lambda: f64) -> Result<Vec<f32>, In
             "ridge fit: rows of different lengths or none",
         ));
     }
-    let mut a = vec![0f64; d * d];
-    let mut b = vec![0f64; d * d];
+    let mut normal = Normal::new(d);
     for (xi, yi) in x.iter().zip(y) {
-        for (i, &xv) in xi.iter().enumerate() {
+        normal.add(xi, yi);
+    }
+    normal.solve(lambda, Toward::Zero)
+}
+
+/// What a ridge fit shrinks its map toward where the pairs say little.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toward {
+    /// `M = 0`: the plain ridge.
+    Zero,
+    /// `M = I`: a correction of vectors that are already close, left as they are where the
+    /// pairs do not say otherwise.
+    Identity,
+}
+
+/// The normal equations of the least-squares fit `y ≈ x M` (`XᵀX` and `XᵀY`), gathered one
+/// pair at a time: their size does not grow with the pairs, so a fit can learn from a stream.
+#[derive(Clone, Debug)]
+pub struct Normal {
+    d: usize,
+    /// Upper triangle of `XᵀX` (row-major, `j ≥ i`), mirrored when solving.
+    xtx: Vec<f64>,
+    xty: Vec<f64>,
+    n: u64,
+}
+
+impl Normal {
+    pub fn new(d: usize) -> Normal {
+        Normal {
+            d,
+            xtx: vec![0.0; d * d],
+            xty: vec![0.0; d * d],
+            n: 0,
+        }
+    }
+
+    /// Pairs added so far.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Adds the pair `(x, y)`; rows of another length are ignored.
+    pub fn add(&mut self, x: &[f32], y: &[f32]) {
+        let d = self.d;
+        if x.len() != d || y.len() != d {
+            return;
+        }
+        for (i, &xv) in x.iter().enumerate() {
             if xv == 0.0 {
                 continue;
             }
             let xv = xv as f64;
-            for (j, &xj) in xi.iter().enumerate() {
-                a[i * d + j] += xv * xj as f64;
+            for (a, &xj) in self.xtx[i * d + i..(i + 1) * d].iter_mut().zip(&x[i..]) {
+                *a += xv * xj as f64;
             }
-            for (j, &yj) in yi.iter().enumerate() {
-                b[i * d + j] += xv * yj as f64;
+            for (b, &yj) in self.xty[i * d..(i + 1) * d].iter_mut().zip(y) {
+                *b += xv * yj as f64;
             }
         }
+        self.n += 1;
     }
-    for i in 0..d {
-        a[i * d + i] += lambda;
+
+    /// The `d × d` map (row-major) minimising `|XM − Y|² + λ|M − P|²` for `P` chosen by
+    /// `toward`: `M = (XᵀX + λI)⁻¹ (XᵀY + λP)`, solved by Cholesky in `f64`.
+    pub fn solve(&self, lambda: f64, toward: Toward) -> Result<Vec<f32>, IndexError> {
+        let d = self.d;
+        if d == 0 {
+            return Err(IndexError::internal("ridge fit: no dimensions"));
+        }
+        let mut a = vec![0f64; d * d];
+        for i in 0..d {
+            for j in i..d {
+                a[i * d + j] = self.xtx[i * d + j];
+                a[j * d + i] = self.xtx[i * d + j];
+            }
+            a[i * d + i] += lambda;
+        }
+        let mut b = self.xty.clone();
+        if toward == Toward::Identity {
+            for i in 0..d {
+                b[i * d + i] += lambda;
+            }
+        }
+        cholesky_solve(d, &a, &b)
     }
+}
+
+/// `A⁻¹ B` for a symmetric positive definite `d × d` `A` and a `d × d` `B`, as `f32`.
+fn cholesky_solve(d: usize, a: &[f64], b: &[f64]) -> Result<Vec<f32>, IndexError> {
     // a = L Lᵀ; positive definite for λ > 0.
     let mut l = vec![0f64; d * d];
     for i in 0..d {
@@ -156,6 +234,23 @@ mod tests {
             assert!((got - want).abs() < 1e-3, "{m:?} vs {truth:?}");
         }
         assert!(ridge(&x, &y[..3], 1.0).is_err(), "rows must pair up");
+        // Without pairs a correction is the identity; with many, the truth.
+        let empty = Normal::new(d);
+        let id = empty.solve(1.0, Toward::Identity).unwrap();
+        for i in 0..d {
+            for j in 0..d {
+                assert_eq!(id[i * d + j], f32::from(u8::from(i == j)));
+            }
+        }
+        let mut normal = Normal::new(d);
+        for (xi, yi) in x.iter().zip(&y) {
+            normal.add(xi, yi);
+        }
+        assert_eq!(normal.len(), 50);
+        let m = normal.solve(1e-9, Toward::Identity).unwrap();
+        for (got, want) in m.iter().zip(&truth) {
+            assert!((got - want).abs() < 1e-3, "{m:?} vs {truth:?}");
+        }
         assert!(ridge(&[], &[], 1.0).is_err());
     }
 }

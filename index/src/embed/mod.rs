@@ -25,6 +25,26 @@ pub trait Embedder: Send + Sync {
     fn name(&self) -> &str;
     /// One L2-normalised vector per text, in order.
     fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, IndexError>>;
+    /// Texts another (better) embedder has just embedded, with its vectors: an interim embedder
+    /// learns from them to come closer to it. Cheap; any slow work runs elsewhere. Embedders
+    /// that do not learn ignore them (the default).
+    fn learn(&self, _texts: &[String], _vectors: &[Vec<f32>]) {}
+    /// What [`Embedder::learn`] has done so far; `None` for an embedder that does not learn.
+    fn learned(&self) -> Option<InterimFit> {
+        None
+    }
+}
+
+/// What an interim embedder has learned from the main one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct InterimFit {
+    /// Pairs (a text, the main embedder's vector) seen.
+    pub pairs: u64,
+    /// Corrections fitted on them and put in use.
+    pub refits: u64,
+    /// Mean cosine between the interim and the main embedder's vectors on held-out pairs,
+    /// with the correction in use (`None` before the first refit was tried).
+    pub cosine: Option<f32>,
 }
 
 /// Scales `v` to unit length (no-op for the zero vector).
