@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Freshness of Tidings with vectors, by ../shared/peers/fresh.py's method, for the peers table.
 
-A real `tidings serve` on loopback (embedder FRESH_EMBEDDER, default `static`; no chat model)
-first takes the posts_{base-n} corpus over HTTP and embeds all of it. Then a writer adds posts
+A real `tidings serve` on loopback (embedder FRESH_EMBEDDER, default `local`, the product's
+default: the sentence model, with interim vectors for what it cannot take at once; no chat
+model) first takes the posts_{base-n} corpus over HTTP and gives all of it a vector (interim
+ones at once; the model keeps upgrading them in the background while the clock runs, as it
+would in a server that has just taken a large backlog). Then a writer adds posts
 at a steady --rate (default 500 posts/s) for --seconds (default 30), each carrying a unique
 token zzf<seq>, as NDJSON pushes every 10 ms over several keep-alive connections: a push is
 answered after its commit, so each connection sends whatever arrived while it waited as one
@@ -15,7 +18,8 @@ Two lags per post, both from its scheduled arrival time (CLOCK_MONOTONIC, one cl
   moment the query that first returned it completed (as fresh.py does).
 - vector: a second thread polls GET /metrics every --poll-ms for `index_vectors_upserted`;
   vectors are written in commit order, so when the counter passes base + k, posts 0..k have
-  their vectors (searchable by meaning from then on).
+  their vectors (searchable by meaning from then on; a post's first vector, interim or the
+  model's, counts).
 Results land as fresh-tidings-<ms>ms (BM25) and fresh-tidings_vectors-<ms>ms (vectors) in the
 peers results folder, read by report.py's freshness table.
 """
@@ -89,7 +93,7 @@ def main():
     ap.add_argument("--poll-ms", type=float, default=10)
     ap.add_argument("--pushers", type=int, default=40)
     a = ap.parse_args()
-    embedder = os.environ.get("FRESH_EMBEDDER", "static")
+    embedder = os.environ.get("FRESH_EMBEDDER", "local")
     commit_ms = 200
 
     ids, texts, ts, meta = C.load_corpus(a.base_n)
@@ -98,7 +102,7 @@ def main():
     env = dict(os.environ, TIDINGS__EMBEDDER__KIND=embedder, TIDINGS__MODEL__KIND="none",
                TIDINGS__DATA__DIR=path, TIDINGS__INDEX__COMMIT_INTERVAL_MS=str(commit_ms),
                TIDINGS__EMBEDDER__MODEL_DIR=os.path.join(REPO, "models", "all-minilm-l6-v2"),
-               RUST_LOG="warn")
+               RUST_LOG=os.environ.get("FRESH_RUST_LOG", "warn"))
     srv = subprocess.Popen([BIN, "serve", "--no-sources", "--bind", f"127.0.0.1:{port}"], env=env)
     try:
         wait_ready(port, srv)

@@ -15,8 +15,10 @@ export BIG_PEERS="${BIG_PEERS:-tantivy tidings}"
 bash ../shared/peers/run_all.sh
 # Freshness of Tidings with vectors (fresh.py's method; BM25 and vector lag per post), then the
 # report again so that its freshness table holds Tidings beside tantivy-py and LanceDB.
-# FRESH_EMBEDDER=local measures the sentence model instead of the distilled table (embedding the
-# 100k base corpus then takes about half an hour, and vectors trail a 500 posts/s stream).
+# FRESH_EMBEDDER defaults to the product's embedder (`local`: the sentence model with interim
+# vectors); FRESH_EMBEDDER=static measures the distilled table alone, and
+# TIDINGS__EMBEDDER__INTERIM=none the sentence model alone (embedding the 100k base corpus then
+# takes about twenty minutes, and vectors trail a 500 posts/s stream).
 results=${PEERS_RESULTS:-/tmp/peers-results}
 ( cd ../shared/peers && PYTHONPATH="$PWD" PEERS_RESULTS="$results" \
     timeout "${STEP_TIMEOUT:-900}" "${PEERS_VENV:-/tmp/peers-venv}/bin/python" \

@@ -15,7 +15,7 @@ fn main() {
         })
         .collect();
     e.embed_blocking(&texts[..32]).expect("warm");
-    for batch in [1usize, 16, 32, 64] {
+    for batch in [1usize, 4, 8, 16, 32, 64] {
         let t = Instant::now();
         for c in texts.chunks(batch) {
             e.embed_blocking(c).expect("embed");

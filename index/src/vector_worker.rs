@@ -81,6 +81,13 @@ const MAX_UPGRADES_QUEUED: usize = 1_000_000;
 /// that arrives meanwhile waits at most one such batch before the interim embedder takes it.
 const MAIN_BATCH_WITH_INTERIM: usize = 16;
 
+/// Interim vectors the main embedder replaces at a time. New posts wait while it runs (they
+/// are looked at between batches), so a batch must stay short even when the CPU is shared
+/// with an ingest and an HNSW build: with 16, the peers' freshness run (500 posts/s over a
+/// 100k backlog being upgraded) saw vectors trail by p99 2.3–2.6 s; the model embeds as
+/// many posts/s in batches of 4 (`examples/embed_speed.rs`).
+const UPGRADE_BATCH: usize = 4;
+
 impl Default for VectorWorkerConfig {
     fn default() -> Self {
         VectorWorkerConfig {
@@ -315,7 +322,7 @@ impl Worker {
     /// Replaces the interim vectors of the newest posts that hold one with the main embedder's.
     /// A post gone from the text index meanwhile is skipped.
     async fn upgrade(&mut self) -> Result<(), crate::IndexError> {
-        let take = MAIN_BATCH_WITH_INTERIM
+        let take = UPGRADE_BATCH
             .min(self.config.batch)
             .min(self.upgrades.len());
         let hashes: HashSet<u64> = self.upgrades.iter().rev().take(take).copied().collect();
