@@ -56,11 +56,11 @@ bench: build
 
 # Ingest from NATS JetStream at 127.0.0.1:4222: publish → searchable by BM25 and → vector written
 # (p50/p99) at 50, 500 and 5,000 posts/s, vector catch-up, backlog drain beside the writer alone.
-# NATS_EMBEDDER=local measures the product's default instead of the distilled table: the sentence
-# model with interim vectors for what it cannot take at once ("vector written" is the first
-# vector, interim or not); TIDINGS__EMBEDDER__INTERIM=none as well measures the model alone (it
-# keeps up with ~50 posts/s only: the 5,000 posts/s run then takes about half an hour).
-NATS_EMBEDDER ?= static
+# The product's default embedder: the sentence model with interim vectors for what it cannot
+# take at once ("vector written" is the first vector, interim or not). NATS_EMBEDDER=static
+# measures the distilled table alone; TIDINGS__EMBEDDER__INTERIM=none the model alone (it keeps
+# up with ~50-85 posts/s only: the 5,000 posts/s run then takes about half an hour).
+NATS_EMBEDDER ?= local
 bench-nats: build
 	TIDINGS__EMBEDDER__KIND=$(NATS_EMBEDDER) $(TARGET_DIR)/debug/tidings-tools bench --nats \
 	  --nats-rate 50 --nats-rate 500 --nats-rate 5000 --shared $(SHARED)

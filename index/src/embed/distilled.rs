@@ -132,7 +132,8 @@ impl StaticEmbedder {
         let pairs: Vec<(Vec<f32>, Vec<f32>)> = texts
             .iter()
             .zip(vectors)
-            .filter(|(_, y)| y.len() == dim)
+            // (A non-finite vector would poison the sums for good.)
+            .filter(|(_, y)| y.len() == dim && y.iter().all(|v| v.is_finite()))
             .filter_map(|(t, y)| {
                 let x = bag(&adapt.base, dim, &self.inner.tokenizer, t).ok()?;
                 x.iter().any(|&v| v != 0.0).then(|| (x, y.clone()))
