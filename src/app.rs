@@ -76,6 +76,21 @@ pub fn interim_embedder(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Em
 /// Opens the index in the data dir. `with_vectors = false` skips the dense half entirely
 /// (a later start with vectors reconciles and embeds what is missing).
 pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<IndexService> {
+    let interim = if with_vectors {
+        interim_embedder(settings)?
+    } else {
+        None
+    };
+    open_index_with(settings, with_vectors, interim)
+}
+
+/// [`open_index`] with this interim embedder instead of the one the settings make (the
+/// evaluation's, taught beforehand).
+pub fn open_index_with(
+    settings: &Settings,
+    with_vectors: bool,
+    interim: Option<Arc<dyn Embedder>>,
+) -> anyhow::Result<IndexService> {
     let config = IndexConfig {
         data_dir: settings.data.dir.clone(),
         writer: WriterConfig {
@@ -105,7 +120,7 @@ pub fn open_index(settings: &Settings, with_vectors: bool) -> anyhow::Result<Ind
             Some(DenseParts {
                 store,
                 embedder,
-                interim: interim_embedder(settings)?,
+                interim,
             })
         }
         _ => None,

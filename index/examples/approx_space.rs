@@ -22,6 +22,17 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
+/// "N pairs (R refits, held-out cosine C)" for an interim table that learned.
+fn learned(table: &StaticEmbedder) -> String {
+    let f = table.fit_state().expect("the interim table learns");
+    format!(
+        "{} pairs ({} refits, held-out cosine {:.3})",
+        f.pairs,
+        f.refits,
+        f.cosine.unwrap_or(0.0)
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (dir, data) = (Path::new(&args[1]), Path::new(&args[2]));
@@ -167,13 +178,10 @@ fn main() {
         let y: Vec<Vec<f32>> = idx.iter().map(|&i| model_posts[i].clone()).collect();
         learner.learn_from(&t, &y, true);
         fed = stop;
-        let state = learner.fit_state().unwrap();
         report(
             &format!(
-                "interim, corrected while running: {} pairs of the even half ({} refits, held-out cosine {:.3})",
-                state.pairs,
-                state.refits,
-                state.cosine.unwrap_or(0.0)
+                "interim, corrected while running: {} of the even half",
+                learned(&learner)
             ),
             &learner.embed_blocking(&texts).unwrap(),
             &model_queries,
@@ -194,13 +202,10 @@ fn main() {
         let other_vectors = teacher.embed_blocking(&other_texts).unwrap();
         let cross = StaticEmbedder::load_or_fit_interim(dir).expect("the interim table");
         cross.learn_from(&other_texts, &other_vectors, true);
-        let state = cross.fit_state().unwrap();
         report(
             &format!(
-                "interim, corrected on {} pairs of another corpus ({} refits, held-out cosine there {:.3})",
-                state.pairs,
-                state.refits,
-                state.cosine.unwrap_or(0.0)
+                "interim, corrected on {} of another corpus",
+                learned(&cross)
             ),
             &cross.embed_blocking(&texts).unwrap(),
             &model_queries,

@@ -80,7 +80,8 @@ pub struct EvalOptions {
     /// top post, what was found): for reading the answers, not for scoring.
     pub answers_out: Option<PathBuf>,
     /// The embedder of the dense half: `local`, `interim` (the local model's queries against
-    /// interim vectors only) or `static`.
+    /// interim vectors only), `interim-learned` (the same, from a table that first learned
+    /// from the model's vectors of every 11th post) or `static`.
     pub embedder: String,
 }
 
@@ -197,23 +198,40 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     anyhow::ensure!(
-        ["local", "static", "interim"].contains(&options.embedder.as_str()),
-        "--embedder is `{}`; use local, static or interim",
+        ["local", "static", "interim", "interim-learned"].contains(&options.embedder.as_str()),
+        "--embedder is `{}`; use local, static, interim or interim-learned",
         options.embedder
     );
     // `local`: every post with the local model's own vector (what the product holds once the
     // interim vectors are upgraded); `interim`: every post with the interim table's vector in
     // the local model's space, never upgraded, queries by the local model (what it holds
-    // while the model cannot keep up); `static`: the static table's own space throughout.
+    // while the model cannot keep up); `interim-learned`: the same after the table learned
+    // from the model's vectors of every 11th post (what a server holds once the model has
+    // embedded that many, counting those posts as interim too); `static`: the static table's
+    // own space throughout.
+    let learned = options.embedder == "interim-learned";
     let (kind, interim) = match options.embedder.as_str() {
-        "interim" => ("local", "static"),
+        "interim" | "interim-learned" => ("local", "static"),
         other => (other, "none"),
     };
     settings.embedder.kind = kind.into();
     settings.embedder.interim = interim.into();
-    settings.embedder.upgrade = options.embedder != "interim";
+    settings.embedder.upgrade = !options.embedder.starts_with("interim");
     println!("eval: dense half embedded by `{}`", options.embedder);
-    let service = tokio::task::block_in_place(|| app::open_index(&settings, true))?;
+    let service = if learned {
+        let texts: Vec<String> = [crisis.join("posts.jsonl"), tweetqa.join("posts.jsonl")]
+            .iter()
+            .map(|p| post_texts(p))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .step_by(11)
+            .collect();
+        let taught = taught_interim(&settings, &texts).await?;
+        tokio::task::block_in_place(|| app::open_index_with(&settings, true, Some(taught)))?
+    } else {
+        tokio::task::block_in_place(|| app::open_index(&settings, true))?
+    };
     let started = Instant::now();
     let n1 = ingest_file(&service, &crisis.join("posts.jsonl")).await?;
     let n2 = ingest_file(&service, &tweetqa.join("posts.jsonl")).await?;
@@ -541,4 +559,43 @@ pub async fn run(mut settings: Settings, options: EvalOptions) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// The `text` of every post in a JSONL file, in order.
+fn post_texts(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Text {
+        #[serde(default)]
+        text: Option<String>,
+    }
+    Ok(read_jsonl::<Text>(path)?
+        .into_iter()
+        .map(|t| t.text.unwrap_or_default())
+        .collect())
+}
+
+/// The interim table after learning from the local model's vectors of `texts`, handed over in
+/// batches of 16 as the vector worker does (so it refits on the shipped schedule).
+async fn taught_interim(
+    settings: &Settings,
+    texts: &[String],
+) -> anyhow::Result<std::sync::Arc<dyn tidings_index::Embedder>> {
+    let started = Instant::now();
+    let model = app::embedder(settings)?.context("the eval needs an embedder")?;
+    let table = tokio::task::block_in_place(|| {
+        tidings_index::StaticEmbedder::load_or_fit_interim(&settings.embedder.model_dir)
+    })?;
+    for batch in texts.chunks(16) {
+        let vectors = model.embed(batch.to_vec()).await?;
+        tokio::task::block_in_place(|| table.learn_from(batch, &vectors, true));
+    }
+    let fit = table.fit_state().unwrap_or_default();
+    println!(
+        "eval: the interim table learned from {} posts in {:.1}s ({} refits, held-out cosine {:.3})",
+        fit.pairs,
+        started.elapsed().as_secs_f64(),
+        fit.refits,
+        fit.cosine.unwrap_or(0.0)
+    );
+    Ok(std::sync::Arc::new(table))
 }

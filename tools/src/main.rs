@@ -67,8 +67,9 @@ enum Command {
         answers_out: Option<PathBuf>,
         /// The embedder for the dense half: `local` (the sentence model's own vectors for every
         /// post), `interim` (the interim table's vectors for every post, never upgraded,
-        /// searched with the sentence model's query vectors) or `static` (the table distilled
-        /// from it, in its own space).
+        /// searched with the sentence model's query vectors), `interim-learned` (the same from
+        /// a table that first learned from the model's vectors of every 11th post) or `static`
+        /// (the table distilled from it, in its own space).
         #[arg(long, default_value = "local")]
         embedder: String,
     },
