@@ -6,6 +6,7 @@
 //!   window of the 60 days ending at the topic's `as_of`;
 //! - TweetQA: recall@1 / @10 of the gold post for every public question, with the window ending
 //!   at the question's `as_of`.
+//!
 //! Ranking is evaluated with recency decay and duplicate collapse off, so the figures measure
 //! retrieval rather than presentation. `--check-floors` fails on figures a broken index would give.
 //!
