@@ -345,6 +345,23 @@ async fn the_interim_table_learns_the_models_space() {
             "unit length: {norm}"
         );
     }
+    // Text in any script is learned from, without a panic.
+    let scripts: Vec<String> = [
+        "山手線は運転を見合わせています",
+        "زلزال بقوة 5.9 يضرب شمال إيطاليا",
+        "Café crème, naïve résumé — 🌊🌊 evacuate now",
+        "",
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    let vectors = local.embed(scripts.clone()).await.unwrap();
+    tokio::task::block_in_place(|| interim.learn_from(&scripts, &vectors, true));
+    let pairs = interim.fit_state().unwrap().pairs;
+    assert!(
+        (403..=404).contains(&pairs),
+        "the three with words: {pairs}"
+    );
     // The static table (its own space) does not learn; a table loaded again starts afresh.
     let own = tokio::task::block_in_place(|| StaticEmbedder::load_or_distill(&dir)).unwrap();
     own.learn_from(&taught, &model_taught, true);
