@@ -251,11 +251,19 @@ async fn two_replicas_share_the_work_and_recover_each_other() {
             );
             let posts = |r: &Value| r["checks"]["text_index"]["posts"].as_u64().unwrap_or(0);
             let n = points(&qdrant);
-            if posts(&ra) == N as u64 && posts(&rb) == N as u64 && n == N as u64 {
+            // The writer counts a batch as embedded once its upsert has returned, a moment
+            // after Qdrant already holds the points: wait for the count too (the exact figure
+            // is checked below, so a post embedded twice still fails).
+            let embedded = a.embedded(&client).await + b.embedded(&client).await;
+            if posts(&ra) == N as u64
+                && posts(&rb) == N as u64
+                && n == N as u64
+                && embedded >= N as u64
+            {
                 Ok(())
             } else {
                 Err(format!(
-                    "a {} posts, b {} posts, qdrant {n} points",
+                    "a {} posts, b {} posts, qdrant {n} points, {embedded} embedded",
                     posts(&ra),
                     posts(&rb)
                 ))
@@ -378,21 +386,23 @@ async fn two_replicas_share_the_work_and_recover_each_other() {
     .await;
     let before = b.embedded(&client).await;
     publish(&js, &subject, N..N + 10).await;
-    until("the new posts have vectors", 120, || async {
-        let n = points(&qdrant);
-        if n == N as u64 + 10 {
-            Ok(())
-        } else {
-            Err(format!("{n} points"))
-        }
-    })
+    until(
+        "b embeds the new posts and Qdrant holds them",
+        120,
+        || async {
+            let n = points(&qdrant);
+            let embedded = b.embedded(&client).await - before;
+            if n == N as u64 + 10 && embedded >= 10 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{n} points, b embedded {embedded} (writer before the kill: {})",
+                    if a_writes { "a" } else { "b" }
+                ))
+            }
+        },
+    )
     .await;
-    let after = b.embedded(&client).await;
-    assert!(
-        after - before >= 10,
-        "b embedded the new posts (writer before the kill: {})",
-        if a_writes { "a" } else { "b" }
-    );
 
     // a comes back after 10 posts it did not see: it reports ready only once it has read them.
     a.start(&client).await;
