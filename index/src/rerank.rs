@@ -130,6 +130,11 @@ pub const ANSWERS_MODEL: LinearModel = LinearModel {
 /// half: 0.906 / 0.650); 0.2 would decline 0.83 but lose 0.25 of the answerable ones.
 pub const ANSWERS_THRESHOLD: f32 = 0.1;
 
+/// A question-level answerability model measured beside [`ANSWERS_MODEL`], not used by the
+/// agent: the best candidate's ranker logit and its lead over the runner-up, capped here. See
+/// [`train_answerable`] and BENCHMARKS.md ("Answerability from the ranker's lead").
+pub const ANSWERABLE_MARGIN_CAP: f32 = 5.0;
+
 /// What a candidate brought from the retrievers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RetrievalSignals {
@@ -471,6 +476,145 @@ pub fn train_answerability(groups: &[TrainingGroup], epochs: usize, l2: f32) -> 
     fit_logistic(&rows, epochs, l2, true)
 }
 
+/// `group` as a search would have found it without its gold posts: those candidates dropped
+/// and the relative features of the rest recomputed (BM25 score over the new best, ranks moved
+/// up past the removed ones, cosine min–max over what is left). `None` when nothing is left.
+/// The pool does not gain the candidate that would have moved into the last place.
+pub fn without_gold(group: &TrainingGroup) -> Option<TrainingGroup> {
+    let kept: Vec<[f32; FEATURES]> = group
+        .candidates
+        .iter()
+        .zip(&group.gold)
+        .filter(|(_, gold)| !**gold)
+        .map(|(f, _)| *f)
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let rank = |rr: f32| if rr > 0.0 { (1.0 / rr).round() } else { 0.0 };
+    let removed_ranks = |col: usize| -> Vec<f32> {
+        group
+            .candidates
+            .iter()
+            .zip(&group.gold)
+            .filter(|(f, gold)| **gold && f[col] > 0.0)
+            .map(|(f, _)| rank(f[col]))
+            .collect()
+    };
+    let (bm25_removed, dense_removed) = (removed_ranks(3), removed_ranks(4));
+    let bm25_max = kept.iter().map(|f| f[0]).fold(0.0f32, f32::max);
+    let cos_min = kept.iter().map(|f| f[2]).fold(f32::INFINITY, f32::min);
+    let cos_max = kept.iter().map(|f| f[2]).fold(f32::NEG_INFINITY, f32::max);
+    let moved_up = |rr: f32, removed: &[f32]| {
+        let r = rank(rr);
+        if r <= 0.0 {
+            return 0.0;
+        }
+        let r = r - removed.iter().filter(|g| **g < r).count() as f32;
+        1.0 / r.max(1.0)
+    };
+    let candidates = kept
+        .into_iter()
+        .map(|mut f| {
+            if bm25_max > 0.0 {
+                f[0] = (f[0] / bm25_max).clamp(0.0, 1.0);
+            }
+            f[1] = relative_score(f[2], cos_min, cos_max);
+            f[3] = moved_up(f[3], &bm25_removed);
+            f[4] = moved_up(f[4], &dense_removed);
+            f
+        })
+        .collect::<Vec<_>>();
+    Some(TrainingGroup {
+        gold: vec![false; candidates.len()],
+        candidates,
+    })
+}
+
+/// The inputs of the question-level answerability model for a group under `ranker`: the best logit and its lead over the
+/// runner-up, capped (a lone candidate leads by the cap).
+pub fn answerable_inputs(ranker: &LinearModel, group: &TrainingGroup) -> Option<[f32; 2]> {
+    let mut z: Vec<f32> = group.candidates.iter().map(|f| ranker.score(f)).collect();
+    z.sort_by(|a, b| b.total_cmp(a));
+    let best = *z.first()?;
+    let margin = z.get(1).map_or(ANSWERABLE_MARGIN_CAP, |s| {
+        (best - s).min(ANSWERABLE_MARGIN_CAP)
+    });
+    Some([best, margin])
+}
+
+/// Trains the question-level answerability model: logistic regression (Newton's method, a little L2) of "the gold
+/// post is among the candidates" on [`answerable_inputs`], every group that holds its gold post
+/// counted as searched (1) and [`without_gold`] (0). Returns `[w_best, w_margin, bias]`.
+pub fn train_answerable(ranker: &LinearModel, groups: &[TrainingGroup]) -> [f32; 3] {
+    let mut rows: Vec<([f64; 3], f64)> = Vec::new();
+    for g in groups.iter().filter(|g| g.gold.iter().any(|x| *x)) {
+        let (Some(with), Some(without)) = (
+            answerable_inputs(ranker, g),
+            without_gold(g).and_then(|w| answerable_inputs(ranker, &w)),
+        ) else {
+            continue;
+        };
+        for (x, y) in [(with, 1.0), (without, 0.0)] {
+            rows.push(([f64::from(x[0]), f64::from(x[1]), 1.0], y));
+        }
+    }
+    let mut w = [0.0f64; 3];
+    let l2 = 1e-4;
+    for _ in 0..50 {
+        let mut grad = [0.0f64; 3];
+        let mut hess = [[0.0f64; 3]; 3];
+        for (x, y) in &rows {
+            let z: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let p = 1.0 / (1.0 + (-z).exp());
+            for i in 0..3 {
+                grad[i] += (p - y) * x[i];
+                for j in 0..3 {
+                    hess[i][j] += p * (1.0 - p) * x[i] * x[j];
+                }
+            }
+        }
+        let n = rows.len().max(1) as f64;
+        let mut a = [[0.0f64; 3]; 3];
+        let mut b = [0.0f64; 3];
+        for i in 0..3 {
+            b[i] = grad[i] / n + l2 * w[i];
+            for j in 0..3 {
+                a[i][j] = hess[i][j] / n + if i == j { l2 } else { 0.0 };
+            }
+        }
+        let Some(step) = solve3(&a, &b) else {
+            break;
+        };
+        for i in 0..3 {
+            w[i] -= step[i];
+        }
+    }
+    [w[0] as f32, w[1] as f32, w[2] as f32]
+}
+
+/// `x` with `a x = b` for a 3 × 3 `a` (Cramer's rule); `None` when `a` is singular.
+fn solve3(a: &[[f64; 3]; 3], b: &[f64; 3]) -> Option<[f64; 3]> {
+    let det = |m: &[[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(a);
+    if d.abs() < 1e-12 || !d.is_finite() {
+        return None;
+    }
+    let mut x = [0.0; 3];
+    for (c, xc) in x.iter_mut().enumerate() {
+        let mut m = *a;
+        for r in 0..3 {
+            m[r][c] = b[r];
+        }
+        *xc = det(&m) / d;
+    }
+    Some(x)
+}
+
 /// Scores a candidate list: `exp(z − z_best)` per candidate, in the input order.
 pub fn relative_odds(logits: &[f32]) -> Vec<f32> {
     let best = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -513,6 +657,64 @@ impl<F: FnMut(&str) -> u64> IdfCache<F> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Features with the given BM25 (relative score, rank) and cosine, the rest fixed.
+    fn row(bm25: (f32, usize), cos: f32, dense_rank: usize) -> [f32; FEATURES] {
+        let mut f = [0.5; FEATURES];
+        (f[0], f[3]) = (bm25.0, 1.0 / bm25.1 as f32);
+        (f[2], f[4]) = (cos, 1.0 / dense_rank as f32);
+        f
+    }
+
+    #[test]
+    fn removing_the_gold_post_recomputes_its_neighbours_relative_features() {
+        let group = TrainingGroup {
+            candidates: vec![
+                row((1.0, 1), 0.9, 1),
+                row((0.5, 2), 0.5, 3),
+                row((0.25, 3), 0.7, 2),
+            ],
+            gold: vec![true, false, false],
+        };
+        let removed = without_gold(&group).unwrap();
+        assert_eq!(removed.gold, vec![false, false]);
+        let [a, b] = [removed.candidates[0], removed.candidates[1]];
+        // BM25 over the new best, ranks moved up past the gold post, cosine min–max anew.
+        assert_eq!((a[0], a[3]), (1.0, 1.0));
+        assert_eq!((b[0], b[3]), (0.5, 0.5));
+        assert_eq!((a[1], b[1]), (0.0, 1.0));
+        assert_eq!((a[4], b[4]), (0.5, 1.0));
+        // Everything else is the post's own.
+        assert_eq!(a[5..], group.candidates[1][5..]);
+        assert!(without_gold(&TrainingGroup {
+            candidates: vec![row((1.0, 1), 0.9, 1)],
+            gold: vec![true],
+        })
+        .is_none());
+    }
+
+    #[test]
+    fn the_answerable_model_learns_that_a_gold_post_stands_out() {
+        // Gold posts lead their pool by a wide margin; without them the rest is a close pack.
+        let ranker = LinearModel {
+            weights: [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            bias: 0.0,
+        };
+        let groups: Vec<TrainingGroup> = (0..200)
+            .map(|i| {
+                let jitter = (i % 7) as f32 * 0.1;
+                let mut candidates = vec![row((8.0 + jitter, 1), 0.9, 1)];
+                candidates.extend(
+                    (0..5).map(|k| row((4.0 + jitter - k as f32 * 0.2, k + 2), 0.5, k + 2)),
+                );
+                let mut gold = vec![false; candidates.len()];
+                gold[0] = true;
+                TrainingGroup { candidates, gold }
+            })
+            .collect();
+        let [w_best, w_margin, _] = train_answerable(&ranker, &groups);
+        assert!(w_best.is_finite() && w_margin > 0.0, "{w_best} {w_margin}");
+    }
 
     #[test]
     fn the_rarest_known_term_skips_terms_no_post_holds() {

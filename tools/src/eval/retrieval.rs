@@ -172,6 +172,56 @@ pub(super) fn train_reranker(
         let (ha, hd) = rates(&held_probs, t);
         println!("{t:>9.2} | {a:.3} / {d:.3} | {ha:.3} / {hd:.3}");
     }
+    // Whether the search found the question's post at all, from the best logit and its lead
+    // (measured, not used by the agent: see BENCHMARKS.md), each group counted as searched and
+    // with its gold post removed (its neighbours' relative features recomputed), against the
+    // shipped per-post rule measured the same way.
+    let answerable_model = rerank::train_answerable(&rerank::MODEL, &groups[0]);
+    println!(
+        "question-level answerability: sigmoid({:.4}·best logit + {:.4}·min(lead, {}) {:+.4})",
+        answerable_model[0],
+        answerable_model[1],
+        rerank::ANSWERABLE_MARGIN_CAP,
+        answerable_model[2]
+    );
+    let decide = |gs: &[TrainingGroup], t: f32, per_post: bool| -> (f64, f64) {
+        let (mut with, mut without, mut n) = (0usize, 0usize, 0usize);
+        for g in gs.iter().filter(|g| g.gold.iter().any(|x| *x)) {
+            let Some(removed) = rerank::without_gold(g) else {
+                continue;
+            };
+            let answers = |g: &TrainingGroup| -> bool {
+                if per_post {
+                    g.candidates
+                        .iter()
+                        .map(|f| rerank::ANSWERS_MODEL.probability(f))
+                        .fold(0.0, f32::max)
+                        >= rerank::ANSWERS_THRESHOLD
+                } else {
+                    let [w0, w1, b] = answerable_model;
+                    rerank::answerable_inputs(&rerank::MODEL, g)
+                        .is_some_and(|[z, m]| 1.0 / (1.0 + (-(w0 * z + w1 * m + b)).exp()) >= t)
+                }
+            };
+            n += 1;
+            with += usize::from(answers(g));
+            without += usize::from(!answers(&removed));
+        }
+        let n = n.max(1) as f64;
+        (with as f64 / n, without as f64 / n)
+    };
+    println!("the same, measured with the gold post's neighbours' features recomputed:");
+    let (pa, pd) = decide(&groups[0], 0.0, true);
+    let (hpa, hpd) = decide(&groups[1], 0.0, true);
+    println!(
+        "per-post rule (≥ {}) | {pa:.3} / {pd:.3} | {hpa:.3} / {hpd:.3}",
+        rerank::ANSWERS_THRESHOLD
+    );
+    for t in [0.15f32, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5] {
+        let (a, d) = decide(&groups[0], t, false);
+        let (ha, hd) = decide(&groups[1], t, false);
+        println!("{t:>9.2} | {a:.3} / {d:.3} | {ha:.3} / {hd:.3}");
+    }
     debug_assert_eq!(FEATURE_NAMES.len(), FEATURES);
     Ok(())
 }
