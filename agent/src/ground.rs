@@ -5,7 +5,10 @@
 //! `@handles` — appears in that post, and enough of its other content words do too (CJK runs
 //! compare as bigrams). A sentence that cites posts must be supported by the union of the posts
 //! it cites for its claims and by one of them for its words; a sentence that cites nothing is
-//! checked against every post given and, when one supports it, gets that citation. A sentence
+//! checked against every post given and, when one supports it, gets that citation. A number
+//! must also be said of what the sentence says it of: one a post says in another clause than
+//! the words the sentence puts around it ("the bridge is closed until 9pm" of "Flood warning
+//! until 9pm. The bridge is closed.") is not supported (`attach`). A sentence
 //! its own citations do not support, but other given posts do (a model that combined two posts
 //! and cited one, or cited the wrong post), is re-cited to those posts rather than dropped.
 //!
@@ -13,9 +16,10 @@
 //! then passed (with its citations) or dropped. [`extractive`] is the fallback when nothing a
 //! model wrote survives: the most corroborated statements from the posts, quoted, each cited.
 //!
-//! Files: `claims` (what a sentence claims), `extractive` (the quoted fallback and the
+//! Files: `attach` (what a number is said of), `claims` (what a sentence claims), `extractive` (the quoted fallback and the
 //! primary source), `tests`.
 
+mod attach;
 mod claims;
 mod extractive;
 #[cfg(test)]
@@ -52,6 +56,8 @@ pub struct GroundPost {
     pub shown: String,
     /// The account as written, for quoting it.
     pub handle: Option<String>,
+    /// Its clauses, to tell what each number is said of (see `attach`).
+    clauses: Vec<attach::Clause>,
 }
 
 impl GroundPost {
@@ -70,6 +76,7 @@ impl GroundPost {
             author: author.map(str::to_lowercase),
             dup: tidings_index::dedup::near_duplicate_key(text),
             handle: author.map(str::to_string),
+            clauses: attach::clauses(&clean),
             shown: clean,
         }
     }
@@ -95,7 +102,8 @@ pub struct Verdict {
     /// Posts (1-based) that support it: all its claims are in them together, and the best of
     /// them shares enough words.
     pub supported_by: Vec<usize>,
-    /// Claims no candidate post holds.
+    /// Claims no candidate post holds, or holds only said of something else (a number the
+    /// sentence takes from another clause of its post, see `attach`).
     pub missing: Vec<String>,
     /// Whether the sentence makes any factual claim (names or numbers).
     pub factual: bool,
@@ -133,11 +141,22 @@ pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
     if let Some(word) = unheard_opening(sentence, posts) {
         missing.push(word);
     }
+    let plain = MARKER.replace_all(sentence, " ");
+    let said_else = |number: &str, among: &[usize]| {
+        let clauses: Vec<&[attach::Clause]> = among
+            .iter()
+            .map(|n| posts[n - 1].clauses.as_slice())
+            .collect();
+        attach::said_of_something_else(&plain, number, &clauses)
+    };
     for number in &c.numbers {
         if !candidates
             .iter()
             .any(|n| posts[n - 1].numbers.contains(number))
         {
+            missing.push(number.clone());
+        } else if !uncited && said_else(number, &candidates) {
+            // The cited posts say it, but of something else.
             missing.push(number.clone());
         }
     }
@@ -166,7 +185,9 @@ pub fn check(sentence: &str, posts: &[GroundPost]) -> Verdict {
                 let p = &posts[n - 1];
                 let holds = if uncited {
                     c.names.iter().all(|x| p.has_name(x))
-                        && c.numbers.iter().all(|x| p.numbers.contains(x))
+                        && c.numbers
+                            .iter()
+                            .all(|x| p.numbers.contains(x) && !said_else(x, &[*n]))
                         && c.states.iter().all(|x| p.states.contains(x))
                 } else {
                     c.is_empty()

@@ -109,6 +109,37 @@ fn invented_facts_are_unsupported() {
 }
 
 #[test]
+fn a_number_said_of_something_else_is_unsupported() {
+    // Seen in the browser run: the post says 9pm of the warning, the answer of the bridge.
+    let posts = [
+        "Flash flood warning for Riverton until 9pm. The Miller Street bridge is closed to \
+         traffic.",
+        "Officials say the Miller Street bridge stays closed to traffic until 9pm tonight",
+    ];
+    let one = [GroundPost::new(posts[0])];
+    let wrong = "The Miller Street bridge is closed to traffic until 9pm [1].";
+    let v = check(wrong, &one);
+    assert!(!v.supported() && v.missing == ["9"], "{v:?}");
+    assert!(!check(
+        "The Miller Street bridge is closed to traffic until 9pm.",
+        &one
+    )
+    .supported());
+    assert!(check(
+        "A flash flood warning for Riverton runs until 9pm [1].",
+        &one
+    )
+    .supported());
+    assert!(check("The Miller Street bridge is closed to traffic [1].", &one).supported());
+    let mut g = SentenceGate::new(&posts[..1], Strictness::Strict);
+    assert_eq!(g.push(wrong) + &g.finish(), "");
+    // A post that does say it: the sentence is re-cited to it.
+    let mut g = SentenceGate::new(&posts, Strictness::Strict);
+    let out = g.push(wrong) + &g.finish();
+    assert!(out.contains("[2]") && !out.contains("[1]"), "{out}");
+}
+
+#[test]
 fn the_gate_passes_supported_sentences_and_cites_them() {
     let mut g = SentenceGate::new(&POSTS, Strictness::Strict);
     let mut out = String::new();

@@ -154,7 +154,8 @@ pub(super) fn contains_answer(text: &str, answers: &[String]) -> bool {
 
 /// The evaluation's own grounding judge, stricter than the agent's gate and written apart from
 /// it: every capitalised word (the first one too, unless a function word), every number and
-/// `#tag` of the sentence must be in the posts it cites, and one of them must hold at least half
+/// `#tag` of the sentence must be in the posts it cites, each number said near the same words
+/// as in a cited post (see [`number_near_its_words`]), and one of them must hold at least half
 /// of its content words. Returns `None` for a sentence with no words (a bare marker line).
 pub(super) fn strictly_supported(sentence: &str, posts: &[&str]) -> Option<bool> {
     const FUNCTION: &[&str] = &[
@@ -239,6 +240,13 @@ pub(super) fn strictly_supported(sentence: &str, posts: &[&str]) -> Option<bool>
             return Some(false);
         }
     }
+    if plain
+        .split_whitespace()
+        .enumerate()
+        .any(|(i, _)| !number_near_its_words(&plain, i, &cited))
+    {
+        return Some(false);
+    }
     let best = cited
         .iter()
         .map(|p| {
@@ -247,4 +255,99 @@ pub(super) fn strictly_supported(sentence: &str, posts: &[&str]) -> Option<bool>
         })
         .fold(0.0, f64::max);
     Some(best >= 0.5)
+}
+
+/// The digits of a word with their inner marks ("9pm." → "9", "5,000" → "5,000"), if it has any.
+fn digits_of(word: &str) -> Option<String> {
+    let d: String = word
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | ':'))
+        .collect();
+    let d = d.trim_end_matches(['.', ',', ':']);
+    (!d.is_empty()).then(|| d.to_string())
+}
+
+/// The content words (no digits) of the up to four words on each side of word `i` of `words`,
+/// within its sentence.
+fn window(words: &[&str], i: usize) -> std::collections::HashSet<String> {
+    let ends = |w: &str| w.ends_with(['.', ';', '!', '?', '。', '！', '？']);
+    let mut from = i;
+    while from > 0 && i - from < 4 && !ends(words[from - 1]) {
+        from -= 1;
+    }
+    let mut to = i;
+    while to + 1 < words.len() && to - i < 4 && !ends(words[to]) {
+        to += 1;
+    }
+    // Prepositions and units of time that stand next to any number tie nothing together.
+    const AROUND_ANY_NUMBER: &[&str] = &[
+        "until", "till", "since", "before", "after", "than", "least", "about", "around", "nearly",
+        "almost", "over", "under", "per", "by", "at", "to", "from", "pm", "am", "today", "tonight",
+        "utc", "more", "less", "only",
+    ];
+    let text = words[from..=to].join(" ");
+    tidings_agent::cite::content_words(&text)
+        .into_iter()
+        .filter(|w| {
+            !w.chars().any(|c| c.is_ascii_digit()) && !AROUND_ANY_NUMBER.contains(&w.as_str())
+        })
+        .collect()
+}
+
+/// Whether word `i` of `sentence`, when it is a number, is said in a cited post near one of the
+/// words it has near it in the sentence (up to four words each side, not across a sentence's end):
+/// "the bridge is closed until 9pm" is not what "Flood warning until 9pm. The bridge is closed"
+/// says. True for words without digits and for numbers with no content word around them.
+pub(super) fn number_near_its_words(sentence: &str, i: usize, cited: &[&str]) -> bool {
+    let words: Vec<&str> = sentence.split_whitespace().collect();
+    let Some(number) = words.get(i).and_then(|w| digits_of(w)) else {
+        return true;
+    };
+    let around = window(&words, i);
+    if around.is_empty() {
+        return true;
+    }
+    cited.iter().any(|post| {
+        let theirs: Vec<&str> = post.split_whitespace().collect();
+        (0..theirs.len()).any(|j| {
+            digits_of(theirs[j]).as_deref() == Some(number.as_str())
+                && window(&theirs, j).iter().any(|w| around.contains(w))
+        })
+    })
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::*;
+
+    #[test]
+    fn a_number_must_be_said_near_its_words() {
+        let post =
+            ["Flash flood warning for Riverton until 9pm. The Miller Street bridge is closed."];
+        let sentence = "The Miller Street bridge is closed to traffic until 9pm [1].";
+        assert_eq!(strictly_supported(sentence, &post), Some(false));
+        assert_eq!(
+            strictly_supported("A flood warning for Riverton runs until 9pm [1].", &post),
+            Some(true)
+        );
+        // A number alone in its sentence has nothing to be near.
+        assert!(number_near_its_words(
+            "Magnitude. 5.9. Deep",
+            1,
+            &["a 5.9 quake"]
+        ));
+        // A headline's topic is near its details.
+        assert!(number_near_its_words(
+            "The Bronx train derailment killed 4 [1].",
+            5,
+            &["Train derailment in the Bronx: 4 dead, dozens hurt"]
+        ));
+        // In other scripts (no spaces inside a CJK run: the run is one window).
+        assert!(number_near_its_words(
+            "東京で 5 人 けが",
+            1,
+            &["東京で 5 人 けが"]
+        ));
+    }
 }
