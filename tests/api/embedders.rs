@@ -33,6 +33,19 @@ async fn the_static_embedder_is_deterministic_and_one_dir_keeps_one_embedder() {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "{text:?} has norm {norm}");
     }
+    // A text's vector is the bag of its own tokens: a word said twice points where it points
+    // once (when the tokenizer padded every text to 128 tokens, the `[PAD]` rows it added
+    // pulled short texts toward one direction, more the shorter they were).
+    let once_twice = first
+        .embed(vec!["flood".into(), "flood flood".into()])
+        .await
+        .unwrap();
+    let cos: f32 = once_twice[0]
+        .iter()
+        .zip(&once_twice[1])
+        .map(|(x, y)| x * y)
+        .sum();
+    assert!(cos > 0.9999, "cosine {cos}");
     // A restart reads the distilled table back: the same vectors.
     let again = tokio::task::block_in_place(|| StaticEmbedder::load_or_distill(&dir)).unwrap();
     assert_eq!(a, again.embed(texts.clone()).await.unwrap());

@@ -25,8 +25,9 @@ use tokenizers::Tokenizer;
 
 const MAGIC: &[u8; 8] = b"TDSIFv2\0";
 const CACHE_FILE: &str = "static-sif-v2.bin";
-const INTERIM_MAGIC: &[u8; 8] = b"TDINTv1\0";
-const INTERIM_CACHE_FILE: &str = "static-interim-v1.bin";
+/// v2: fitted on bags of a text's own tokens (v1's bags held `[PAD]` rows up to 128 tokens).
+const INTERIM_MAGIC: &[u8; 8] = b"TDINTv2\0";
+const INTERIM_CACHE_FILE: &str = "static-interim-v2.bin";
 /// Texts the interim table's map into the teacher's space is fitted on.
 const INTERIM_FIT_TEXTS: usize = 4000;
 /// The ridge penalty of that fit.
@@ -306,12 +307,15 @@ const INTERIM_TABLE: TableKind = TableKind {
 
 /// The table `kind` for the teacher in `dir`: read from its cache, or made (and cached).
 fn load_or_make(dir: &Path, kind: &TableKind) -> Result<StaticEmbedder, IndexError> {
-    let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+    let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
         IndexError::Unavailable(format!(
             "load {}/tokenizer.json: {e}; run `make setup` to fetch the model",
             dir.display()
         ))
     })?;
+    // The shipped tokenizer pads every text to 128 tokens; a bag of tokens must hold the text's
+    // own tokens only (padding added the `[PAD]` row once per missing token).
+    tokenizer.with_padding(None);
     let vocab = tokenizer.get_vocab_size(true);
     let cache = dir.join(kind.file);
     let (table, dim) = match read_cache(&cache, kind.magic, vocab) {
