@@ -109,6 +109,43 @@ async fn time_windows_and_filters() {
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(hit_ids(&v), vec!["t2"]);
+    // Only the fields asked for, in the order asked; a field the post lacks is left out.
+    let (_, r) = app
+        .search(
+            json!({ "q": "storm", "mode": "text", "as_of": as_of, "since": "1h",
+                        "fields": ["id", "score", "lang", "url", "author"] }),
+        )
+        .await;
+    let hit = &r["hits"][0];
+    let keys: Vec<&str> = hit
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["id", "score", "lang", "author"], "{r}");
+    assert_eq!(hit["id"], "t2");
+    assert_eq!(hit["author"], "bob");
+    let (status, body) = app
+        .get("/v1/search?q=storm&mode=text&as_of=2024-03-01T12:00:00Z&since=1h&fields=id,%20text")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["hits"][0],
+        json!({ "id": "t2", "text": "storm update: roads flooded" })
+    );
+    // A field a hit does not have is refused, with the names it could be.
+    let (status, r) = app
+        .search(json!({ "q": "storm", "fields": ["id", "body"] }))
+        .await;
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(r["error"]["code"], "invalid_request", "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`body`") && message.contains("score_breakdown"),
+        "{message}"
+    );
     app.stop().await;
 }
 

@@ -47,6 +47,12 @@ pub(crate) struct SearchBody {
     half_life: Option<String>,
     /// Collapse near-duplicates into their first post (default true).
     collapse: Option<bool>,
+    /// The fields each hit carries (default: all): any of `id`, `source`, `url`, `author`,
+    /// `author_name`, `text`, `created_at`, `ingested_at`, `lang`, `hashtags`, `mentions`,
+    /// `links`, `labels`, `score`, `score_breakdown`, `duplicates`. A bot that needs only ids
+    /// asks for `["id"]`: a tenth of the bytes to send and to parse.
+    #[serde(default)]
+    fields: Vec<String>,
 }
 
 /// `GET /v1/search`: the fields of [`SearchBody`], lists comma-separated.
@@ -85,6 +91,8 @@ pub(crate) struct SearchParams {
     half_life: Option<String>,
     /// Collapse near-duplicates (default true).
     collapse: Option<bool>,
+    /// Comma-separated fields each hit carries (default: all; see the POST body).
+    fields: Option<String>,
 }
 
 fn split(list: Option<String>) -> Vec<String> {
@@ -114,6 +122,7 @@ impl From<SearchParams> for SearchBody {
             ranker: p.ranker,
             half_life: p.half_life,
             collapse: p.collapse,
+            fields: split(p.fields),
         }
     }
 }
@@ -230,6 +239,132 @@ impl From<&SearchHit> for HitDto {
     }
 }
 
+/// A field of a hit a client may ask for (`fields`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HitField {
+    Id,
+    Source,
+    Url,
+    Author,
+    AuthorName,
+    Text,
+    CreatedAt,
+    IngestedAt,
+    Lang,
+    Hashtags,
+    Mentions,
+    Links,
+    Labels,
+    Score,
+    ScoreBreakdown,
+    Duplicates,
+}
+
+impl HitField {
+    const ALL: [(&'static str, HitField); 16] = [
+        ("id", HitField::Id),
+        ("source", HitField::Source),
+        ("url", HitField::Url),
+        ("author", HitField::Author),
+        ("author_name", HitField::AuthorName),
+        ("text", HitField::Text),
+        ("created_at", HitField::CreatedAt),
+        ("ingested_at", HitField::IngestedAt),
+        ("lang", HitField::Lang),
+        ("hashtags", HitField::Hashtags),
+        ("mentions", HitField::Mentions),
+        ("links", HitField::Links),
+        ("labels", HitField::Labels),
+        ("score", HitField::Score),
+        ("score_breakdown", HitField::ScoreBreakdown),
+        ("duplicates", HitField::Duplicates),
+    ];
+
+    fn parse(name: &str) -> Result<HitField, ApiError> {
+        HitField::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                let names: Vec<&str> = HitField::ALL.iter().map(|(n, _)| *n).collect();
+                invalid(format!(
+                    "`fields` names `{name}`, which a hit does not have; use any of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    fn name(self) -> &'static str {
+        HitField::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+/// A hit as sent: whole, or only the fields the client asked for (in the order asked; an
+/// optional field the post lacks is left out, as in a whole hit).
+#[derive(Debug)]
+struct SentHit {
+    hit: HitDto,
+    fields: Option<std::sync::Arc<[HitField]>>,
+}
+
+impl Serialize for SentHit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(fields) = &self.fields else {
+            return self.hit.serialize(s);
+        };
+        let (h, p) = (&self.hit, &self.hit.post);
+        let mut map = s.serialize_map(None)?;
+        for &f in fields.iter() {
+            let name = f.name();
+            match f {
+                HitField::Id => map.serialize_entry(name, &p.id)?,
+                HitField::Source => map.serialize_entry(name, &p.source)?,
+                HitField::Text => map.serialize_entry(name, &p.text)?,
+                HitField::CreatedAt => map.serialize_entry(name, &p.created_at)?,
+                HitField::IngestedAt => map.serialize_entry(name, &p.ingested_at)?,
+                HitField::Score => map.serialize_entry(name, &h.score)?,
+                HitField::ScoreBreakdown => map.serialize_entry(name, &h.score_breakdown)?,
+                HitField::Url => optional(&mut map, name, &p.url)?,
+                HitField::Author => optional(&mut map, name, &p.author)?,
+                HitField::AuthorName => optional(&mut map, name, &p.author_name)?,
+                HitField::Lang => optional(&mut map, name, &p.lang)?,
+                HitField::Hashtags if !p.hashtags.is_empty() => {
+                    map.serialize_entry(name, &p.hashtags)?
+                }
+                HitField::Mentions if !p.mentions.is_empty() => {
+                    map.serialize_entry(name, &p.mentions)?
+                }
+                HitField::Links if !p.links.is_empty() => map.serialize_entry(name, &p.links)?,
+                HitField::Labels if !p.labels.is_empty() => map.serialize_entry(name, &p.labels)?,
+                HitField::Duplicates if !h.duplicates.is_empty() => {
+                    map.serialize_entry(name, &h.duplicates)?
+                }
+                HitField::Hashtags
+                | HitField::Mentions
+                | HitField::Links
+                | HitField::Labels
+                | HitField::Duplicates => {}
+            }
+        }
+        map.end()
+    }
+}
+
+fn optional<M: serde::ser::SerializeMap>(
+    map: &mut M,
+    name: &'static str,
+    value: &Option<String>,
+) -> Result<(), M::Error> {
+    match value {
+        Some(v) => map.serialize_entry(name, v),
+        None => Ok(()),
+    }
+}
+
 /// How many candidates each retriever gave before fusion.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Candidates {
@@ -253,7 +388,24 @@ pub(crate) struct SearchResponse {
     /// Why a retriever was left out (e.g. vectors unavailable): the hits are BM25's alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     degraded: Option<String>,
-    hits: Vec<HitDto>,
+    /// Whole, or with the fields asked for.
+    #[schema(value_type = Vec<HitDto>)]
+    hits: Vec<SentHit>,
+}
+
+/// The fields each hit carries: `None` for all.
+fn hit_fields(names: &[String]) -> Result<Option<std::sync::Arc<[HitField]>>, ApiError> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut fields: Vec<HitField> = Vec::with_capacity(names.len());
+    for name in names {
+        let f = HitField::parse(name.trim())?;
+        if !fields.contains(&f) {
+            fields.push(f);
+        }
+    }
+    Ok(Some(fields.into()))
 }
 
 /// Turns client input into a resolved [`SearchRequest`].
@@ -358,7 +510,8 @@ fn resolve(body: SearchBody, state: &AppState) -> Result<SearchRequest, ApiError
     })
 }
 
-async fn run(state: AppState, body: SearchBody) -> Result<Json<SearchResponse>, ApiError> {
+async fn run(state: AppState, mut body: SearchBody) -> Result<Json<SearchResponse>, ApiError> {
+    let fields = hit_fields(&std::mem::take(&mut body.fields))?;
     let request = resolve(body, &state)?;
     let to_time = |ms: Option<i64>| ms.and_then(DateTime::from_timestamp_millis);
     let (query, mode, as_of, from, to, half_life) = (
@@ -388,7 +541,14 @@ async fn run(state: AppState, body: SearchBody) -> Result<Json<SearchResponse>, 
             dense: results.dense_candidates,
         },
         degraded: results.degraded,
-        hits: results.hits.iter().map(HitDto::from).collect(),
+        hits: results
+            .hits
+            .iter()
+            .map(|h| SentHit {
+                hit: HitDto::from(h),
+                fields: fields.clone(),
+            })
+            .collect(),
     }))
 }
 
