@@ -50,6 +50,10 @@ struct Writer {
     feed: broadcast::Sender<Arc<Post>>,
 }
 
+/// Segments of one size level that tantivy merges into one (its default is 8): a live stream
+/// commits every second, and each search visits every segment.
+const MERGE_MIN_SEGMENTS: usize = 4;
+
 /// Starts the writer thread.
 pub(crate) fn spawn(
     text: TextIndex,
@@ -68,6 +72,9 @@ pub(crate) fn spawn(
             "open index writer (is another tidings process using this data dir?): {e}"
         ))
     })?;
+    let mut policy = tantivy::merge_policy::LogMergePolicy::default();
+    policy.set_min_num_segments(MERGE_MIN_SEGMENTS);
+    writer.set_merge_policy(Box::new(policy));
     let committed = text.id_map()?;
     let checkpoints = text.checkpoints()?;
     stats.posts.store(committed.len() as u64, Ordering::Relaxed);
