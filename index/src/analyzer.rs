@@ -3,7 +3,9 @@
 //!
 //! Each `#tag` / `@handle` / `$CASH` yields two tokens at the same position: the marked form
 //! (`#boston`) and the bare word (`boston`), so a query for `boston` finds `#Boston` posts while
-//! a query for `#boston` prefers them. A URL yields its host without `www.` (`bbc.co.uk`); its
+//! a query for `#boston` prefers them; a tag or handle in camel case also yields, at that
+//! position, the words its capitals and digits mark (`@JessicaLange` → `jessica`, `lange`), so
+//! a question that names Jessica Lange finds the post that tags her. A URL yields its host without `www.` (`bbc.co.uk`); its
 //! path is dropped. Words are runs of alphanumeric characters with their combining marks and
 //! zero-width joiners (apostrophes inside words kept out). Chinese, Japanese and Korean runs
 //! are split into overlapping character bigrams (`東京で` → `東京`, `京で`), as Lucene's CJK
@@ -254,8 +256,17 @@ fn tokenize_into(text: &str, tokens: &mut Vec<Token>) -> usize {
             if valid {
                 push(tokens, &mut used, text, i, end, position);
                 push(tokens, &mut used, text, start, end, position);
-                // `#東京地震` is also found by `地震`: its CJK bigrams share the position.
+                // `#BruceJenner` is also found by `bruce jenner`, `@realDonaldTrump` by
+                // `donald trump`: the words its capitals mark share the position.
+                // (A word with CJK runs gets its bigrams below instead.)
                 let pieces = split_cjk_runs(&text[start..end]);
+                let parts = camel_parts(&text[start..end]);
+                if parts.len() > 1 && !pieces.iter().any(|p| p.2) {
+                    for (a, b) in parts {
+                        push(tokens, &mut used, text, start + a, start + b, position);
+                    }
+                }
+                // `#東京地震` is also found by `地震`: its CJK bigrams share the position.
                 if pieces.iter().any(|p| p.2) {
                     for (from, to, cjk) in pieces {
                         let spans = if cjk {
@@ -314,6 +325,66 @@ fn tokenize_into(text: &str, tokens: &mut Vec<Token>) -> usize {
         i += c.len_utf8();
     }
     used
+}
+
+/// The words a hashtag's or handle's capitals and digits mark, as byte spans of `word`:
+/// `BruceJenner` → `Bruce` `Jenner`, `NYPDNews` → `NYPD` `News`, `Covid19` → `Covid` `19`. A
+/// new word starts at a capital after a small letter, at the last capital of a run followed by
+/// a small letter, and where letters and digits meet; marks stay with their letter. One span
+/// (the whole word) when nothing marks a boundary; in scripts without case, only digits do. (A
+/// tag with CJK runs gets their bigrams instead.)
+fn camel_parts(word: &str) -> Vec<(usize, usize)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Upper,
+        Lower,
+        /// A letter of a script without case (Arabic, Hebrew, Thai).
+        Caseless,
+        Digit,
+        Other,
+    }
+    let kind = |c: char| {
+        if c.is_uppercase() {
+            Kind::Upper
+        } else if c.is_lowercase() {
+            Kind::Lower
+        } else if c.is_numeric() {
+            Kind::Digit
+        } else if c.is_alphabetic() {
+            Kind::Caseless
+        } else {
+            Kind::Other
+        }
+    };
+    let chars: Vec<(usize, Kind)> = word.char_indices().map(|(i, c)| (i, kind(c))).collect();
+    let mut cuts = vec![0];
+    // The kind of the last letter or digit before each char (marks take their base's kind).
+    let mut last: Option<Kind> = None;
+    for (n, &(i, k)) in chars.iter().enumerate() {
+        if k == Kind::Other {
+            continue;
+        }
+        if let Some(prev) = last {
+            let next = chars[n + 1..]
+                .iter()
+                .map(|&(_, k)| k)
+                .find(|&k| k != Kind::Other);
+            let cut = match (prev, k) {
+                (Kind::Lower, Kind::Upper) => true,
+                (Kind::Upper, Kind::Upper) => next == Some(Kind::Lower),
+                (Kind::Digit, Kind::Upper | Kind::Lower | Kind::Caseless)
+                | (Kind::Upper | Kind::Lower | Kind::Caseless, Kind::Digit) => true,
+                _ => false,
+            };
+            if cut && i > 0 {
+                cuts.push(i);
+            }
+        }
+        last = Some(k);
+    }
+    cuts.push(word.len());
+    cuts.dedup();
+    cuts.windows(2).map(|w| (w[0], w[1])).collect()
 }
 
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
@@ -398,6 +469,38 @@ mod tests {
     }
 
     #[test]
+    fn camel_case_tags_and_handles_also_give_their_words() {
+        let tokens = analyze(
+            "#BruceJenner looks like @JessicaLange says @realDonaldTrump #NYPDNews #Covid19",
+        );
+        for expected in [
+            "#brucejenn",
+            "brucejenn",
+            "bruce",
+            "jenner",
+            "jessica",
+            "lang",
+            "real",
+            "donald",
+            "trump",
+            "nypd",
+            "news",
+            "covid",
+            "19",
+        ] {
+            assert!(
+                tokens.contains(&expected.to_string()),
+                "{expected} missing from {tokens:?}"
+            );
+        }
+        // One word: no parts of its own; a plain word is never split.
+        assert_eq!(analyze("#boston iPhone"), ["#boston", "boston", "iphon"]);
+        assert_eq!(camel_parts("NYPD"), [(0, 4)]);
+        assert_eq!(camel_parts("СлаваУкраїні"), [(0, 10), (10, 24)]);
+        assert_eq!(camel_parts("عاجل2024"), [(0, 8), (8, 12)]);
+    }
+
+    #[test]
     fn stems_english() {
         assert_eq!(analyze("floods flooding"), vec!["flood", "flood"]);
     }
@@ -450,6 +553,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn camel_parts_cover_the_word_in_order(word in "\\PC{0,40}") {
+            let parts = camel_parts(&word);
+            let mut at = 0;
+            for (a, b) in parts {
+                prop_assert!(a == at && a < b && word.is_char_boundary(b), "{word:?}");
+                at = b;
+            }
+            prop_assert_eq!(at, word.len());
+        }
+
         #[test]
         fn never_panics_on_any_script(text in crate::testing::any_text()) {
             let mut tokens = Vec::new();
